@@ -1,0 +1,92 @@
+/* data.h - datasets for evaluation and fine-tuning (DESIGN.md section 8).
+ *
+ * Specs, chosen by prefix:
+ *   idx:IMAGES,LABELS      MNIST IDX files, gzip or raw (labels optional)
+ *   cifar10:DIR            CIFAR-10 binary batches (data_batch_1..5.bin;
+ *                          test_batch.bin when DIR holds only that)
+ *   npy:X.npy[,Y.npy]      NumPy arrays (X float32/float64/uint8, Y ints)
+ *   pb:DIR                 ONNX TensorProto files: DIR/input_0.pb and
+ *                          DIR/output_0.pb (labels, or logits -> argmax),
+ *                          or several test_data_set_N folders under DIR
+ * A dataset owns its float examples (already preprocessed) and labels.
+ * Errors name the data file (np_fail_file) and say what is wrong:
+ * truncated, wrong magic, image count != label count, label out of range.
+ */
+#ifndef NEPENC_DATA_H
+#define NEPENC_DATA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ir.h"
+#include "rt.h"
+#include "status.h"
+
+#define NP_DATA_MAX_CHANNELS 16
+
+typedef struct np_data_opts {
+	/* uint8 pixels are multiplied by scale (default 1/255); float data
+	 * is taken as it is.  Then (x - mean[c]) / std[c] per channel (one
+	 * value applies to every channel).  n_mean == 0: no normalisation. */
+	double scale;                  /* 0 = default 1/255 */
+	double mean[NP_DATA_MAX_CHANNELS];
+	int n_mean;
+	double std[NP_DATA_MAX_CHANNELS];
+	int n_std;
+	int64_t limit;                 /* keep the first N examples; 0 = all */
+} np_data_opts;
+
+typedef struct np_dataset {
+	char *spec;                    /* as given */
+	int64_t n;                     /* examples */
+	int rank;                      /* per-example rank, e.g. 3 for [1,28,28] */
+	int64_t dims[NP_RT_MAX_RANK - 1];
+	int64_t example_size;          /* floats per example */
+	float *x;                      /* n * example_size, owned */
+	int32_t *y;                    /* n labels, owned; NULL: unlabeled */
+	int n_classes;                 /* 1 + max label (0 if unlabeled) */
+} np_dataset;
+
+np_status np_data_load(const char *spec, const np_data_opts *opts,
+                       np_dataset *out, np_error *err);
+void np_dataset_free(np_dataset *d);
+
+/* Check the examples fit the model input (rank + 1 with a free batch dim,
+ * fixed dims equal); error names the spec's file. */
+np_status np_dataset_check_input(const np_dataset *d, const np_value *input,
+                                 np_error *err);
+/* Labels must be < classes (the model's output width). */
+np_status np_dataset_check_labels(const np_dataset *d, int64_t classes,
+                                  np_error *err);
+
+/* A view of examples [first, first+count) sharing d's memory: the view
+ * must not be freed, and must not outlive d. */
+np_dataset np_dataset_slice(const np_dataset *d, int64_t first, int64_t count);
+
+/* Deterministic random numbers (splitmix64 seeding xoshiro256**): the
+ * same seed gives the same shuffles and augmentations on every machine. */
+typedef struct np_rng {
+	uint64_t s[4];
+} np_rng;
+
+void np_rng_seed(np_rng *r, uint64_t seed);
+uint64_t np_rng_next(np_rng *r);
+/* Uniform in [0, n). */
+uint64_t np_rng_below(np_rng *r, uint64_t n);
+/* Fisher-Yates permutation of 0..n-1 into perm. */
+void np_rng_permutation(np_rng *r, int64_t *perm, int64_t n);
+
+typedef struct np_augment {
+	bool flip;                     /* horizontal flip with p = 1/2 */
+	int shift;                     /* random shift up to +-shift pixels,
+	                                * zero fill (after normalisation: the
+	                                * fill is the normalised 0 pixel) */
+} np_augment;
+
+/* Copy examples idx[0..n) into x (n * example_size floats) and labels
+ * into y (if y and d->y), augmenting when aug is non-NULL. */
+void np_dataset_gather(const np_dataset *d, const int64_t *idx, int64_t n,
+                       float *x, int32_t *y, const np_augment *aug,
+                       np_rng *rng, const np_data_opts *opts);
+
+#endif

@@ -1,0 +1,772 @@
+/* exec.c - the planner and executor of the runtime; see rt.h. */
+#include "rt.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+
+#define NP_RT_PLANS 4          /* cached input signatures */
+#define NP_RT_GRAD_SCRATCH 4   /* gradient buffers in flight at once */
+
+typedef struct np_sig_input {
+	int dtype, rank;
+	int64_t dims[NP_RT_MAX_RANK];
+	void *values;              /* non-float inputs: their content */
+	size_t nbytes;
+} np_sig_input;
+
+struct np_plan {
+	np_rtensor *t;             /* one per IR value, by value->id */
+	int n_t;
+	np_xnode *x;               /* one per IR node, graph order */
+	int n_x;
+	np_sig_input *sig;         /* one per graph input, graph order */
+	uint64_t last_used;
+	bool trained;              /* last forward ran in NP_RT_TRAIN */
+};
+
+typedef struct np_scratch {
+	float *buf;
+	size_t cap;
+	bool in_use;
+} np_scratch;
+
+struct np_rt {
+	np_model *m;
+	dnnl_engine_t engine;
+	dnnl_stream_t stream;
+	int threads;
+	np_param *params;
+	int n_params;
+	int *param_of;             /* value id -> param index, -1 */
+	np_plan *plans[NP_RT_PLANS];
+	int n_plans;
+	np_plan *cur;
+	uint64_t clock;
+	np_scratch grad_scratch[NP_RT_GRAD_SCRATCH];
+	void *scratch[8];
+	size_t scratch_size[8];
+};
+
+/* ------------------------------------------------------------ helpers */
+
+np_status np_rt_fail_node(np_error *err, np_status st, const np_xnode *x,
+                          const char *fmt, ...)
+{
+	char what[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return np_fail(err, st, "%s (node %s, op %s)", what,
+	               x->node->name ? x->node->name : "?", x->node->op_type);
+}
+
+np_status np_rt_dnnl(dnnl_status_t s, const np_xnode *x, const char *what,
+                     np_error *err)
+{
+	if (s == dnnl_success)
+		return NP_OK;
+	np_status st = s == dnnl_unimplemented ? NP_ERR_UNSUPPORTED : NP_ERR_INVALID;
+	return np_rt_fail_node(err, st, x, "oneDNN %s failed (status %d)", what, (int)s);
+}
+
+dnnl_engine_t np_rt_engine(const np_rt *rt) { return rt->engine; }
+np_model *np_rt_model(const np_rt *rt) { return rt->m; }
+dnnl_stream_t np_rt_stream(const np_rt *rt) { return rt->stream; }
+int np_rt_threads(const np_rt *rt) { return rt->threads; }
+
+void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t)
+{
+	dnnl_dims_t dims, strides;
+	int rank = t->rank > 0 ? t->rank : 1;
+	for (int i = 0; i < rank; i++)
+		dims[i] = t->rank > 0 ? t->dims[i] : 1;
+	int64_t s = 1;
+	for (int i = rank - 1; i >= 0; i--) {
+		strides[i] = s;
+		s *= dims[i] > 0 ? dims[i] : 1;
+	}
+	dnnl_memory_desc_init_by_strides(md, rank, dims, dnnl_f32, strides);
+}
+
+static void *np_aligned(size_t bytes)
+{
+	size_t n = (bytes + 63) & ~(size_t)63;
+	void *p = aligned_alloc(64, n ? n : 64);
+	return p;
+}
+
+void *np_rt_scratch(np_rt *rt, int slot, size_t bytes)
+{
+	if (slot < 0 || slot >= 8)
+		return NULL;
+	if (rt->scratch_size[slot] < bytes) {
+		free(rt->scratch[slot]);
+		rt->scratch[slot] = np_aligned(bytes);
+		rt->scratch_size[slot] = rt->scratch[slot] ? bytes : 0;
+	}
+	return rt->scratch[slot];
+}
+
+float *np_rt_grad_target(np_rt *rt, np_rtensor *t)
+{
+	if (t->grad_writes == 0)
+		return t->grad;
+	size_t need = (size_t)t->nelem;
+	for (int i = 0; i < NP_RT_GRAD_SCRATCH; i++) {
+		np_scratch *s = &rt->grad_scratch[i];
+		if (s->in_use)
+			continue;
+		if (s->cap < need) {
+			free(s->buf);
+			s->buf = np_aligned(need * sizeof(float));
+			s->cap = s->buf ? need : 0;
+			if (!s->buf)
+				return NULL;
+		}
+		s->in_use = true;
+		return s->buf;
+	}
+	return NULL;  /* more than NP_RT_GRAD_SCRATCH in flight: op bug */
+}
+
+void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
+{
+	if (target && target != t->grad) {
+		float *g = t->grad;
+		int64_t n = t->nelem;
+#pragma omp parallel for if (n > 65536)
+		for (int64_t i = 0; i < n; i++)
+			g[i] += target[i];
+		for (int i = 0; i < NP_RT_GRAD_SCRATCH; i++)
+			if (rt->grad_scratch[i].buf == target)
+				rt->grad_scratch[i].in_use = false;
+	}
+	t->grad_writes++;
+}
+
+/* ------------------------------------------------------------- params */
+
+static bool np_is_trainable(const np_value *v)
+{
+	/* BatchNormalization running statistics (inputs 3, 4) are state. */
+	for (int u = 0; u < v->n_uses; u++) {
+		const np_node *n = v->uses[u].node;
+		if (strcmp(n->op_type, "BatchNormalization") == 0 && v->uses[u].index >= 3)
+			return false;
+	}
+	return true;
+}
+
+static np_status np_rt_init_params(np_rt *rt, np_error *err)
+{
+	np_graph *g = rt->m->graph;
+	rt->param_of = malloc(sizeof(int) * ((size_t)g->n_values + 1));
+	rt->params = calloc((size_t)g->n_initializers + 1, sizeof(np_param));
+	if (!rt->param_of || !rt->params)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory for parameters");
+	for (int i = 0; i < g->n_values; i++)
+		rt->param_of[i] = -1;
+	for (int i = 0; i < g->n_initializers; i++) {
+		np_value *v = g->initializers[i];
+		if (v->init->dtype != NP_FLOAT)
+			continue;
+		np_param *p = &rt->params[rt->n_params];
+		p->value = v;
+		p->nelem = v->init->nelem;
+		p->trainable = np_is_trainable(v);
+		p->decay = p->trainable;
+		size_t bytes = sizeof(float) * (size_t)p->nelem;
+		p->data = np_aligned(bytes);
+		if (p->trainable) {
+			p->grad = np_aligned(bytes);
+			p->momentum = np_aligned(bytes);
+		}
+		if (!p->data || (p->trainable && (!p->grad || !p->momentum)))
+			return np_fail(err, NP_ERR_NOMEM, "out of memory for parameter '%s'",
+			               v->name);
+		if (bytes)
+			memcpy(p->data, v->init->data, bytes);
+		if (p->trainable) {
+			memset(p->grad, 0, bytes);
+			memset(p->momentum, 0, bytes);
+		}
+		rt->param_of[v->id] = rt->n_params++;
+	}
+	return NP_OK;
+}
+
+int np_rt_n_params(const np_rt *rt) { return rt->n_params; }
+np_param *np_rt_param(np_rt *rt, int i) { return &rt->params[i]; }
+
+np_param *np_rt_param_by_name(np_rt *rt, const char *name)
+{
+	np_value *v = np_graph_find(rt->m->graph, name);
+	if (!v || rt->param_of[v->id] < 0)
+		return NULL;
+	return &rt->params[rt->param_of[v->id]];
+}
+
+/* ------------------------------------------------------------ rt life */
+
+np_rt *np_rt_new(np_model *m, int threads, np_error *err)
+{
+	np_graph *g = m->graph;
+	for (int i = 0; i < g->n_nodes; i++) {
+		const np_node *n = g->nodes[i];
+		if (!np_op_find(n->domain, n->op_type)) {
+			np_fail(err, NP_ERR_UNSUPPORTED,
+			        "op %s%s%s is not supported by the runtime (node %s, op %s)",
+			        n->domain[0] ? n->domain : "", n->domain[0] ? "." : "",
+			        n->op_type, n->name ? n->name : "?", n->op_type);
+			return NULL;
+		}
+	}
+	np_rt *rt = calloc(1, sizeof *rt);
+	if (!rt) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	rt->m = m;
+	rt->threads = threads > 0 ? threads : omp_get_num_procs();
+	omp_set_num_threads(rt->threads);
+	if (dnnl_engine_create(&rt->engine, dnnl_cpu, 0) != dnnl_success ||
+	    dnnl_stream_create(&rt->stream, rt->engine, dnnl_stream_default_flags) !=
+	        dnnl_success) {
+		np_fail(err, NP_ERR_UNSUPPORTED, "cannot create a oneDNN CPU engine");
+		np_rt_free(rt);
+		return NULL;
+	}
+	if (np_rt_init_params(rt, err) != NP_OK) {
+		np_rt_free(rt);
+		return NULL;
+	}
+	return rt;
+}
+
+static void np_plan_free(np_plan *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < p->n_x; i++) {
+		np_xnode *x = &p->x[i];
+		if (x->op && x->op->destroy)
+			x->op->destroy(x);
+		free(x->in);
+		free(x->out);
+	}
+	for (int i = 0; i < p->n_t; i++) {
+		np_rtensor *t = &p->t[i];
+		if (!t->is_param && !t->borrowed)
+			free(t->data);
+		if (!t->is_param)
+			free(t->grad);
+	}
+	if (p->sig)
+		for (int i = 0; p->sig[i].rank >= 0; i++)
+			free(p->sig[i].values);
+	free(p->sig);
+	free(p->t);
+	free(p->x);
+	free(p);
+}
+
+void np_rt_free(np_rt *rt)
+{
+	if (!rt)
+		return;
+	for (int i = 0; i < rt->n_plans; i++)
+		np_plan_free(rt->plans[i]);
+	for (int i = 0; i < rt->n_params; i++) {
+		free(rt->params[i].data);
+		free(rt->params[i].grad);
+		free(rt->params[i].momentum);
+		free(rt->params[i].mask);
+	}
+	free(rt->params);
+	free(rt->param_of);
+	for (int i = 0; i < NP_RT_GRAD_SCRATCH; i++)
+		free(rt->grad_scratch[i].buf);
+	for (int i = 0; i < 8; i++)
+		free(rt->scratch[i]);
+	if (rt->stream)
+		dnnl_stream_destroy(rt->stream);
+	if (rt->engine)
+		dnnl_engine_destroy(rt->engine);
+	free(rt);
+}
+
+/* ----------------------------------------------------------- planning */
+
+static const np_rt_input *np_find_input(const np_rt_input *in, int n,
+                                        const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(in[i].name, name) == 0)
+			return &in[i];
+	return NULL;
+}
+
+static bool np_is_graph_input(const np_value *v)
+{
+	return v->is_input && !v->init;
+}
+
+/* Bind a graph input's tensor; checks it against the declared shape. */
+static np_status np_bind_input(np_rtensor *t, const np_value *v,
+                               const np_rt_input *in, np_error *err)
+{
+	if (!in)
+		return np_fail(err, NP_ERR_INVALID, "graph input '%s' was not given",
+		               v->name);
+	if (in->rank < 0 || in->rank > NP_RT_MAX_RANK)
+		return np_fail(err, NP_ERR_UNSUPPORTED, "input '%s' has rank %d",
+		               v->name, in->rank);
+	if (v->has_type && v->dtype != NP_UNDEFINED && v->dtype != in->dtype)
+		return np_fail(err, NP_ERR_INVALID, "input '%s' is %s, the model expects %s",
+		               v->name, np_dtype_name(in->dtype), np_dtype_name(v->dtype));
+	if (v->has_shape) {
+		bool ok = v->rank == in->rank;
+		for (int i = 0; ok && i < v->rank; i++)
+			ok = v->dims[i].value < 0 || v->dims[i].value == in->dims[i];
+		if (!ok) {
+			char want[256], got[256];
+			size_t o = 0, q = 0;
+			for (int i = 0; i < v->rank && o < sizeof want - 24; i++)
+				o += (size_t)(v->dims[i].value < 0
+				      ? snprintf(want + o, sizeof want - o, "%s%s", i ? "," : "",
+				                 v->dims[i].param ? v->dims[i].param : "?")
+				      : snprintf(want + o, sizeof want - o, "%s%lld", i ? "," : "",
+				                 (long long)v->dims[i].value));
+			want[o] = 0;
+			for (int i = 0; i < in->rank && q < sizeof got - 24; i++)
+				q += (size_t)snprintf(got + q, sizeof got - q, "%s%lld", i ? "," : "",
+				                      (long long)in->dims[i]);
+			got[q] = 0;
+			return np_fail(err, NP_ERR_INVALID,
+			               "input '%s' has shape [%s], the model expects [%s]",
+			               v->name, got, want);
+		}
+	}
+	t->dtype = in->dtype;
+	t->rank = in->rank;
+	memcpy(t->dims, in->dims, sizeof(int64_t) * (size_t)in->rank);
+	/* Non-float inputs (axes, shapes, indices) are plan-time constants:
+	 * their values are part of the plan's signature. */
+	t->is_const = in->dtype != NP_FLOAT;
+	return NP_OK;
+}
+
+static np_status np_alloc_tensor(np_rtensor *t, const np_xnode *x, np_error *err)
+{
+	int64_t n = 1;
+	for (int i = 0; i < t->rank; i++) {
+		if (t->dims[i] < 0 || (t->dims[i] && n > INT64_MAX / t->dims[i]))
+			return np_rt_fail_node(err, NP_ERR_INVALID, x,
+			                       "output '%s' has an invalid shape", t->name);
+		n *= t->dims[i];
+	}
+	size_t es = np_dtype_size(t->dtype);
+	if (!es || t->dtype == NP_STRING)
+		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+		                       "output '%s' of type %s is not supported",
+		                       t->name, np_dtype_name(t->dtype));
+	if ((uint64_t)n > SIZE_MAX / es / 2)
+		return np_rt_fail_node(err, NP_ERR_INVALID, x, "output '%s' is too large",
+		                       t->name);
+	t->nelem = n;
+	t->data = np_aligned((size_t)n * es);
+	if (!t->data)
+		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for '%s'", t->name);
+	memset(t->data, 0, (size_t)n * es);
+	return NP_OK;
+}
+
+/* Tensors for every value: parameters, constants, bound inputs. */
+static np_status np_plan_values(np_rt *rt, np_plan *p, const np_rt_input *in,
+                                int n_in, np_error *err)
+{
+	np_graph *g = rt->m->graph;
+	for (int i = 0; i < g->n_values; i++) {
+		np_value *v = g->values[i];
+		np_rtensor *t = &p->t[i];
+		t->name = v->name;
+		if (v->init) {
+			t->dtype = v->init->dtype;
+			t->rank = v->init->rank;
+			if (t->rank > NP_RT_MAX_RANK)
+				return np_fail(err, NP_ERR_UNSUPPORTED,
+				               "initializer '%s' has rank %d", v->name, t->rank);
+			memcpy(t->dims, v->init->dims, sizeof(int64_t) * (size_t)t->rank);
+			t->nelem = v->init->nelem;
+			int pi = rt->param_of[v->id];
+			if (pi >= 0) {
+				np_param *pp = &rt->params[pi];
+				t->is_param = true;
+				t->data = pp->data;
+				t->grad = pp->grad;
+				t->needs_grad = pp->trainable;
+			} else {
+				t->is_const = true;
+				t->borrowed = true;
+				t->data = v->init->data;
+			}
+		} else if (np_is_graph_input(v)) {
+			np_status st = np_bind_input(t, v, np_find_input(in, n_in, v->name), err);
+			if (st != NP_OK)
+				return st;
+			size_t es = np_dtype_size(t->dtype);
+			int64_t n = np_dims_product(t->dims, t->rank);
+			if (!es || n < 0)
+				return np_fail(err, NP_ERR_UNSUPPORTED,
+				               "input '%s' of type %s is not supported",
+				               v->name, np_dtype_name(t->dtype));
+			t->nelem = n;
+			t->data = np_aligned((size_t)n * es);
+			if (!t->data)
+				return np_fail(err, NP_ERR_NOMEM, "out of memory for input '%s'", v->name);
+			memcpy(t->data, np_find_input(in, n_in, v->name)->data, (size_t)n * es);
+		}
+	}
+	return NP_OK;
+}
+
+static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
+                              np_xnode *x, np_error *err)
+{
+	x->node = n;
+	x->op = np_op_find(n->domain, n->op_type);
+	x->n_in = n->n_inputs;
+	x->n_out = n->n_outputs;
+	x->in = calloc((size_t)n->n_inputs + 1, sizeof(np_rtensor *));
+	x->out = calloc((size_t)n->n_outputs + 1, sizeof(np_rtensor *));
+	if (!x->in || !x->out)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+	/* Shape reads only its input's shape, known at plan time, so it
+	 * folds even when the input's values change every run. */
+	bool all_const = true, any_grad = false, shape_only = x->op == &np_op_shape;
+	for (int i = 0; i < n->n_inputs; i++) {
+		if (!n->inputs[i])
+			continue;
+		x->in[i] = &p->t[n->inputs[i]->id];
+		all_const &= x->in[i]->is_const || shape_only;
+		any_grad |= x->in[i]->needs_grad && !shape_only;
+	}
+	for (int k = 0; k < n->n_outputs; k++)
+		if (n->outputs[k])
+			x->out[k] = &p->t[n->outputs[k]->id];
+	np_status st = x->op->infer(x, err);
+	for (int k = 0; st == NP_OK && k < n->n_outputs; k++)
+		if (x->out[k])
+			st = np_alloc_tensor(x->out[k], x, err);
+	if (st != NP_OK)
+		return st;
+	if (all_const) {
+		x->folded = true;
+		if (x->op->prepare && (st = x->op->prepare(x, rt, err)) != NP_OK)
+			return st;
+		if ((st = x->op->forward(x, rt, false, err)) != NP_OK)
+			return st;
+		dnnl_stream_wait(rt->stream);
+		for (int k = 0; k < n->n_outputs; k++)
+			if (x->out[k])
+				x->out[k]->is_const = true;
+		return NP_OK;
+	}
+	for (int i = 0; i < n->n_inputs; i++)
+		if (x->in[i])
+			x->in[i]->n_consumers++;
+	for (int k = 0; k < n->n_outputs; k++) {
+		np_rtensor *t = x->out[k];
+		if (!t || !any_grad || t->dtype != NP_FLOAT)
+			continue;
+		t->needs_grad = true;
+		t->grad = np_aligned(sizeof(float) * (size_t)t->nelem);
+		if (!t->grad)
+			return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for gradients");
+	}
+	if (x->op->prepare)
+		return x->op->prepare(x, rt, err);
+	return NP_OK;
+}
+
+static np_status np_plan_signature(np_rt *rt, np_plan *p, const np_rt_input *in,
+                                   int n_in)
+{
+	np_graph *g = rt->m->graph;
+	p->sig = calloc((size_t)g->n_inputs + 1, sizeof(np_sig_input));
+	if (!p->sig)
+		return NP_ERR_NOMEM;
+	int k = 0;
+	for (int i = 0; i < g->n_inputs; i++) {
+		if (!np_is_graph_input(g->inputs[i]))
+			continue;
+		const np_rt_input *x = np_find_input(in, n_in, g->inputs[i]->name);
+		np_sig_input *s = &p->sig[k++];
+		s->dtype = x->dtype;
+		s->rank = x->rank;
+		memcpy(s->dims, x->dims, sizeof(int64_t) * (size_t)x->rank);
+		if (x->dtype != NP_FLOAT) {
+			s->nbytes = (size_t)np_dims_product(x->dims, x->rank) * np_dtype_size(x->dtype);
+			s->values = malloc(s->nbytes ? s->nbytes : 1);
+			if (!s->values)
+				return NP_ERR_NOMEM;
+			memcpy(s->values, x->data, s->nbytes);
+		}
+	}
+	p->sig[k].rank = -1;
+	return NP_OK;
+}
+
+static bool np_plan_matches(const np_rt *rt, const np_plan *p,
+                            const np_rt_input *in, int n_in)
+{
+	const np_graph *g = rt->m->graph;
+	int k = 0;
+	for (int i = 0; i < g->n_inputs; i++) {
+		if (!np_is_graph_input(g->inputs[i]))
+			continue;
+		const np_rt_input *x = np_find_input(in, n_in, g->inputs[i]->name);
+		const np_sig_input *s = &p->sig[k++];
+		if (!x || s->rank != x->rank || s->dtype != x->dtype ||
+		    memcmp(s->dims, x->dims, sizeof(int64_t) * (size_t)x->rank) != 0)
+			return false;
+		if (s->values && memcmp(s->values, x->data, s->nbytes) != 0)
+			return false;
+	}
+	return true;
+}
+
+static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
+                              np_error *err)
+{
+	np_graph *g = rt->m->graph;
+	np_plan *p = calloc(1, sizeof *p);
+	if (!p) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+		return NULL;
+	}
+	p->n_t = g->n_values;
+	p->n_x = g->n_nodes;
+	p->t = calloc((size_t)p->n_t + 1, sizeof(np_rtensor));
+	p->x = calloc((size_t)p->n_x + 1, sizeof(np_xnode));
+	np_status st = p->t && p->x ? NP_OK : NP_ERR_NOMEM;
+	if (st == NP_OK)
+		st = np_plan_values(rt, p, in, n_in, err);
+	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
+		st = np_plan_node(rt, p, g->nodes[i], &p->x[i], err);
+	if (st == NP_OK && np_plan_signature(rt, p, in, n_in) != NP_OK)
+		st = np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+	/* Graph outputs always get a gradient buffer: the loss writes it. */
+	for (int i = 0; st == NP_OK && i < g->n_outputs; i++) {
+		np_rtensor *t = &p->t[g->outputs[i]->id];
+		if (!t->grad && t->dtype == NP_FLOAT && !t->is_param) {
+			t->grad = np_aligned(sizeof(float) * (size_t)(t->nelem ? t->nelem : 1));
+			if (!t->grad)
+				st = np_fail(err, NP_ERR_NOMEM, "out of memory for gradients");
+		}
+	}
+	if (st != NP_OK) {
+		if (err->status == NP_OK)
+			np_fail(err, st, "out of memory planning");
+		np_plan_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* ---------------------------------------------------------- executing */
+
+static np_plan *np_rt_get_plan(np_rt *rt, const np_rt_input *in, int n_in,
+                               np_error *err)
+{
+	for (int i = 0; i < rt->n_plans; i++)
+		if (np_plan_matches(rt, rt->plans[i], in, n_in))
+			return rt->plans[i];
+	np_plan *p = np_plan_build(rt, in, n_in, err);
+	if (!p)
+		return NULL;
+	if (rt->n_plans == NP_RT_PLANS) {
+		int lru = 0;
+		for (int i = 1; i < rt->n_plans; i++)
+			if (rt->plans[i]->last_used < rt->plans[lru]->last_used)
+				lru = i;
+		if (rt->cur == rt->plans[lru])
+			rt->cur = NULL;
+		np_plan_free(rt->plans[lru]);
+		rt->plans[lru] = rt->plans[--rt->n_plans];
+	}
+	rt->plans[rt->n_plans++] = p;
+	return p;
+}
+
+np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
+                    np_rt_mode mode, np_error *err)
+{
+	np_graph *g = rt->m->graph;
+	np_plan *p = np_rt_get_plan(rt, in, n_in, err);
+	if (!p)
+		return err->status;
+	p->last_used = ++rt->clock;
+	rt->cur = p;
+	/* Fresh float input data (a matching plan may hold older data). */
+	for (int i = 0; i < g->n_inputs; i++) {
+		np_value *v = g->inputs[i];
+		if (!np_is_graph_input(v))
+			continue;
+		np_rtensor *t = &p->t[v->id];
+		if (t->dtype == NP_FLOAT)
+			memcpy(t->data, np_find_input(in, n_in, v->name)->data,
+			       sizeof(float) * (size_t)t->nelem);
+	}
+	bool training = mode == NP_RT_TRAIN;
+	for (int i = 0; i < p->n_x; i++) {
+		np_xnode *x = &p->x[i];
+		if (x->folded)
+			continue;
+		np_status st = x->op->forward(x, rt, training, err);
+		if (st != NP_OK)
+			return st;
+	}
+	dnnl_stream_wait(rt->stream);
+	p->trained = training;
+	return NP_OK;
+}
+
+int np_rt_n_outputs(const np_rt *rt)
+{
+	return rt->m->graph->n_outputs;
+}
+
+const np_rtensor *np_rt_output(const np_rt *rt, int i)
+{
+	if (!rt->cur || i < 0 || i >= rt->m->graph->n_outputs)
+		return NULL;
+	return &rt->cur->t[rt->m->graph->outputs[i]->id];
+}
+
+const np_rtensor *np_rt_value(const np_rt *rt, const char *name)
+{
+	np_value *v = np_graph_find(rt->m->graph, name);
+	return rt->cur && v ? &rt->cur->t[v->id] : NULL;
+}
+
+float *np_rt_output_grad(np_rt *rt, int i)
+{
+	if (!rt->cur || i < 0 || i >= rt->m->graph->n_outputs)
+		return NULL;
+	return rt->cur->t[rt->m->graph->outputs[i]->id].grad;
+}
+
+static bool np_node_wants_backward(const np_xnode *x)
+{
+	if (x->folded)
+		return false;
+	for (int i = 0; i < x->n_in; i++)
+		if (x->in[i] && x->in[i]->needs_grad)
+			return true;
+	return false;
+}
+
+np_status np_rt_backward(np_rt *rt, np_error *err)
+{
+	np_plan *p = rt->cur;
+	np_graph *g = rt->m->graph;
+	if (!p)
+		return np_fail(err, NP_ERR_INVALID, "backward before any forward run");
+	for (int i = 0; i < p->n_t; i++)
+		p->t[i].grad_writes = 0;
+	for (int i = 0; i < g->n_outputs; i++)
+		p->t[g->outputs[i]->id].grad_writes = 1;
+	for (int i = p->n_x - 1; i >= 0; i--) {
+		np_xnode *x = &p->x[i];
+		if (!np_node_wants_backward(x))
+			continue;
+		if (!x->op->backward)
+			return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+			                       "training through this op is not supported");
+		for (int k = 0; k < x->n_out; k++) {
+			np_rtensor *t = x->out[k];
+			if (t && t->grad && t->grad_writes == 0) {
+				memset(t->grad, 0, sizeof(float) * (size_t)t->nelem);
+				t->grad_writes = 1;
+			}
+		}
+		np_status st = x->op->backward(x, rt, err);
+		if (st != NP_OK)
+			return st;
+	}
+	dnnl_stream_wait(rt->stream);
+	/* Parameters nothing reached (e.g. unused branch) get zero grads. */
+	for (int i = 0; i < rt->n_params; i++) {
+		np_param *pp = &rt->params[i];
+		if (pp->trainable && p->t[pp->value->id].grad_writes == 0)
+			memset(pp->grad, 0, sizeof(float) * (size_t)pp->nelem);
+	}
+	return NP_OK;
+}
+
+/* ----------------------------------------------------------- training */
+
+static void np_sgd_param(np_param *p, const np_sgd *o)
+{
+	float *w = p->data, *g = p->grad, *buf = p->momentum;
+	const uint8_t *mask = p->mask;
+	const float lr = o->lr, mom = o->momentum;
+	const float wd = p->decay ? o->weight_decay : 0.0f;
+	const bool nesterov = o->nesterov;
+	int64_t n = p->nelem;
+#pragma omp parallel for schedule(static) if (n > 16384)
+	for (int64_t i = 0; i < n; i++) {
+		if (mask && !mask[i]) {
+			w[i] = g[i] = buf[i] = 0.0f;
+			continue;
+		}
+		float d = g[i] + wd * w[i];
+		if (mom != 0.0f) {
+			buf[i] = mom * buf[i] + d;
+			d = nesterov ? d + mom * buf[i] : buf[i];
+		}
+		w[i] -= lr * d;
+	}
+}
+
+void np_rt_sgd_step(np_rt *rt, const np_sgd *opt)
+{
+	for (int i = 0; i < rt->n_params; i++)
+		if (rt->params[i].trainable)
+			np_sgd_param(&rt->params[i], opt);
+}
+
+void np_rt_apply_masks(np_rt *rt)
+{
+	for (int i = 0; i < rt->n_params; i++) {
+		np_param *p = &rt->params[i];
+		if (!p->mask)
+			continue;
+		for (int64_t k = 0; k < p->nelem; k++)
+			if (!p->mask[k]) {
+				p->data[k] = 0.0f;
+				if (p->grad)
+					p->grad[k] = p->momentum[k] = 0.0f;
+			}
+	}
+}
+
+np_status np_rt_store(np_rt *rt, np_model *m, np_error *err)
+{
+	if (m != rt->m)
+		return np_fail(err, NP_ERR_INVALID, "runtime belongs to another model");
+	for (int i = 0; i < rt->n_params; i++) {
+		np_param *p = &rt->params[i];
+		if (p->nelem)
+			memcpy(p->value->init->data, p->data, sizeof(float) * (size_t)p->nelem);
+	}
+	return NP_OK;
+}

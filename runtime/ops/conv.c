@@ -1,0 +1,496 @@
+/* conv.c - ONNX Conv (1D/2D/3D, groups, dilations, auto_pad) on oneDNN.
+ *
+ * The primitives choose their own layouts (format_tag any: oneDNN's jit
+ * kernels want blocked layouts) and every edge between a plain
+ * rtensor and a primitive gets a reorder made once in prepare.  A backward
+ * primitive reuses the forward's reordered src/weights when it wants the
+ * same layout, so a training step reorders each tensor at most once.
+ */
+#include "ops.h"
+#include "window.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One tensor seen by a primitive: plain buffer <-> the primitive's layout. */
+typedef struct edge {
+	dnnl_memory_desc_t md;       /* the primitive's layout */
+	dnnl_memory_t user;          /* plain, on the rtensor buffer; NULL
+	                              * when aliasing another edge */
+	dnnl_memory_t mem;           /* what the primitive reads or writes */
+	dnnl_primitive_t reorder;    /* NULL: user == mem, or aliased */
+	bool out;                    /* reorder mem -> user (after) */
+	bool owns_mem;
+} edge;
+
+typedef struct conv_state {
+	dnnl_primitive_desc_t fwd_pd;
+	dnnl_primitive_t fwd, bwd_data, bwd_weights;
+	edge src, wei, dst;                  /* forward */
+	edge bd_ddst, bd_wei, bd_dsrc;       /* backward data */
+	edge bw_ddst, bw_src, bw_dwei;       /* backward weights */
+	dnnl_memory_t bias, dbias;           /* plain [M], no reorder */
+} conv_state;
+
+typedef struct conv_geom {
+	np_window win;
+	int64_t group;
+} conv_geom;
+
+/* ------------------------------------------------------------ infer */
+
+static np_status conv_check_inputs(const np_xnode *x, np_error *err)
+{
+	const np_rtensor *X = x->in[0], *W = x->n_in > 1 ? x->in[1] : NULL;
+	const np_rtensor *B = x->n_in > 2 ? x->in[2] : NULL;
+	if (!W || x->n_in > 3)
+		return np_rt_fail_node(err, NP_ERR_INVALID, x,
+		                       "Conv takes 2 or 3 inputs, got %d", x->n_in);
+	if (X->dtype != NP_FLOAT || W->dtype != NP_FLOAT ||
+	    (B && B->dtype != NP_FLOAT))
+		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+		                       "only float Conv is supported");
+	if (X->rank < 3 || X->rank > 2 + NP_WIN_MAX)
+		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+		                       "Conv input of rank %d (only 1 to 3 spatial dims)",
+		                       X->rank);
+	if (W->rank != X->rank)
+		return np_rt_fail_node(err, NP_ERR_INVALID, x,
+		                       "weight rank %d differs from input rank %d",
+		                       W->rank, X->rank);
+	if (B && (B->rank != 1 || B->dims[0] != W->dims[0]))
+		return np_rt_fail_node(err, NP_ERR_INVALID, x,
+		                       "bias must have shape [%lld]",
+		                       (long long)W->dims[0]);
+	return NP_OK;
+}
+
+/* group, kernel_shape (must agree with W) and the window. */
+static np_status conv_geometry(const np_xnode *x, conv_geom *g, np_error *err)
+{
+	const np_rtensor *X = x->in[0], *W = x->in[1];
+	int n = X->rank - 2, nk = 0;
+	g->group = np_node_attr_int(x->node, "group", 1);
+	if (g->group < 1 || W->dims[0] % g->group ||
+	    X->dims[1] != W->dims[1] * g->group)
+		return np_rt_fail_node(err, NP_ERR_INVALID, x,
+		                       "group=%lld does not fit input channels %lld and weight [%lld, %lld]",
+		                       (long long)g->group, (long long)X->dims[1],
+		                       (long long)W->dims[0], (long long)W->dims[1]);
+	const int64_t *ks = np_node_attr_ints(x->node, "kernel_shape", &nk);
+	for (int i = 0; ks && i < n; i++)
+		if (nk != n || ks[i] != W->dims[2 + i])
+			return np_rt_fail_node(err, NP_ERR_INVALID, x,
+			                       "attribute kernel_shape disagrees with the weight shape");
+	return np_window_parse(x, n, X->dims + 2, W->dims + 2, false, &g->win,
+	                       err);
+}
+
+static np_status conv_infer(np_xnode *x, np_error *err)
+{
+	conv_geom g;
+	np_status st = conv_check_inputs(x, err);
+	if (!st)
+		st = conv_geometry(x, &g, err);
+	if (st)
+		return st;
+	np_rtensor *Y = x->out[0];
+	Y->dtype = NP_FLOAT;
+	Y->rank = x->in[0]->rank;
+	Y->dims[0] = x->in[0]->dims[0];
+	Y->dims[1] = x->in[1]->dims[0];
+	for (int i = 0; i < g.win.n; i++)
+		Y->dims[2 + i] = g.win.out[i];
+	return NP_OK;
+}
+
+/* ------------------------------------------------------------ edges */
+
+/* Binds e to buf (plain layout) for a primitive wanting want; aliases
+ * share's memory instead when share already holds the same tensor in that
+ * layout (share's reorder must run first). */
+static dnnl_status_t edge_init(edge *e, dnnl_engine_t eng,
+                               const dnnl_memory_desc_t *plain,
+                               const dnnl_memory_desc_t *want, void *buf,
+                               bool out, const edge *share)
+{
+	dnnl_primitive_desc_t pd;
+	dnnl_status_t s;
+	e->md = *want;
+	e->out = out;
+	if (share && share->mem && dnnl_memory_desc_equal(&share->md, want)) {
+		e->mem = share->mem;
+		return dnnl_success;
+	}
+	s = dnnl_memory_create(&e->user, plain, eng, buf);
+	if (s)
+		return s;
+	if (dnnl_memory_desc_equal(plain, want)) {
+		e->mem = e->user;
+		return dnnl_success;
+	}
+	s = dnnl_memory_create(&e->mem, want, eng, DNNL_MEMORY_ALLOCATE);
+	if (s)
+		return s;
+	e->owns_mem = true;
+	s = out ? dnnl_reorder_primitive_desc_create(&pd, want, eng, plain, eng, NULL)
+	        : dnnl_reorder_primitive_desc_create(&pd, plain, eng, want, eng, NULL);
+	if (s)
+		return s;
+	s = dnnl_primitive_create(&e->reorder, pd);
+	dnnl_primitive_desc_destroy(pd);
+	return s;
+}
+
+/* A primitive output nobody reads (e.g. dW when only the bias trains). */
+static dnnl_status_t edge_sink(edge *e, dnnl_engine_t eng,
+                               const dnnl_memory_desc_t *want)
+{
+	e->md = *want;
+	e->owns_mem = true;
+	return dnnl_memory_create(&e->mem, want, eng, DNNL_MEMORY_ALLOCATE);
+}
+
+static dnnl_status_t edge_run(const edge *e, dnnl_stream_t stream)
+{
+	if (!e->reorder)
+		return dnnl_success;
+	dnnl_exec_arg_t args[2] = {
+		{DNNL_ARG_FROM, e->out ? e->mem : e->user},
+		{DNNL_ARG_TO, e->out ? e->user : e->mem},
+	};
+	return dnnl_primitive_execute(e->reorder, stream, 2, args);
+}
+
+/* Points the plain side at buf (a gradient target changes per pass). */
+static dnnl_status_t edge_bind(const edge *e, void *buf)
+{
+	return e->user ? dnnl_memory_set_data_handle(e->user, buf) : dnnl_success;
+}
+
+static void edge_free(edge *e)
+{
+	if (e->reorder)
+		dnnl_primitive_destroy(e->reorder);
+	if (e->owns_mem)
+		dnnl_memory_destroy(e->mem);
+	if (e->user)
+		dnnl_memory_destroy(e->user);
+	memset(e, 0, sizeof *e);
+}
+
+/* ---------------------------------------------------------- prepare */
+
+/* Plain f32 descriptor of W; with groups oneDNN wants [G, M/G, C/G, k..],
+ * the same bytes as ONNX's [M, C/G, k..]. */
+static void conv_weights_md(dnnl_memory_desc_t *md, const np_rtensor *W,
+                            int64_t group)
+{
+	dnnl_dims_t d;
+	int r = 0;
+	if (group > 1)
+		d[r++] = group;
+	d[r++] = W->dims[0] / group;
+	for (int i = 1; i < W->rank; i++)
+		d[r++] = W->dims[i];
+	dnnl_memory_desc_init_by_strides(md, r, d, dnnl_f32, NULL);
+}
+
+/* Descriptors every conv primitive starts from: plain and "any". */
+typedef struct conv_mds {
+	dnnl_memory_desc_t src, wei, dst, bias;          /* plain */
+	dnnl_memory_desc_t any_src, any_wei, any_dst;
+	dnnl_dims_t strides, dilates, pad_l, pad_r;
+	bool has_bias;
+} conv_mds;
+
+static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g)
+{
+	memset(m, 0, sizeof *m);
+	np_rt_md_plain(&m->src, x->in[0]);
+	conv_weights_md(&m->wei, x->in[1], g->group);
+	np_rt_md_plain(&m->dst, x->out[0]);
+	m->has_bias = x->n_in > 2 && x->in[2];
+	if (m->has_bias)
+		np_rt_md_plain(&m->bias, x->in[2]);
+	dnnl_memory_desc_init_by_tag(&m->any_src, m->src.ndims, m->src.dims,
+	                             dnnl_f32, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&m->any_wei, m->wei.ndims, m->wei.dims,
+	                             dnnl_f32, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&m->any_dst, m->dst.ndims, m->dst.dims,
+	                             dnnl_f32, dnnl_format_tag_any);
+	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
+}
+
+static dnnl_status_t make_primitive(dnnl_primitive_t *p,
+                                    dnnl_primitive_desc_t *pd_out,
+                                    const void *desc, dnnl_engine_t eng,
+                                    const_dnnl_primitive_desc_t hint)
+{
+	dnnl_primitive_desc_t pd;
+	dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, NULL, eng, hint);
+	if (s)
+		return s;
+	s = dnnl_primitive_create(p, pd);
+	if (s || !pd_out)
+		dnnl_primitive_desc_destroy(pd);
+	else
+		*pd_out = pd;
+	return s;
+}
+
+static const dnnl_memory_desc_t *pd_md(const_dnnl_primitive_desc_t pd,
+                                       dnnl_query_t what)
+{
+	return dnnl_primitive_desc_query_md(pd, what, 0);
+}
+
+static dnnl_status_t conv_prepare_fwd(conv_state *c, const np_xnode *x,
+                                      const conv_mds *m, bool train,
+                                      dnnl_engine_t eng)
+{
+	dnnl_convolution_desc_t d;
+	dnnl_status_t s = dnnl_dilated_convolution_forward_desc_init(
+		&d, train ? dnnl_forward_training : dnnl_forward_inference,
+		dnnl_convolution_direct, &m->any_src, &m->any_wei,
+		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
+		m->dilates, m->pad_l, m->pad_r);
+	if (!s)
+		s = make_primitive(&c->fwd, &c->fwd_pd, &d, eng, NULL);
+	if (!s)
+		s = edge_init(&c->src, eng, &m->src, pd_md(c->fwd_pd, dnnl_query_src_md),
+		              x->in[0]->data, false, NULL);
+	if (!s)
+		s = edge_init(&c->wei, eng, &m->wei, pd_md(c->fwd_pd, dnnl_query_weights_md),
+		              x->in[1]->data, false, NULL);
+	if (!s)
+		s = edge_init(&c->dst, eng, &m->dst, pd_md(c->fwd_pd, dnnl_query_dst_md),
+		              x->out[0]->data, true, NULL);
+	if (!s && m->has_bias)
+		s = dnnl_memory_create(&c->bias, &m->bias, eng, x->in[2]->data);
+	return s;
+}
+
+static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
+                                           const conv_mds *m, dnnl_engine_t eng)
+{
+	dnnl_convolution_desc_t d;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_status_t s = dnnl_dilated_convolution_backward_data_desc_init(
+		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
+		&m->any_dst, m->strides, m->dilates, m->pad_l, m->pad_r);
+	if (!s)
+		s = make_primitive(&c->bwd_data, &pd, &d, eng, c->fwd_pd);
+	if (!s)
+		s = edge_init(&c->bd_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
+		              x->out[0]->grad, false, NULL);
+	if (!s)
+		s = edge_init(&c->bd_wei, eng, &m->wei, pd_md(pd, dnnl_query_weights_md),
+		              x->in[1]->data, false, &c->wei);
+	if (!s)
+		s = edge_init(&c->bd_dsrc, eng, &m->src, pd_md(pd, dnnl_query_diff_src_md),
+		              NULL, true, NULL);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	return s;
+}
+
+/* dW (and dB when there is a bias) in one primitive; an input that needs
+ * no gradient gets a sink. */
+static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
+                                              const conv_mds *m,
+                                              dnnl_engine_t eng)
+{
+	dnnl_convolution_desc_t d;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_status_t s = dnnl_dilated_convolution_backward_weights_desc_init(
+		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
+		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
+		m->dilates, m->pad_l, m->pad_r);
+	if (!s)
+		s = make_primitive(&c->bwd_weights, &pd, &d, eng, c->fwd_pd);
+	if (!s)
+		s = edge_init(&c->bw_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
+		              x->out[0]->grad, false, c->bwd_data ? &c->bd_ddst : NULL);
+	if (!s)
+		s = edge_init(&c->bw_src, eng, &m->src, pd_md(pd, dnnl_query_src_md),
+		              x->in[0]->data, false, &c->src);
+	if (!s && x->in[1]->needs_grad)
+		s = edge_init(&c->bw_dwei, eng, &m->wei, pd_md(pd, dnnl_query_diff_weights_md),
+		              NULL, true, NULL);
+	else if (!s)
+		s = edge_sink(&c->bw_dwei, eng, pd_md(pd, dnnl_query_diff_weights_md));
+	if (!s && m->has_bias)
+		s = dnnl_memory_create(&c->dbias, &m->bias, eng,
+		                       x->in[2]->needs_grad ? NULL : DNNL_MEMORY_ALLOCATE);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	return s;
+}
+
+static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
+{
+	conv_geom g;
+	conv_mds m;
+	np_status st = conv_geometry(x, &g, err);
+	if (st)
+		return st;
+	conv_state *c = calloc(1, sizeof *c);
+	if (!c)
+		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
+	x->state = c;
+	conv_mds_init(&m, x, &g);
+	bool want_dx = x->in[0]->needs_grad;
+	bool want_dw = x->in[1]->needs_grad || (m.has_bias && x->in[2]->needs_grad);
+	dnnl_engine_t eng = np_rt_engine(rt);
+	st = np_rt_dnnl(conv_prepare_fwd(c, x, &m, want_dx || want_dw, eng), x,
+	                "creating the convolution", err);
+	if (!st && want_dx)
+		st = np_rt_dnnl(conv_prepare_bwd_data(c, x, &m, eng), x,
+		                "creating the convolution backward data", err);
+	if (!st && want_dw)
+		st = np_rt_dnnl(conv_prepare_bwd_weights(c, x, &m, eng), x,
+		                "creating the convolution backward weights", err);
+	return st;
+}
+
+/* ------------------------------------------------------------- run */
+
+static dnnl_status_t conv_run_fwd(const conv_state *c, dnnl_stream_t stream)
+{
+	dnnl_exec_arg_t args[4] = {
+		{DNNL_ARG_SRC, c->src.mem}, {DNNL_ARG_WEIGHTS, c->wei.mem},
+		{DNNL_ARG_DST, c->dst.mem}, {DNNL_ARG_BIAS, c->bias},
+	};
+	dnnl_status_t s = edge_run(&c->src, stream);
+	if (!s)
+		s = edge_run(&c->wei, stream);
+	if (!s)
+		s = dnnl_primitive_execute(c->fwd, stream, c->bias ? 4 : 3, args);
+	if (!s)
+		s = edge_run(&c->dst, stream);
+	return s;
+}
+
+static np_status conv_forward(np_xnode *x, np_rt *rt, bool training,
+                              np_error *err)
+{
+	(void)training;
+	return np_rt_dnnl(conv_run_fwd(x->state, np_rt_stream(rt)), x,
+	                  "running the convolution", err);
+}
+
+static dnnl_status_t conv_run_bwd_data(const conv_state *c, float *g,
+                                       dnnl_stream_t stream)
+{
+	dnnl_exec_arg_t args[3] = {
+		{DNNL_ARG_DIFF_DST, c->bd_ddst.mem},
+		{DNNL_ARG_WEIGHTS, c->bd_wei.mem},
+		{DNNL_ARG_DIFF_SRC, c->bd_dsrc.mem},
+	};
+	dnnl_status_t s = edge_bind(&c->bd_dsrc, g);
+	if (!s)
+		s = edge_run(&c->bd_wei, stream);
+	if (!s)
+		s = dnnl_primitive_execute(c->bwd_data, stream, 3, args);
+	if (!s)
+		s = edge_run(&c->bd_dsrc, stream);
+	return s;
+}
+
+static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
+                                          float *gb, dnnl_stream_t stream)
+{
+	dnnl_exec_arg_t args[4] = {
+		{DNNL_ARG_DIFF_DST, c->bw_ddst.mem},
+		{DNNL_ARG_SRC, c->bw_src.mem},
+		{DNNL_ARG_DIFF_WEIGHTS, c->bw_dwei.mem},
+		{DNNL_ARG_DIFF_BIAS, c->dbias},
+	};
+	dnnl_status_t s = edge_bind(&c->bw_dwei, gw);
+	if (!s && gb)
+		s = dnnl_memory_set_data_handle(c->dbias, gb);
+	if (!s)
+		s = edge_run(&c->bw_ddst, stream);
+	if (!s)
+		s = edge_run(&c->bw_src, stream);
+	if (!s)
+		s = dnnl_primitive_execute(c->bwd_weights, stream, c->dbias ? 4 : 3, args);
+	if (!s)
+		s = edge_run(&c->bw_dwei, stream);
+	return s;
+}
+
+/* Runs the data and weights backward for whichever inputs need it; the
+ * reorder of dY for backward data runs first because backward weights may
+ * alias it. */
+static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt)
+{
+	const conv_state *c = x->state;
+	dnnl_stream_t stream = np_rt_stream(rt);
+	np_rtensor *X = x->in[0], *W = x->in[1];
+	np_rtensor *B = x->n_in > 2 ? x->in[2] : NULL;
+	dnnl_status_t s = dnnl_success;
+	if (c->bwd_data) {
+		float *g = np_rt_grad_target(rt, X);
+		s = edge_bind(&c->bd_ddst, x->out[0]->grad);
+		if (!s)
+			s = edge_run(&c->bd_ddst, stream);
+		if (!s)
+			s = conv_run_bwd_data(c, g, stream);
+		np_rt_grad_done(rt, X, g);
+	}
+	if (!s && c->bwd_weights) {
+		float *gw = W->needs_grad ? np_rt_grad_target(rt, W) : NULL;
+		float *gb = B && B->needs_grad ? np_rt_grad_target(rt, B) : NULL;
+		s = edge_bind(&c->bw_ddst, x->out[0]->grad);
+		if (!s)
+			s = conv_run_bwd_weights(c, gw, gb, stream);
+		if (gw)
+			np_rt_grad_done(rt, W, gw);
+		if (gb)
+			np_rt_grad_done(rt, B, gb);
+	}
+	return s;
+}
+
+static np_status conv_backward(np_xnode *x, np_rt *rt, np_error *err)
+{
+	return np_rt_dnnl(conv_run_bwd(x, rt), x,
+	                  "running the convolution backward", err);
+}
+
+static void conv_destroy(np_xnode *x)
+{
+	conv_state *c = x->state;
+	if (!c)
+		return;
+	/* Aliasing edges own nothing, so any order is safe. */
+	edge *edges[] = {&c->src, &c->wei, &c->dst, &c->bd_ddst, &c->bd_wei,
+	                 &c->bd_dsrc, &c->bw_ddst, &c->bw_src, &c->bw_dwei};
+	for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+		edge_free(edges[i]);
+	if (c->bias)
+		dnnl_memory_destroy(c->bias);
+	if (c->dbias)
+		dnnl_memory_destroy(c->dbias);
+	if (c->fwd)
+		dnnl_primitive_destroy(c->fwd);
+	if (c->bwd_data)
+		dnnl_primitive_destroy(c->bwd_data);
+	if (c->bwd_weights)
+		dnnl_primitive_destroy(c->bwd_weights);
+	if (c->fwd_pd)
+		dnnl_primitive_desc_destroy(c->fwd_pd);
+	free(c);
+	x->state = NULL;
+}
+
+const np_op np_op_conv = {
+	.name = "Conv",
+	.infer = conv_infer,
+	.prepare = conv_prepare,
+	.forward = conv_forward,
+	.backward = conv_backward,
+	.destroy = conv_destroy,
+};

@@ -1,0 +1,201 @@
+/* rt.h - nepenc's oneDNN runtime: inference and training of an IR graph.
+ *
+ * USE
+ *   np_rt *rt = np_rt_new(model, threads, &err);     parameters copied in
+ *   np_rt_input in = {"input", NP_FLOAT, 4, {128,1,28,28}, pixels};
+ *   np_rt_run(rt, &in, 1, NP_RT_TRAIN, &err);       forward
+ *   const np_rtensor *y = np_rt_output(rt, 0);
+ *   ... loss gradient into np_rt_output_grad(rt, 0) ...
+ *   np_rt_backward(rt, &err);                        gradients of params
+ *   np_rt_sgd_step(rt, &sgd);                        update, masks held
+ *   np_rt_store(rt, model, &err);                    params back into IR
+ *   np_rt_free(rt);
+ *
+ * PLANS
+ *   A plan is the graph bound to one set of input shapes (and the values of
+ *   non-float inputs, which shape arithmetic may read): shapes inferred,
+ *   constant subgraphs folded, buffers allocated, oneDNN primitives
+ *   created.  np_rt_run() reuses the plan whose input signature matches
+ *   (a small cache: training alternates a full and a last partial batch)
+ *   and builds one otherwise.  Plans are built once, executed many times.
+ *
+ * OWNERSHIP
+ *   The np_rt owns parameters (float copies of the trainable initializers,
+ *   their gradients, momentum and masks), plans, and every buffer.
+ *   Tensors handed out by np_rt_output() stay valid until the next
+ *   np_rt_run() or np_rt_free().  Inputs are copied.
+ *
+ * LAYOUT
+ *   np_rtensor.data is always plain row-major (NCHW for images); an op may
+ *   use oneDNN's blocked layouts inside, reordering at its edges.
+ *
+ * OPS
+ *   Every op kind is one np_op (a file under runtime/ops/) listed once in
+ *   runtime/ops.def.  An op parses its attributes and infers output
+ *   shapes in infer(), builds primitives in prepare(), runs forward(), and
+ *   in backward() ADDS the gradients of its inputs (np_rt_grad_target /
+ *   np_rt_grad_done handle first-writer vs accumulate, for values with
+ *   several consumers such as residuals).
+ */
+#ifndef NEPENC_RT_H
+#define NEPENC_RT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "ir.h"
+#include "status.h"
+
+#define NP_RT_MAX_RANK 8
+
+typedef struct np_rt np_rt;
+typedef struct np_plan np_plan;
+
+typedef struct np_rtensor {
+	const char *name;            /* the IR value's name */
+	int dtype;                   /* np_dtype: FLOAT, INT64, BOOL, ... */
+	int rank;
+	int64_t dims[NP_RT_MAX_RANK];
+	int64_t nelem;
+	void *data;                  /* plain layout, nelem elements */
+	float *grad;                 /* same shape, float; NULL if no grad */
+	bool is_const;               /* known at plan time (init or folded) */
+	bool is_param;               /* float initializer: data/grad live in np_rt */
+	bool borrowed;               /* data belongs to the IR or the np_rt */
+	bool needs_grad;             /* a parameter depends on it backward */
+	int grad_writes;             /* contributions so far this backward */
+	int n_consumers;             /* node inputs reading it in the plan */
+} np_rtensor;
+
+typedef struct np_xnode np_xnode;
+
+typedef struct np_op {
+	const char *name;            /* ONNX op_type, default domain */
+	/* Check attributes and input ranks/dtypes, set output dtype, rank,
+	 * dims.  May read in[i]->data when in[i]->is_const (shape inputs).
+	 * Errors name the node: np_rt_fail_node(). */
+	np_status (*infer)(np_xnode *x, np_error *err);
+	/* Buffers exist now: create primitives, op state (x->state). */
+	np_status (*prepare)(np_xnode *x, np_rt *rt, np_error *err);
+	/* Compute outputs.  training: BN uses batch statistics and updates
+	 * running ones; Dropout stays identity in both. */
+	np_status (*forward)(np_xnode *x, np_rt *rt, bool training, np_error *err);
+	/* Add d(loss)/d(in[i]) for every in[i] with needs_grad, from
+	 * out[k]->grad.  NULL: the op has no gradient (shape ops on
+	 * constants); the planner refuses training through it. */
+	np_status (*backward)(np_xnode *x, np_rt *rt, np_error *err);
+	void (*destroy)(np_xnode *x);  /* free x->state; may be NULL */
+} np_op;
+
+struct np_xnode {
+	const np_node *node;         /* attributes, name, op_type */
+	const np_op *op;
+	np_rtensor **in;             /* NULL entries: omitted optional input */
+	int n_in;
+	np_rtensor **out;
+	int n_out;
+	void *state;                 /* op-private, freed by op->destroy */
+	bool folded;                 /* all inputs const: ran at plan time */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+/* "what (node NAME, op OP)" */
+np_status np_rt_fail_node(np_error *err, np_status st, const np_xnode *x,
+                          const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+dnnl_engine_t np_rt_engine(const np_rt *rt);
+dnnl_stream_t np_rt_stream(const np_rt *rt);
+int np_rt_threads(const np_rt *rt);
+
+/* Where backward should put the gradient for t: t->grad itself when this
+ * is the first contribution of this pass (write, don't add), else a
+ * scratch buffer of t's size.  After writing, call np_rt_grad_done(),
+ * which adds the scratch into t->grad when needed. */
+float *np_rt_grad_target(np_rt *rt, np_rtensor *t);
+void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target);
+
+/* Checks a oneDNN call; on failure fills err naming the node. */
+np_status np_rt_dnnl(dnnl_status_t s, const np_xnode *x, const char *what,
+                     np_error *err);
+
+/* A oneDNN memory descriptor for t in plain layout (abcd...), f32. */
+void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t);
+
+/* Scratch memory owned by the rt, valid until the next call that asks for
+ * scratch with the same slot. */
+void *np_rt_scratch(np_rt *rt, int slot, size_t bytes);
+
+/* ---------------------------------------------------------------- API */
+
+typedef struct np_rt_input {
+	const char *name;
+	int dtype;
+	int rank;
+	int64_t dims[NP_RT_MAX_RANK];
+	const void *data;
+} np_rt_input;
+
+typedef enum np_rt_mode {
+	NP_RT_INFER,                 /* BN running statistics */
+	NP_RT_TRAIN                  /* BN batch statistics; keep for backward */
+} np_rt_mode;
+
+/* Validate that every node's op is known (error names node and op). */
+np_rt *np_rt_new(np_model *m, int threads, np_error *err);
+void np_rt_free(np_rt *rt);
+np_model *np_rt_model(const np_rt *rt);
+
+np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
+                    np_rt_mode mode, np_error *err);
+int np_rt_n_outputs(const np_rt *rt);
+const np_rtensor *np_rt_output(const np_rt *rt, int i);
+/* Any value of the current plan by name (e.g. a rectifier's input for
+ * entropy profiling), NULL if absent.  Every value keeps its own buffer
+ * for the plan's life (backward needs the activations anyway). */
+const np_rtensor *np_rt_value(const np_rt *rt, const char *name);
+
+/* Gradient buffer of graph output i, to be filled by the loss. */
+float *np_rt_output_grad(np_rt *rt, int i);
+np_status np_rt_backward(np_rt *rt, np_error *err);
+
+/* ---------------------------------------------------------- training */
+
+/* Every float initializer of the model lives here; trainable ones get
+ * grad and momentum. */
+typedef struct np_param {
+	np_value *value;             /* the IR initializer */
+	float *data;
+	float *grad;
+	float *momentum;
+	uint8_t *mask;               /* NULL = dense; 0 = pruned (held at 0) */
+	int64_t nelem;
+	bool trainable;              /* false: BN running statistics, ints */
+	bool decay;                  /* weight decay applies (all trainable
+	                              * floats, as PyTorch's default) */
+} np_param;
+
+int np_rt_n_params(const np_rt *rt);
+np_param *np_rt_param(np_rt *rt, int i);
+np_param *np_rt_param_by_name(np_rt *rt, const char *name);
+
+typedef struct np_sgd {
+	float lr, momentum, weight_decay;
+	bool nesterov;
+} np_sgd;
+
+/* PyTorch's SGD: g = grad + wd*w; buf = m*buf + g; w -= lr*(nesterov ?
+ * g + m*buf : buf).  Masked weights, their grad and buf stay exactly 0. */
+void np_rt_sgd_step(np_rt *rt, const np_sgd *opt);
+/* Zero the pruned entries of data, grad and momentum (after a mask
+ * changes). */
+void np_rt_apply_masks(np_rt *rt);
+
+/* Write parameters and BN running statistics back into the IR. */
+np_status np_rt_store(np_rt *rt, np_model *m, np_error *err);
+
+#endif

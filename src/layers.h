@@ -1,0 +1,64 @@
+/* layers.h - rectified layers (DESIGN.md section 2).
+ *
+ * A rectified layer is a rectifier together with its producers: walking
+ * back from the rectifier's input through BatchNormalization, Add (every
+ * branch), Identity, Dropout, Flatten and Reshape, the first Conv, Gemm or
+ * MatMul on each branch.  Its neurons are the channels of the rectifier's
+ * input; its prunable weights are its producers' weight initializers, each
+ * in at most one layer (the first rectifier in graph order claims it).
+ *
+ * The analysis borrows pointers into the model: an np_layers is valid
+ * until the graph is mutated, and owns only its arrays (np_layers_free).
+ */
+#ifndef NEPENC_LAYERS_H
+#define NEPENC_LAYERS_H
+
+#include "ir.h"
+#include "status.h"
+
+typedef enum np_rect_kind {
+	NP_RECT_RELU,
+	NP_RECT_LEAKY_RELU,
+	NP_RECT_PRELU,
+	NP_RECT_CLIP,          /* Clip with min 0 (ReLU6: max 6) */
+	NP_RECT_GELU,          /* Gelu op or the decomposed erf pattern */
+	NP_RECT_SILU           /* x * Sigmoid(x) */
+} np_rect_kind;
+
+const char *np_rect_kind_name(np_rect_kind k);
+
+typedef struct np_layer {
+	np_rect_kind kind;
+	np_node *rectifier;    /* the node whose output is the activation */
+	np_node **pattern;     /* every node of a pattern rectifier (incl.) */
+	int n_pattern;
+	np_value *z;           /* pre-activation: the rectifier's input */
+	np_value *out;         /* activation */
+	float clip_min, clip_max;   /* NP_RECT_CLIP */
+	float slope;           /* NP_RECT_LEAKY_RELU alpha */
+	np_node **producers;   /* Conv/Gemm/MatMul nodes, graph order */
+	int n_producers;
+	np_value **weights;    /* prunable weight initializers (claimed) */
+	int n_weights;
+	int64_t neurons;       /* channels of z; -1 when unknown */
+	int64_t n_prunable;    /* elements in weights[] */
+} np_layer;
+
+typedef struct np_layers {
+	np_layer *v;
+	int n;
+} np_layers;
+
+np_status np_find_layers(const np_model *m, np_layers *out, np_error *err);
+void np_layers_free(np_layers *ls);
+
+/* Float value of a scalar constant (initializer or Constant node output);
+ * false if v is not one. */
+bool np_value_scalar(const np_value *v, double *out);
+
+/* Trainable parameters: float initializers, except BatchNormalization
+ * running statistics (inputs 3 and 4); an initializer copied by Identity
+ * (the exporter's way of storing equal parameters once) counts per copy. */
+int64_t np_model_param_count(const np_model *m);
+
+#endif

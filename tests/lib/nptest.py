@@ -1,0 +1,309 @@
+"""nptest.py - shared helpers for nepenc's Python script tests.
+
+TAP output, the nepenc runner, and the client of the onnxruntime-node worker
+(tests/lib/ort_run.js).  Run by /usr/bin/python3 (Debian's, which has onnx).
+"""
+
+import base64
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def env(name, default=None):
+    """An environment variable set by TESTS_ENVIRONMENT, or a sane default
+    when the script is run by hand from the source tree."""
+    v = os.environ.get(name)
+    return v if v else default
+
+
+def srcdir():
+    return env("top_srcdir",
+               os.path.dirname(os.path.dirname(os.path.dirname(
+                   os.path.abspath(__file__)))))
+
+
+class Tap:
+    """Minimal TAP producer; the plan is printed first or last."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+        self.skipped = 0
+
+    @staticmethod
+    def plan(n):
+        print("1..%d" % n, flush=True)
+
+    @staticmethod
+    def skip_all(why):
+        print("1..0 # SKIP %s" % one_line(why), flush=True)
+
+    def ok(self, cond, desc, diag=None):
+        self.n += 1
+        print("%s %d - %s" % ("ok" if cond else "not ok", self.n,
+                              one_line(desc)), flush=True)
+        if not cond:
+            self.failed += 1
+            if diag:
+                self.comment(diag)
+        return cond
+
+    def skip(self, desc, why):
+        self.n += 1
+        self.skipped += 1
+        print("ok %d - %s # SKIP %s" % (self.n, one_line(desc), one_line(why)),
+              flush=True)
+
+    @staticmethod
+    def comment(text):
+        for line in str(text).splitlines() or [""]:
+            print("# " + line, flush=True)
+
+    def done(self):
+        """Print the trailing plan.  Exit status 0 even after a "not ok":
+        the TAP driver counts those, and a non-zero status would add a
+        second, ERROR result for the same failure."""
+        self.plan(self.n)
+        return 0
+
+
+def one_line(text):
+    """TAP descriptions must stay on one line and must not contain '#'
+    (that would start a directive)."""
+    s = " ".join(str(text).split())
+    return s.replace("#", "<hash>")
+
+
+def run_nepenc(args, timeout=None):
+    """Run $NEPENC with ARGS; returns (returncode, stdout, stderr) as text.
+    A timeout is reported as returncode None."""
+    cmd = [env("NEPENC", os.path.join(env("top_builddir", "."), "nepenc"))]
+    if timeout is None:
+        # Sanitizer builds run several times slower.
+        timeout = 600 if env("NEPENC_SANITIZERS") else 120
+    try:
+        # C locale: the strerror() texts the tests look for are English.
+        p = subprocess.run(cmd + list(args), capture_output=True,
+                           timeout=timeout, env=dict(os.environ, LC_ALL="C"))
+    except subprocess.TimeoutExpired:
+        return None, "", "timeout after %ds" % timeout
+    return (p.returncode, p.stdout.decode("utf-8", "replace"),
+            p.stderr.decode("utf-8", "replace"))
+
+
+def work_dir(tag):
+    """A scratch folder under the build tree's tests/ (or /tmp)."""
+    base = os.path.join(env("top_builddir", "."), "tests")
+    if not os.path.isdir(base):
+        base = None
+    return tempfile.mkdtemp(prefix=tag + ".tmp.", dir=base)
+
+
+# --- tensors for the JS side -------------------------------------------------
+
+# ONNX TensorProto.DataType -> onnxruntime-node type name.
+ORT_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16",
+             6: "int32", 7: "int64", 8: "string", 9: "bool", 10: "float16",
+             11: "float64", 12: "uint32", 13: "uint64"}
+
+
+def encode_array(name, arr, ort_type):
+    """A numpy array as the worker's input form."""
+    dims = [int(d) for d in arr.shape]
+    if ort_type == "string":
+        data = [x.decode("utf-8") if isinstance(x, bytes) else str(x)
+                for x in arr.reshape(-1).tolist()]
+        return {"name": name, "type": "string", "dims": dims, "data": data}
+    if ort_type == "bool":
+        arr = arr.astype(np.uint8)
+    raw = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"),
+                                           copy=False).tobytes()
+    return {"name": name, "type": ort_type, "dims": dims,
+            "data": base64.b64encode(raw).decode("ascii")}
+
+
+def decode_output(o):
+    """A worker output as a numpy array (float32/64 etc.), for messages."""
+    dtypes = {"float32": "<f4", "float64": "<f8", "int8": "i1", "uint8": "u1",
+              "int16": "<i2", "uint16": "<u2", "int32": "<i4",
+              "uint32": "<u4", "int64": "<i8", "uint64": "<u8", "bool": "u1",
+              "float16": "<f2"}
+    if o["type"] not in dtypes:
+        return None
+    return np.frombuffer(base64.b64decode(o["data"]),
+                         dtype=dtypes[o["type"]]).reshape(o["dims"])
+
+
+class OrtWorker:
+    """One node process running ort_run.js; restarted if it dies."""
+
+    def __init__(self, timeout=120, extra_env=None):
+        self.timeout = timeout
+        self.extra_env = extra_env or {}
+        self.proc = None
+        self.node = env("NODE", "node")
+        self.script = os.path.join(srcdir(), "tests", "lib", "ort_run.js")
+
+    @staticmethod
+    def unavailable():
+        """Why the worker cannot run at all, or None."""
+        node = env("NODE", "node")
+        if node in ("no", ""):
+            return "node not found by configure"
+        np_path = env("NODE_PATH", "")
+        if not os.path.isdir(os.path.join(np_path, "onnxruntime-node")):
+            return "onnxruntime-node not installed in NODE_PATH '%s'" % np_path
+        return None
+
+    def probe(self):
+        """Why ORT cannot run even the corpus's tiny good model, or None:
+        a broken onnxruntime-node must skip the test, loudly, instead of
+        skipping every model one by one."""
+        good = os.path.join(srcdir(), "tests", "broken", "good.onnx")
+        x = encode_array("X", np.ones((2, 4), np.float32), "float32")
+        ans = self.run(good, [x])
+        if ans["ok"]:
+            return None
+        return "onnxruntime-node does not work (%s): %s" % (ans["stage"],
+                                                           ans["error"])
+
+    def _start(self):
+        e = dict(os.environ, **self.extra_env)
+        self.proc = subprocess.Popen([self.node, self.script],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=e)
+        self.buf = b""
+
+    def close(self):
+        if self.proc:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def _kill(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def _readline(self):
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            r, _, _ = select.select([fd], [], [], self.timeout)
+            if not r:
+                return None, "timeout after %ds" % self.timeout
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None, "node exited (status %s)" % self.proc.poll()
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line, None
+
+    def run(self, model, inputs):
+        """Run MODEL on INPUTS (list from encode_array).  Returns the
+        worker's answer; a crash or hang of node becomes ok=False, stage
+        'crash'."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        job = json.dumps({"model": os.path.abspath(model), "inputs": inputs})
+        try:
+            self.proc.stdin.write(job.encode() + b"\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self._kill()
+            return {"ok": False, "stage": "crash", "error": "node died"}
+        line, err = self._readline()
+        if line is None:
+            self._kill()
+            return {"ok": False, "stage": "crash", "error": err}
+        ans = json.loads(line)
+        if ans.get("stage") == "init":
+            self._kill()
+        return ans
+
+
+def en_us_locale(folder):
+    """ORT's StringNormalizer insists on the en_US.UTF-8 locale.  If the
+    system lacks it, compile it into FOLDER with localedef (about a second)
+    and return {"LOCPATH": ...} for the worker; else {}."""
+    try:
+        have = subprocess.run(["locale", "-a"], capture_output=True,
+                              text=True).stdout.split()
+        if any(x.lower().replace("-", "") == "en_us.utf8" for x in have):
+            return {}
+        loc = os.path.join(folder, "locale")
+        os.makedirs(loc, exist_ok=True)
+        p = subprocess.run(["localedef", "-i", "en_US", "-f", "UTF-8",
+                            os.path.join(loc, "en_US.UTF-8")],
+                           capture_output=True)
+    except OSError:
+        return {}
+    return {"LOCPATH": loc} if p.returncode == 0 else {}
+
+
+def same_outputs(a, b, shape_only=False):
+    """Compare two lists of worker outputs.  Returns None when equal, else a
+    one-line reason."""
+    if len(a) != len(b):
+        return "%d outputs vs %d" % (len(a), len(b))
+    for x, y in zip(a, b):
+        if x["name"] != y["name"]:
+            return "output name '%s' vs '%s'" % (x["name"], y["name"])
+        if x["type"] != y["type"]:
+            return "output '%s': type %s vs %s" % (x["name"], x["type"],
+                                                   y["type"])
+        if x["dims"] != y["dims"]:
+            return "output '%s': dims %s vs %s" % (x["name"], x["dims"],
+                                                   y["dims"])
+        if shape_only or x["data"] == y["data"]:
+            continue
+        xa, ya = decode_output(x), decode_output(y)
+        if xa is not None and xa.size == ya.size and xa.size:
+            # Compare bit patterns, not values: NaN != NaN, -0.0 == 0.0.
+            u = "u%d" % xa.dtype.itemsize
+            diff = np.flatnonzero(xa.reshape(-1).view(u) !=
+                                  ya.reshape(-1).view(u))
+            first = int(diff[0]) if diff.size else 0
+            return ("output '%s': %d of %d elements differ (first at %d: "
+                    "%r vs %r)" % (x["name"], diff.size, xa.size, first,
+                                   xa.reshape(-1)[first].item(),
+                                   ya.reshape(-1)[first].item()))
+        return "output '%s': values differ" % x["name"]
+    return None
+
+
+def check_model(path):
+    """onnx.checker with full_check; returns None or the first line of the
+    error."""
+    import onnx
+    try:
+        onnx.checker.check_model(path, full_check=True)
+    except Exception as e:  # checker and shape inference raise various types
+        return (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return None
+
+
+def main_guard(fn):
+    """Run FN; an unexpected Python exception becomes a TAP bail-out so the
+    driver records an error instead of a silent pass."""
+    try:
+        sys.exit(fn())
+    except SystemExit:
+        raise
+    except BaseException as e:
+        import traceback
+        traceback.print_exc()
+        print("Bail out! %s: %s" % (type(e).__name__, one_line(e)),
+              flush=True)
+        sys.exit(1)

@@ -1,0 +1,25 @@
+## tests/local.mk - included by Makefile.am; the script tests live here.
+## Each script prints TAP; the helpers they share are in tests/lib/
+## (already in EXTRA_DIST), the broken-model corpus in tests/broken/.
+
+# Tests named *.test get automake's per-extension driver, TEST_LOG_DRIVER:
+# make it the same TAP driver as the others.
+TEST_LOG_DRIVER = $(LOG_DRIVER)
+
+TESTS += \
+	tests/roundtrip-node.test \
+	tests/roundtrip-shared.test \
+	tests/broken.test
+
+dist_check_SCRIPTS = \
+	tests/roundtrip-node.test \
+	tests/roundtrip-shared.test \
+	tests/broken.test
+
+EXTRA_DIST += tests/broken tests/make_broken.py tests/ci-summary.sh
+
+# Scratch folders the scripts leave behind only when a check failed.
+clean-local: clean-local-script-tests
+clean-local-script-tests:
+	-rm -rf tests/*.tmp.*
+.PHONY: clean-local-script-tests

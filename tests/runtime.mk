@@ -1,0 +1,13 @@
+## tests/runtime.mk - the runtime's tests, included by Makefile.am:
+## conformance against the ONNX backend node tests, and gradients
+## against finite differences.
+
+check_PROGRAMS += tests/test_conformance tests/test_gradcheck
+
+tests_test_conformance_SOURCES = tests/test_conformance.c
+tests_test_conformance_LDADD = $(NP_LIBS)
+
+tests_test_gradcheck_SOURCES = tests/test_gradcheck.c tests/tap.h
+tests_test_gradcheck_LDADD = $(NP_LIBS)
+
+TESTS += tests/test_conformance tests/test_gradcheck

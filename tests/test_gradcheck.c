@@ -1,0 +1,671 @@
+/* test_gradcheck.c - the runtime's backward against central finite
+ * differences.
+ *
+ * Each case is a tiny model built by hand in which every float tensor is
+ * an initializer, so the runtime treats it as a trainable parameter and
+ * computes its gradient.  With a fixed random r, loss = sum(r * y): the
+ * analytic gradient comes from np_rt_output_grad(rt, 0) = r and
+ * np_rt_backward(); the numeric one re-runs the forward pass with each
+ * (sampled) weight moved by +-h.  Inputs are drawn away from kinks (ReLU
+ * at 0, Clip bounds, MaxPool ties) so both agree to float precision.
+ *
+ * One TAP line per (case, parameter). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+#include "rt.h"
+#include "tap.h"
+
+#define H 1e-2           /* finite-difference step (float32) */
+#define RTOL 1e-2
+#define ATOL 1e-4        /* float32 rounding of the loss over 2h */
+#define MAX_PROBES 48    /* elements checked per parameter */
+#define MARGIN 0.05f     /* distance kept from a kink */
+
+/* ---------------------------------------------------------- builder */
+
+typedef struct gc {
+	np_model *m;
+	np_graph *g;
+	uint64_t rng;
+	int n_vals;
+	/* A value that must stay MARGIN away from zero (a rectifier's input);
+	 * the case is re-drawn with another seed until it does. */
+	const char *kink_value;
+	float kink_at[2];
+	int n_kinks;
+} gc;
+
+static double urand(gc *c)
+{
+	/* splitmix64: deterministic across platforms */
+	uint64_t z = (c->rng += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return (double)(z >> 11) / 9007199254740992.0;
+}
+
+/* Uniform in [lo, hi], at least MARGIN from each kink. */
+typedef struct dist {
+	float lo, hi;
+	int nk;
+	float kinks[4];
+} dist;
+
+static const dist UNIT = {-1.0f, 1.0f, 0, {0}};
+static const dist NONZERO = {-1.0f, 1.0f, 1, {0.0f}};
+static const dist POSITIVE = {0.5f, 2.0f, 0, {0}};
+
+static float draw(gc *c, const dist *d)
+{
+	for (;;) {
+		float v = (float)(d->lo + (d->hi - d->lo) * urand(c));
+		bool ok_v = true;
+		for (int k = 0; k < d->nk; k++)
+			ok_v &= fabsf(v - d->kinks[k]) >= 2 * MARGIN;
+		if (ok_v)
+			return v;
+	}
+}
+
+static np_value *param(gc *c, int rank, const int64_t *dims, const dist *d)
+{
+	np_error err = {0};
+	char name[32];
+	snprintf(name, sizeof name, "w%d", c->n_vals++);
+	np_tensor *t = np_model_new_tensor(c->m, NP_FLOAT, rank, dims, &err);
+	float *p = t->data;
+	for (int64_t i = 0; i < t->nelem; i++)
+		p[i] = draw(c, d);
+	return np_graph_add_initializer(c->g, name, t, &err);
+}
+
+/* Distinct values 0.1 apart, shuffled: no near-ties for MaxPool. */
+static np_value *param_distinct(gc *c, int rank, const int64_t *dims)
+{
+	np_value *v = param(c, rank, dims, &UNIT);
+	float *p = v->init->data;
+	int64_t n = v->init->nelem;
+	for (int64_t i = 0; i < n; i++)
+		p[i] = (float)(0.1 * (double)i - 0.05 * (double)n);
+	for (int64_t i = n - 1; i > 0; i--) {
+		int64_t j = (int64_t)(urand(c) * (double)(i + 1));
+		float t = p[i];
+		p[i] = p[j];
+		p[j] = t;
+	}
+	return v;
+}
+
+static np_value *ints(gc *c, int n, const int64_t *vals)
+{
+	np_error err = {0};
+	char name[32];
+	int64_t dims[1] = {n};
+	snprintf(name, sizeof name, "i%d", c->n_vals++);
+	np_tensor *t = np_model_new_tensor(c->m, NP_INT64, 1, dims, &err);
+	memcpy(t->data, vals, sizeof(int64_t) * (size_t)n);
+	return np_graph_add_initializer(c->g, name, t, &err);
+}
+
+/* A node with one output, not yet inserted: set attributes, then done(). */
+static np_node *node(gc *c, const char *op, np_value **in, int n_in)
+{
+	np_error err = {0};
+	char name[32];
+	snprintf(name, sizeof name, "%s_%d", op, c->n_vals++);
+	np_value *out = np_graph_new_value(c->g, name, &err);
+	return np_graph_new_node(c->g, op, "", name, in, n_in, &out, 1);
+}
+
+static np_value *done(gc *c, np_node *n)
+{
+	np_graph_insert_node(c->g, n);
+	return n->outputs[0];
+}
+
+static np_value *op1(gc *c, const char *op, np_value *a)
+{
+	return done(c, node(c, op, &a, 1));
+}
+
+static np_value *op2(gc *c, const char *op, np_value *a, np_value *b)
+{
+	np_value *in[2] = {a, b};
+	return done(c, node(c, op, in, 2));
+}
+
+static void set_output(gc *c, np_value *v)
+{
+	np_value **o = np_arena_alloc(c->m->arena, sizeof *o);
+	o[0] = v;
+	v->is_output = true;
+	c->g->outputs = o;
+	c->g->n_outputs = 1;
+}
+
+static void gc_init(gc *c, int opset, uint64_t seed)
+{
+	memset(c, 0, sizeof *c);
+	c->m = np_model_new();
+	c->g = c->m->graph;
+	c->m->ir_version = 8;
+	c->m->opsets = np_arena_alloc(c->m->arena, sizeof(np_opset));
+	c->m->opsets[0] = (np_opset){"", opset};
+	c->m->n_opsets = 1;
+	c->rng = seed * 0x2545f4914f6cdd1dULL + 1;
+}
+
+#define DIMS(...) (int64_t[]){__VA_ARGS__}
+#define RANK(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define P(d, ...) param(c, RANK(__VA_ARGS__), DIMS(__VA_ARGS__), d)
+#define PD(...) param_distinct(c, RANK(__VA_ARGS__), DIMS(__VA_ARGS__))
+#define INTS(...) ints(c, RANK(__VA_ARGS__), DIMS(__VA_ARGS__))
+
+/* ------------------------------------------------------------ check */
+
+static double loss(const np_rtensor *y, const float *r)
+{
+	double s = 0;
+	const float *p = y->data;
+	for (int64_t i = 0; i < y->nelem; i++)
+		s += (double)r[i] * p[i];
+	return s;
+}
+
+static bool kink_clear(gc *c, np_rt *rt)
+{
+	if (!c->kink_value)
+		return true;
+	const np_rtensor *t = np_rt_value(rt, c->kink_value);
+	if (!t || t->dtype != NP_FLOAT)
+		return true;
+	for (int64_t i = 0; i < t->nelem; i++)
+		for (int k = 0; k < c->n_kinks; k++)
+			if (fabsf(((const float *)t->data)[i] - c->kink_at[k]) < MARGIN)
+				return false;
+	return true;
+}
+
+/* Forward + backward; returns the loss, NAN (err set) on failure. */
+static double forward_loss(np_rt *rt, const float *r, np_error *err)
+{
+	if (np_rt_run(rt, NULL, 0, NP_RT_TRAIN, err) != NP_OK)
+		return NAN;
+	return loss(np_rt_output(rt, 0), r);
+}
+
+/* Compare one parameter's analytic gradient with finite differences at
+ * up to MAX_PROBES elements. */
+static void check_param(const char *what, np_rt *rt, np_param *p,
+                        const float *grad, const float *r)
+{
+	np_error err = {0};
+	double worst = 0, a_w = 0, n_w = 0;
+	int64_t at = -1, step = p->nelem > MAX_PROBES ? p->nelem / MAX_PROBES + 1 : 1;
+	for (int64_t i = 0; i < p->nelem; i += step) {
+		float w = p->data[i];
+		p->data[i] = w + (float)H;
+		double lp = forward_loss(rt, r, &err);
+		p->data[i] = w - (float)H;
+		double lm = forward_loss(rt, r, &err);
+		p->data[i] = w;
+		if (isnan(lp) || isnan(lm)) {
+			ok(0, "%s: d %s: forward failed: %s", what, p->value->name, err.msg);
+			return;
+		}
+		/* the step actually taken in float */
+		double h2 = (double)(w + (float)H) - (double)(w - (float)H);
+		double num = (lp - lm) / h2, ana = grad[i];
+		double excess = fabs(num - ana) - (ATOL + RTOL * fmax(fabs(num), fabs(ana)));
+		if (at < 0 || excess > worst) {
+			worst = excess;
+			at = i;
+			a_w = ana;
+			n_w = num;
+		}
+	}
+	ok(worst <= 0, "%s: d %s (%lld elements; worst [%lld] analytic %.6g, "
+	   "numeric %.6g)", what, p->value->name, (long long)p->nelem,
+	   (long long)at, a_w, n_w);
+}
+
+/* Build with seeds 1, 2, ... until the kink values keep their margin,
+ * then check every trainable parameter. */
+static void gradcheck(const char *what, int opset, void (*build)(gc *))
+{
+	for (uint64_t seed = 1; seed <= 40; seed++) {
+		gc c;
+		np_error err = {0};
+		gc_init(&c, opset, seed);
+		build(&c);
+		if (np_graph_verify(c.g, &err) != NP_OK) {
+			ok(0, "%s: bad test model: %s", what, err.msg);
+			np_model_free(c.m);
+			return;
+		}
+		np_rt *rt = np_rt_new(c.m, 1, &err);
+		if (!rt || np_rt_run(rt, NULL, 0, NP_RT_TRAIN, &err) != NP_OK) {
+			ok(0, "%s: runtime error: %s", what, err.msg);
+			np_rt_free(rt);
+			np_model_free(c.m);
+			return;
+		}
+		if (!kink_clear(&c, rt)) {
+			np_rt_free(rt);
+			np_model_free(c.m);
+			continue;
+		}
+		const np_rtensor *y = np_rt_output(rt, 0);
+		float *r = malloc(sizeof(float) * (size_t)(y->nelem + 1));
+		for (int64_t i = 0; i < y->nelem; i++)
+			r[i] = (float)(2 * urand(&c) - 1);
+		memcpy(np_rt_output_grad(rt, 0), r, sizeof(float) * (size_t)y->nelem);
+		if (np_rt_backward(rt, &err) != NP_OK) {
+			ok(0, "%s: backward error: %s", what, err.msg);
+		} else {
+			/* Keep the analytic grads: the probing runs may reuse buffers. */
+			int n = np_rt_n_params(rt);
+			float **saved = calloc((size_t)n + 1, sizeof *saved);
+			for (int i = 0; i < n; i++) {
+				np_param *p = np_rt_param(rt, i);
+				if (!p->trainable || !p->grad)
+					continue;
+				saved[i] = malloc(sizeof(float) * (size_t)(p->nelem + 1));
+				memcpy(saved[i], p->grad, sizeof(float) * (size_t)p->nelem);
+			}
+			for (int i = 0; i < n; i++)
+				if (saved[i])
+					check_param(what, rt, np_rt_param(rt, i), saved[i], r);
+			for (int i = 0; i < n; i++)
+				free(saved[i]);
+			free(saved);
+		}
+		free(r);
+		np_rt_free(rt);
+		np_model_free(c.m);
+		return;
+	}
+	ok(0, "%s: no seed kept the rectifier inputs away from the kink", what);
+}
+
+/* ------------------------------------------------------------- cases */
+
+static void set_ints(np_node *n, const char *name, int k, const int64_t *v)
+{
+	np_node_set_attr_ints(n, name, v, k);
+}
+#define ATTR_INTS(n, name, ...) set_ints(n, name, RANK(__VA_ARGS__), DIMS(__VA_ARGS__))
+
+static void conv_pads_strides(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 2, 3, 6, 5), P(&UNIT, 4, 3, 3, 3), P(&UNIT, 4)};
+	np_node *n = node(c, "Conv", in, 3);
+	ATTR_INTS(n, "pads", 1, 0, 1, 2);
+	ATTR_INTS(n, "strides", 2, 1);
+	set_output(c, done(c, n));
+}
+
+static void conv_groups_dilation(gc *c)
+{
+	np_value *in[2] = {P(&UNIT, 1, 4, 7, 7), P(&UNIT, 6, 2, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	np_node_set_attr_int(n, "group", 2);
+	ATTR_INTS(n, "dilations", 2, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	set_output(c, done(c, n));
+}
+
+static void conv_depthwise(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 2, 3, 5, 5), P(&UNIT, 3, 1, 3, 3), P(&UNIT, 3)};
+	np_node *n = node(c, "Conv", in, 3);
+	np_node_set_attr_int(n, "group", 3);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	ATTR_INTS(n, "strides", 2, 2);
+	set_output(c, done(c, n));
+}
+
+static void gemm_plain(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 3, 4), P(&UNIT, 4, 5), P(&UNIT, 5)};
+	set_output(c, done(c, node(c, "Gemm", in, 3)));
+}
+
+static void gemm_trans(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 4, 3), P(&UNIT, 5, 4), P(&UNIT, 3, 5)};
+	np_node *n = node(c, "Gemm", in, 3);
+	np_node_set_attr_int(n, "transA", 1);
+	np_node_set_attr_int(n, "transB", 1);
+	np_node_set_attr_float(n, "alpha", 0.7f);
+	np_node_set_attr_float(n, "beta", 1.3f);
+	set_output(c, done(c, n));
+}
+
+static void gemm_transb_bias_row(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 3, 4), P(&UNIT, 5, 4), P(&UNIT, 1, 5)};
+	np_node *n = node(c, "Gemm", in, 3);
+	np_node_set_attr_int(n, "transB", 1);
+	set_output(c, done(c, n));
+}
+
+static void matmul_2d(gc *c)
+{
+	set_output(c, op2(c, "MatMul", P(&UNIT, 3, 4), P(&UNIT, 4, 5)));
+}
+
+static void matmul_batched(gc *c)
+{
+	set_output(c, op2(c, "MatMul", P(&UNIT, 2, 3, 4), P(&UNIT, 2, 4, 5)));
+}
+
+static void matmul_broadcast(gc *c)
+{
+	set_output(c, op2(c, "MatMul", P(&UNIT, 2, 1, 3, 4), P(&UNIT, 3, 4, 2)));
+}
+
+static void add_bcast(gc *c) { set_output(c, op2(c, "Add", P(&UNIT, 2, 3, 4), P(&UNIT, 3, 1))); }
+static void sub_bcast(gc *c) { set_output(c, op2(c, "Sub", P(&UNIT, 1, 3, 1), P(&UNIT, 2, 1, 4))); }
+static void mul_bcast(gc *c) { set_output(c, op2(c, "Mul", P(&UNIT, 2, 3, 4), P(&UNIT, 4))); }
+static void div_bcast(gc *c) { set_output(c, op2(c, "Div", P(&UNIT, 2, 3, 4), P(&POSITIVE, 2, 1, 4))); }
+static void div_neg(gc *c)
+{
+	static const dist away = {-2.0f, -0.5f, 0, {0}};
+	set_output(c, op2(c, "Div", P(&UNIT, 3, 1), P(&away, 3, 4)));
+}
+static void pow_bcast(gc *c) { set_output(c, op2(c, "Pow", P(&POSITIVE, 2, 3), P(&POSITIVE, 3))); }
+static void add_same(gc *c) { set_output(c, op2(c, "Add", P(&UNIT, 3, 4), P(&UNIT, 3, 4))); }
+
+static void prelu(gc *c) { set_output(c, op2(c, "PRelu", P(&NONZERO, 2, 3, 2, 2), P(&UNIT, 3, 1, 1))); }
+static void relu(gc *c) { set_output(c, op1(c, "Relu", P(&NONZERO, 2, 3, 4))); }
+
+static void leakyrelu(gc *c)
+{
+	np_node *n = node(c, "LeakyRelu", (np_value *[]){P(&NONZERO, 3, 4)}, 1);
+	np_node_set_attr_float(n, "alpha", 0.2f);
+	set_output(c, done(c, n));
+}
+
+/* A float scalar from a Constant node: constant, so not a parameter. */
+static np_value *const_float(gc *c, float v)
+{
+	np_node *n = node(c, "Constant", NULL, 0);
+	np_node_set_attr_float(n, "value_float", v);
+	return done(c, n);
+}
+
+static void clip11(gc *c)
+{
+	static const dist d = {-1.0f, 1.0f, 2, {-0.5f, 0.5f}};
+	np_value *in[3] = {P(&d, 3, 5), const_float(c, -0.5f), const_float(c, 0.5f)};
+	set_output(c, done(c, node(c, "Clip", in, 3)));
+}
+
+/* Bounds as initializers (PyTorch's export): parameters with gradients. */
+static void clip11_params(gc *c)
+{
+	static const dist d = {-1.0f, 1.0f, 2, {-0.5f, 0.5f}};
+	np_value *x = P(&d, 3, 5);
+	np_error err = {0};
+	np_tensor *lo = np_model_new_tensor(c->m, NP_FLOAT, 0, NULL, &err);
+	np_tensor *hi = np_model_new_tensor(c->m, NP_FLOAT, 0, NULL, &err);
+	*(float *)lo->data = -0.5f;
+	*(float *)hi->data = 0.5f;
+	np_value *in[3] = {x, np_graph_add_initializer(c->g, "lo", lo, &err),
+	                   np_graph_add_initializer(c->g, "hi", hi, &err)};
+	set_output(c, done(c, node(c, "Clip", in, 3)));
+}
+
+static void clip6(gc *c)
+{
+	static const dist d = {-1.0f, 1.0f, 2, {-0.4f, 0.6f}};
+	np_node *n = node(c, "Clip", (np_value *[]){P(&d, 3, 5)}, 1);
+	np_node_set_attr_float(n, "min", -0.4f);
+	np_node_set_attr_float(n, "max", 0.6f);
+	set_output(c, done(c, n));
+}
+
+static void sigmoid(gc *c) { set_output(c, op1(c, "Sigmoid", P(&UNIT, 3, 4))); }
+static void tanh_(gc *c) { set_output(c, op1(c, "Tanh", P(&UNIT, 3, 4))); }
+static void erf_(gc *c) { set_output(c, op1(c, "Erf", P(&UNIT, 3, 4))); }
+static void sqrt_(gc *c) { set_output(c, op1(c, "Sqrt", P(&POSITIVE, 3, 4))); }
+
+static void hardsigmoid(gc *c)
+{
+	/* kinks where 0.2x + 0.5 hits 0 or 1: x = -2.5, 2.5 */
+	static const dist d = {-4.0f, 4.0f, 2, {-2.5f, 2.5f}};
+	set_output(c, op1(c, "HardSigmoid", P(&d, 4, 5)));
+}
+
+static void hardswish(gc *c)
+{
+	static const dist d = {-4.0f, 4.0f, 2, {-3.0f, 3.0f}};
+	set_output(c, op1(c, "HardSwish", P(&d, 4, 5)));
+}
+
+static void gelu(gc *c)
+{
+	static const dist d = {-3.0f, 3.0f, 0, {0}};
+	set_output(c, op1(c, "Gelu", P(&d, 3, 5)));
+}
+
+static void gelu_tanh(gc *c)
+{
+	static const dist d = {-3.0f, 3.0f, 0, {0}};
+	np_node *n = node(c, "Gelu", (np_value *[]){P(&d, 3, 5)}, 1);
+	np_node_set_attr_string(n, "approximate", "tanh");
+	set_output(c, done(c, n));
+}
+
+static void softmax13(gc *c) { set_output(c, op1(c, "Softmax", P(&UNIT, 2, 3, 4))); }
+
+static void softmax13_axis1(gc *c)
+{
+	np_node *n = node(c, "Softmax", (np_value *[]){P(&UNIT, 2, 3, 4)}, 1);
+	np_node_set_attr_int(n, "axis", 1);
+	set_output(c, done(c, n));
+}
+
+/* opset 11: axis 1 flattens [2,3,4] into [2,12] */
+static void softmax11(gc *c) { set_output(c, op1(c, "Softmax", P(&UNIT, 2, 3, 4))); }
+
+static void maxpool(gc *c)
+{
+	np_node *n = node(c, "MaxPool", (np_value *[]){PD(2, 2, 5, 5)}, 1);
+	ATTR_INTS(n, "kernel_shape", 3, 3);
+	ATTR_INTS(n, "strides", 2, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	set_output(c, done(c, n));
+}
+
+static void maxpool_overlap(gc *c)
+{
+	np_node *n = node(c, "MaxPool", (np_value *[]){PD(1, 2, 5, 4)}, 1);
+	ATTR_INTS(n, "kernel_shape", 2, 2);
+	set_output(c, done(c, n));
+}
+
+static void avgpool(gc *c)
+{
+	np_node *n = node(c, "AveragePool", (np_value *[]){P(&UNIT, 2, 2, 5, 5)}, 1);
+	ATTR_INTS(n, "kernel_shape", 3, 3);
+	ATTR_INTS(n, "strides", 2, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	set_output(c, done(c, n));
+}
+
+static void avgpool_include_pad(gc *c)
+{
+	np_node *n = node(c, "AveragePool", (np_value *[]){P(&UNIT, 1, 2, 4, 5)}, 1);
+	ATTR_INTS(n, "kernel_shape", 2, 3);
+	ATTR_INTS(n, "pads", 1, 1, 0, 1);
+	np_node_set_attr_int(n, "count_include_pad", 1);
+	set_output(c, done(c, n));
+}
+
+static void globalavgpool(gc *c) { set_output(c, op1(c, "GlobalAveragePool", P(&UNIT, 2, 3, 3, 4))); }
+
+/* Training mode: batch statistics, so d x flows through mean and var. */
+static void batchnorm(gc *c)
+{
+	static const dist var = {0.5f, 1.5f, 0, {0}};
+	np_value *in[5] = {P(&UNIT, 3, 2, 2, 3), P(&POSITIVE, 2), P(&UNIT, 2),
+	                   P(&UNIT, 2), P(&var, 2)};
+	np_node *n = node(c, "BatchNormalization", in, 5);
+	np_node_set_attr_float(n, "epsilon", 1e-3f);
+	set_output(c, done(c, n));
+}
+
+static void flatten(gc *c)
+{
+	np_node *n = node(c, "Flatten", (np_value *[]){P(&UNIT, 2, 3, 2, 2)}, 1);
+	np_node_set_attr_int(n, "axis", 2);
+	/* a Mul after it, so the shape op is not the last node */
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 1, 4)));
+}
+
+static void reshape(gc *c)
+{
+	np_value *r = op2(c, "Reshape", P(&UNIT, 2, 3, 4), INTS(0, -1, 2));
+	set_output(c, op2(c, "Mul", r, P(&UNIT, 6, 1)));
+}
+
+static void concat(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 2, 1, 3), P(&UNIT, 2, 3, 3), P(&UNIT, 2, 2, 3)};
+	np_node *n = node(c, "Concat", in, 3);
+	np_node_set_attr_int(n, "axis", 1);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 6, 1)));
+}
+
+static void gather(gc *c)
+{
+	np_node *n = node(c, "Gather", (np_value *[]){P(&UNIT, 3, 4, 2), INTS(3, -1, 0, 3)}, 2);
+	np_node_set_attr_int(n, "axis", 1);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 4, 1)));
+}
+
+static void squeeze_unsqueeze(gc *c)
+{
+	np_value *u = op2(c, "Unsqueeze", P(&UNIT, 3, 4), INTS(0, -1));
+	np_value *s = op2(c, "Squeeze", op2(c, "Mul", u, P(&UNIT, 1, 3, 1, 1)), INTS(3));
+	set_output(c, s);
+}
+
+/* Identity, Dropout (identity in training too) and Cast to float pass
+ * the gradient through unchanged. */
+static void identity_dropout_cast(gc *c)
+{
+	np_value *a = op1(c, "Dropout", op1(c, "Identity", P(&UNIT, 3, 4)));
+	np_node *n = node(c, "Cast", &a, 1);
+	np_node_set_attr_int(n, "to", NP_FLOAT);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 4)));
+}
+
+/* PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze ->
+ * Concat -> Reshape.  Shape reads only x's shape, so the chain is known
+ * at plan time even though x is not a constant. */
+static void reshape_by_shape(gc *c)
+{
+	np_value *x = op2(c, "Mul", P(&UNIT, 2, 3, 2, 2), P(&UNIT, 3, 1, 1));
+	np_node *g = node(c, "Gather", (np_value *[]){op1(c, "Shape", x), INTS(0)}, 2);
+	np_value *n0 = op2(c, "Unsqueeze", op1(c, "Squeeze", done(c, g)), INTS(0));
+	np_node *cat = node(c, "Concat", (np_value *[]){n0, INTS(-1)}, 2);
+	np_node_set_attr_int(cat, "axis", 0);
+	np_value *r = op2(c, "Reshape", x, done(c, cat));
+	set_output(c, op2(c, "Mul", r, P(&UNIT, 12)));
+}
+
+/* y = Relu(Conv(x)) + x: x is read twice, so its gradient is the sum of
+ * two contributions. */
+static void residual(gc *c)
+{
+	np_value *x = P(&UNIT, 1, 2, 4, 4);
+	np_value *in[3] = {x, P(&UNIT, 2, 2, 3, 3), P(&UNIT, 2)};
+	np_node *n = node(c, "Conv", in, 3);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *z = done(c, n);
+	c->kink_value = z->name;
+	c->n_kinks = 1;
+	set_output(c, op2(c, "Add", op1(c, "Relu", z), x));
+}
+
+/* Conv -> BN (training) -> Relu -> GlobalAveragePool -> Flatten -> Gemm. */
+static void small_net(gc *c)
+{
+	static const dist var = {0.5f, 1.5f, 0, {0}};
+	np_value *in[2] = {P(&UNIT, 2, 2, 3, 3), P(&UNIT, 3, 2, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *bin[5] = {done(c, n), P(&POSITIVE, 3), P(&UNIT, 3), P(&UNIT, 3), P(&var, 3)};
+	np_value *b = done(c, node(c, "BatchNormalization", bin, 5));
+	c->kink_value = b->name;
+	c->n_kinks = 1;
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", op1(c, "Relu", b)));
+	np_value *gin[3] = {f, P(&UNIT, 3, 5), P(&UNIT, 5)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+}
+
+int main(void)
+{
+	static const struct { const char *what; int opset; void (*build)(gc *); } cases[] = {
+		{"Conv pads/strides/bias", 13, conv_pads_strides},
+		{"Conv groups/dilation", 13, conv_groups_dilation},
+		{"Conv depthwise/stride 2", 13, conv_depthwise},
+		{"Gemm", 13, gemm_plain},
+		{"Gemm transA/transB/alpha/beta", 13, gemm_trans},
+		{"Gemm transB, C [1,N]", 13, gemm_transb_bias_row},
+		{"MatMul 2-D", 13, matmul_2d},
+		{"MatMul batched", 13, matmul_batched},
+		{"MatMul broadcast", 13, matmul_broadcast},
+		{"Add same shape", 13, add_same},
+		{"Add broadcast", 13, add_bcast},
+		{"Sub broadcast both", 13, sub_bcast},
+		{"Mul broadcast", 13, mul_bcast},
+		{"Div broadcast", 13, div_bcast},
+		{"Div negative divisor", 13, div_neg},
+		{"Pow broadcast", 13, pow_bcast},
+		{"PRelu", 13, prelu},
+		{"Relu", 13, relu},
+		{"LeakyRelu", 13, leakyrelu},
+		{"Clip opset 11", 13, clip11},
+		{"Clip opset 11, bounds as parameters", 13, clip11_params},
+		{"Clip opset 6", 6, clip6},
+		{"Sigmoid", 13, sigmoid},
+		{"Tanh", 13, tanh_},
+		{"HardSigmoid", 13, hardsigmoid},
+		{"HardSwish", 14, hardswish},
+		{"Erf", 13, erf_},
+		{"Sqrt", 13, sqrt_},
+		{"Gelu", 20, gelu},
+		{"Gelu tanh", 20, gelu_tanh},
+		{"Softmax opset 13", 13, softmax13},
+		{"Softmax opset 13 axis 1", 13, softmax13_axis1},
+		{"Softmax opset 11", 11, softmax11},
+		{"MaxPool pads/strides", 13, maxpool},
+		{"MaxPool overlapping", 13, maxpool_overlap},
+		{"AveragePool pads/strides", 13, avgpool},
+		{"AveragePool count_include_pad", 13, avgpool_include_pad},
+		{"GlobalAveragePool", 13, globalavgpool},
+		{"BatchNormalization training", 15, batchnorm},
+		{"Flatten", 13, flatten},
+		{"Reshape", 13, reshape},
+		{"Concat", 13, concat},
+		{"Gather", 13, gather},
+		{"Unsqueeze/Squeeze", 13, squeeze_unsqueeze},
+		{"Identity/Dropout/Cast", 13, identity_dropout_cast},
+		{"Reshape by Shape arithmetic", 13, reshape_by_shape},
+		{"residual Relu(Conv(x)) + x", 13, residual},
+		{"Conv-BN-Relu-GAP-Gemm", 13, small_net},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		gradcheck(cases[i].what, cases[i].opset, cases[i].build);
+	return done_testing();
+}
