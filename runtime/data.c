@@ -107,13 +107,19 @@ static int64_t elem_int(const uint8_t *p, elem k)
 	}
 }
 
-/* n elements to floats; unsigned bytes are pixels and get scaled. */
+/* n elements to floats; unsigned bytes are pixels and get scaled.  The
+ * default scale divides by 255 as torchvision's ToTensor does, so the
+ * floats are bit-identical to a PyTorch pipeline's. */
 static void decode_floats(const uint8_t *src, elem k, int64_t n, float scale,
                           float *dst)
 {
 	if (k == EL_U8) {
+		float lut[256];
+		for (int v = 0; v < 256; v++)
+			lut[v] = scale == 1.0f / 255 ? (float)v / 255.0f
+			                             : (float)v * scale;
 		for (int64_t i = 0; i < n; i++)
-			dst[i] = (float)src[i] * scale;
+			dst[i] = lut[src[i]];
 		return;
 	}
 	int sz = elem_size(k);
@@ -176,6 +182,15 @@ static void df_close(dfile *f)
 	f->gz = NULL;
 }
 
+/* zlib's message without the "<fd:3>: " that gzdopen() puts before it:
+ * the error names the file already. */
+static const char *gz_message(gzFile gz, int *zerr)
+{
+	const char *msg = gzerror(gz, zerr);
+	const char *p = strncmp(msg, "<fd:", 4) ? NULL : strstr(msg, ">: ");
+	return p ? p + 3 : msg;
+}
+
 /* Up to len bytes; fewer only at the end of the data.  -1: read error or
  * corrupt gzip stream (err set). */
 static int64_t df_read(dfile *f, void *buf, int64_t len, np_error *err)
@@ -187,7 +202,7 @@ static int64_t df_read(dfile *f, void *buf, int64_t len, np_error *err)
 		int got = gzread(f->gz, (uint8_t *)buf + done, n);
 		if (got < 0) {
 			int zerr;
-			const char *msg = gzerror(f->gz, &zerr);
+			const char *msg = gz_message(f->gz, &zerr);
 			if (zerr == Z_ERRNO)
 				msg = strerror(errno);
 			np_fail_file(err, zerr == Z_ERRNO ? NP_ERR_IO : NP_ERR_FORMAT,
@@ -201,6 +216,21 @@ static int64_t df_read(dfile *f, void *buf, int64_t len, np_error *err)
 	}
 	f->pos += done;
 	return done;
+}
+
+/* After the last needed byte of a gzip file: read on, so zlib checks the
+ * stream's CRC and length (corruption that still inflates shows here).
+ * Bytes after the data are ignored. */
+static np_status df_finish(dfile *f, np_error *err)
+{
+	uint8_t b;
+	if (f->gzipped && gzread(f->gz, &b, 1) < 0) {
+		int zerr;
+		const char *msg = gz_message(f->gz, &zerr);
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "corrupt gzip data: %s", msg);
+	}
+	return NP_OK;
 }
 
 /* Bytes left to read in a raw file; -1 when unknown (gzip). */
@@ -486,7 +516,7 @@ static np_status idx_images(dfile *f, const idx_header *h, float scale,
 		                    "%s, %s", (long long)n, shape, tail);
 	}
 	d->n = keep;
-	return NP_OK;
+	return keep == n ? df_finish(f, err) : NP_OK;
 }
 
 static np_status idx_labels(dfile *f, const idx_header *h, int64_t keep,
@@ -512,7 +542,7 @@ static np_status idx_labels(dfile *f, const idx_header *h, int64_t keep,
 		                    "truncated IDX file: header says %lld labels, %s",
 		                    (long long)n, tail);
 	}
-	return st;
+	return st == NP_OK && keep == n ? df_finish(f, err) : st;
 }
 
 static np_status load_idx(const char *images, const char *labels,
@@ -552,8 +582,8 @@ static bool is_file(const char *path)
 	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static np_status cifar_file(const char *path, int64_t want, np_dataset *d,
-                            np_error *err)
+static np_status cifar_file(const char *path, int64_t want, float scale,
+                            np_dataset *d, np_error *err)
 {
 	dfile f;
 	np_status st = df_open(&f, path, err);
@@ -591,7 +621,7 @@ static np_status cifar_file(const char *path, int64_t want, np_dataset *d,
 			goto out;
 		}
 		d->y[d->n] = rec[0];
-		decode_floats(rec + 1, EL_U8, CIFAR_PIXELS, 1.0f,
+		decode_floats(rec + 1, EL_U8, CIFAR_PIXELS, scale,
 		              d->x + d->n * CIFAR_PIXELS);
 		d->n++;
 	}
@@ -651,10 +681,7 @@ static np_status load_cifar(const char *dir, float scale, int64_t limit,
 		return np_fail_file(err, NP_ERR_NOMEM, dir, "out of memory for %lld "
 		                    "CIFAR-10 images", (long long)keep);
 	for (int i = 0; i < nf && d->n < keep && st == NP_OK; i++)
-		st = cifar_file(files[i], keep - d->n, d, err);
-	/* Scaling after the fact keeps cifar_file simple; pixels are exact. */
-	for (int64_t i = 0; st == NP_OK && i < d->n * CIFAR_PIXELS; i++)
-		d->x[i] *= scale;
+		st = cifar_file(files[i], keep - d->n, scale, d, err);
 	return st;
 }
 
@@ -692,9 +719,13 @@ static np_status npy_parse_dict(const dfile *f, const char *h, npy_header *nh,
                                 np_error *err)
 {
 	const char *p = npy_key(h, "descr");
-	if (!p || (*p != '\'' && *p != '"'))
+	if (!p)
 		return np_fail_file(err, NP_ERR_FORMAT, f->path,
-		                    "bad npy header: no 'descr' string");
+		                    "bad npy header: no 'descr' key");
+	if (*p != '\'' && *p != '"')
+		return np_fail_file(err, NP_ERR_UNSUPPORTED, f->path,
+		                    "npy arrays of a structured dtype are not "
+		                    "supported");
 	char q = *p++;
 	size_t len = 0;
 	while (p[len] && p[len] != q && len < sizeof nh->descr - 1)
@@ -861,7 +892,7 @@ static np_status npy_x(dfile *f, float scale, int64_t limit, np_dataset *d,
 	if (st == NP_OK && got < keep)
 		return npy_truncated(f, &nh, need, err);
 	d->n = keep;
-	return st;
+	return st == NP_OK && keep == n ? df_finish(f, err) : st;
 }
 
 static np_status npy_y(dfile *f, int64_t n_x, np_dataset *d, np_error *err)
@@ -892,7 +923,7 @@ static np_status npy_y(dfile *f, int64_t n_x, np_dataset *d, np_error *err)
 	st = df_read_labels(f, k, d->n, &d->y, &got, err);
 	if (st == NP_OK && !d->y)
 		return npy_truncated(f, &nh, need, err);
-	return st;
+	return st == NP_OK && d->n == n_x ? df_finish(f, err) : st;
 }
 
 static np_status load_npy(const char *xpath, const char *ypath, float scale,
@@ -1225,6 +1256,12 @@ static bool opts_normalise(const np_data_opts *o)
 	return o && (o->n_mean > 0 || o->n_std > 0);
 }
 
+/* In float, as torchvision's Normalize; gather's fill uses the same. */
+static float norm_value(float v, const np_data_opts *o, int64_t c)
+{
+	return (v - (float)opt_mean(o, c)) / (float)opt_std(o, c);
+}
+
 static np_status check_opts(const np_data_opts *o, np_error *err)
 {
 	if (!o)
@@ -1267,11 +1304,11 @@ static np_status normalise(np_dataset *d, const np_data_opts *o,
 	}
 	int64_t plane = d->example_size / nc;
 	for (int64_t c = 0; c < nc; c++) {
-		float mean = (float)opt_mean(o, c), inv = (float)(1.0 / opt_std(o, c));
+		float mean = (float)opt_mean(o, c), sd = (float)opt_std(o, c);
 		for (int64_t i = 0; i < d->n; i++) {
 			float *p = d->x + i * d->example_size + c * plane;
 			for (int64_t j = 0; j < plane; j++)
-				p[j] = (p[j] - mean) * inv;
+				p[j] = (p[j] - mean) / sd;
 		}
 	}
 	return NP_OK;
@@ -1530,8 +1567,7 @@ static void augment_one(const np_dataset *d, const float *src, float *dst,
 	int64_t per_c = planes / nc > 0 ? planes / nc : 1;
 	for (int64_t p = 0; p < planes; p++) {
 		int64_t c = p / per_c < nc ? p / per_c : nc - 1;
-		float fill = opts_normalise(o)
-			? (float)((0.0 - opt_mean(o, c)) / opt_std(o, c)) : 0.0f;
+		float fill = opts_normalise(o) ? norm_value(0.0f, o, c) : 0.0f;
 		const float *in = src + p * h * w;
 		float *out = dst + p * h * w;
 		for (int64_t i = 0; i < h; i++) {

@@ -153,14 +153,34 @@ void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 
 /* ------------------------------------------------------------- params */
 
+/* Is a float initializer a parameter PyTorch would train?  Weights and
+ * biases of Conv/Gemm/MatMul, BN scale and shift, PRelu slopes and
+ * non-scalar Add operands (a MatMul's bias) are; BN running statistics
+ * (state), Clip bounds, exponents and other scalar constants are not:
+ * moving ReLU6's 6 or a Pow's 2 by SGD would change the function. */
+static bool np_use_is_trainable(const np_node *n, int index, int64_t nelem)
+{
+	const char *op = n->op_type;
+	if (strcmp(op, "Conv") == 0 || strcmp(op, "Gemm") == 0 ||
+	    strcmp(op, "MatMul") == 0 || strcmp(op, "ConvTranspose") == 0)
+		return true;
+	if (strcmp(op, "BatchNormalization") == 0)
+		return index == 1 || index == 2;
+	if (strcmp(op, "PRelu") == 0)
+		return index == 1;
+	if (strcmp(op, "Add") == 0 || strcmp(op, "Identity") == 0)
+		return nelem > 1;
+	return false;
+}
+
 static bool np_is_trainable(const np_value *v)
 {
-	/* BatchNormalization running statistics (inputs 3, 4) are state. */
-	for (int u = 0; u < v->n_uses; u++) {
-		const np_node *n = v->uses[u].node;
-		if (strcmp(n->op_type, "BatchNormalization") == 0 && v->uses[u].index >= 3)
+	if (v->n_uses == 0)
+		return false;
+	for (int u = 0; u < v->n_uses; u++)
+		if (v->uses[u].index < 0 ||
+		    !np_use_is_trainable(v->uses[u].node, v->uses[u].index, v->init->nelem))
 			return false;
-	}
 	return true;
 }
 
@@ -203,6 +223,26 @@ static np_status np_rt_init_params(np_rt *rt, np_error *err)
 }
 
 int np_rt_n_params(const np_rt *rt) { return rt->n_params; }
+
+np_status np_rt_set_trainable(np_rt *rt, np_param *p, bool on, np_error *err)
+{
+	if (rt->n_plans > 0)
+		return np_fail(err, NP_ERR_INVALID,
+		               "parameter '%s' changed after planning", p->value->name);
+	size_t bytes = sizeof(float) * (size_t)p->nelem;
+	if (on && !p->grad) {
+		p->grad = np_aligned(bytes);
+		p->momentum = np_aligned(bytes);
+		if (!p->grad || !p->momentum)
+			return np_fail(err, NP_ERR_NOMEM, "out of memory for parameter '%s'",
+			               p->value->name);
+		memset(p->grad, 0, bytes);
+		memset(p->momentum, 0, bytes);
+	}
+	p->trainable = on;
+	p->decay = on;
+	return NP_OK;
+}
 np_param *np_rt_param(np_rt *rt, int i) { return &rt->params[i]; }
 
 np_param *np_rt_param_by_name(np_rt *rt, const char *name)
@@ -431,7 +471,8 @@ static np_status np_plan_values(np_rt *rt, np_plan *p, const np_rt_input *in,
 			t->data = np_aligned((size_t)n * es);
 			if (!t->data)
 				return np_fail(err, NP_ERR_NOMEM, "out of memory for input '%s'", v->name);
-			memcpy(t->data, np_find_input(in, n_in, v->name)->data, (size_t)n * es);
+			if (n > 0)
+				memcpy(t->data, np_find_input(in, n_in, v->name)->data, (size_t)n * es);
 		}
 	}
 	return NP_OK;
@@ -621,7 +662,7 @@ np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
 		if (!np_is_graph_input(v))
 			continue;
 		np_rtensor *t = &p->t[v->id];
-		if (t->dtype == NP_FLOAT)
+		if (t->dtype == NP_FLOAT && t->nelem > 0)
 			memcpy(t->data, np_find_input(in, n_in, v->name)->data,
 			       sizeof(float) * (size_t)t->nelem);
 	}

@@ -180,6 +180,10 @@ typedef struct np_param {
 } np_param;
 
 int np_rt_n_params(const np_rt *rt);
+/* Make a float initializer trainable or frozen (gradient and momentum
+ * buffers come with it).  Only before the first np_rt_run(): plans bind
+ * gradient buffers. */
+np_status np_rt_set_trainable(np_rt *rt, np_param *p, bool on, np_error *err);
 np_param *np_rt_param(np_rt *rt, int i);
 np_param *np_rt_param_by_name(np_rt *rt, const char *name);
 

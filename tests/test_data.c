@@ -168,6 +168,18 @@ static void make_idx_files(void)
 	size_t n = fread(cut, 1, sizeof cut, f);
 	fclose(f);
 	write_file(P("cut.idx.gz"), cut, n);
+	/* Flip a byte in the middle: inflate fails or the CRC does. */
+	f = fopen(P("whole.idx.gz"), "rb");
+	uint8_t *all = malloc(1 << 20);
+	n = fread(all, 1, 1 << 20, f);
+	fclose(f);
+	all[n / 2] ^= 0x55;
+	write_file(P("corrupt.idx.gz"), all, n);
+	/* A wrong CRC only: inflates fine, fails the stream check. */
+	all[n / 2] ^= 0x55;
+	all[n - 6] ^= 0x01;
+	write_file(P("badcrc.idx.gz"), all, n);
+	free(all);
 
 	/* Wrong magic; fewer labels than images; an image file as labels. */
 	uint8_t bad[16] = {0x12, 0x34, 0x56, 0x78};
@@ -373,6 +385,12 @@ static void test_idx_errors(void)
 	snprintf(spec, sizeof spec, "idx:%s", P("cut.idx.gz"));
 	expect_err(spec, NULL, NP_ERR_FORMAT, P("cut.idx.gz"), "truncated IDX file",
 	           "gzip stream cut short");
+	snprintf(spec, sizeof spec, "idx:%s", P("corrupt.idx.gz"));
+	expect_err(spec, NULL, NP_ERR_FORMAT, P("corrupt.idx.gz"), "",
+	           "gzip stream with a flipped byte");
+	snprintf(spec, sizeof spec, "idx:%s", P("badcrc.idx.gz"));
+	expect_err(spec, NULL, NP_ERR_FORMAT, P("badcrc.idx.gz"),
+	           "corrupt gzip data: incorrect data check", "gzip with a bad CRC");
 	snprintf(spec, sizeof spec, "idx:%s", P("whole.idx.gz"));
 	np_dataset d;
 	np_error err;
