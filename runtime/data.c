@@ -1153,9 +1153,9 @@ static np_status pb_labels(const pb_set *s, int32_t *y, np_error *err)
 			elem fk = t->dtype == NP_FLOAT ? EL_F32LE : EL_F64LE;
 			double best = -INFINITY;
 			for (int64_t c = 0; c < per; c++) {
-				double s_ = elem_float(p + (i * per + c) * elem_size(fk), fk);
-				if (s_ > best || c == 0) {
-					best = s_;
+				double score = elem_float(p + (i * per + c) * elem_size(fk), fk);
+				if (score > best || c == 0) {
+					best = score;
 					v = c;
 				}
 			}

@@ -20,15 +20,16 @@
 #define C_INSPECT (1u << NP_CMD_INSPECT)
 #define C_EVAL (1u << NP_CMD_EVAL)
 #define C_FINETUNE (1u << NP_CMD_FINETUNE)
-#define C_DATA (C_COMPILE | C_EVAL | C_FINETUNE)
+#define C_PROFILE (1u << NP_CMD_PROFILE)
+#define C_DATA (C_COMPILE | C_EVAL | C_FINETUNE | C_PROFILE)
 #define C_TRAIN (C_COMPILE | C_FINETUNE)
-#define C_ALL (C_COMPILE | C_INSPECT | C_EVAL | C_FINETUNE)
+#define C_ALL (C_COMPILE | C_INSPECT | C_EVAL | C_FINETUNE | C_PROFILE)
 
 enum {
 	OPT_PASSES = 256, OPT_EXTERNAL_DATA, OPT_JSON, OPT_DATA, OPT_VAL, OPT_TEST,
 	OPT_MEAN, OPT_STD, OPT_SCALE, OPT_LIMIT, OPT_BATCH, OPT_THREADS, OPT_SEED,
 	OPT_EPOCHS, OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_NESTEROV,
-	OPT_LR_SCHEDULE, OPT_AUGMENT, OPT_TEMPERATURE
+	OPT_LR_SCHEDULE, OPT_AUGMENT, OPT_TEMPERATURE, OPT_NO_DONT_CARE
 };
 
 typedef struct np_opt {
@@ -40,7 +41,8 @@ static const np_opt np_opts[] = {
 	{{"output", required_argument, NULL, 'o'}, C_COMPILE | C_FINETUNE},
 	{{"passes", required_argument, NULL, OPT_PASSES}, C_COMPILE},
 	{{"external-data", no_argument, NULL, OPT_EXTERNAL_DATA}, C_COMPILE | C_FINETUNE},
-	{{"json", no_argument, NULL, OPT_JSON}, C_INSPECT | C_EVAL | C_FINETUNE},
+	{{"json", no_argument, NULL, OPT_JSON}, C_INSPECT | C_EVAL | C_FINETUNE | C_PROFILE},
+	{{"no-dont-care", no_argument, NULL, OPT_NO_DONT_CARE}, C_COMPILE | C_PROFILE},
 	{{"data", required_argument, NULL, OPT_DATA}, C_DATA},
 	{{"val", required_argument, NULL, OPT_VAL}, C_TRAIN},
 	{{"test", required_argument, NULL, OPT_TEST}, C_TRAIN},
@@ -67,7 +69,7 @@ static const np_opt np_opts[] = {
 #define NP_N_OPTS (sizeof np_opts / sizeof np_opts[0])
 
 static const char *const np_command_names[] = {"compile", "inspect", "eval",
-                                               "finetune"};
+                                               "finetune", "profile"};
 
 __attribute__((format(printf, 1, 2)))
 static int np_usage(const char *fmt, ...)
@@ -88,6 +90,7 @@ void np_cli_help(FILE *out)
 "       nepenc inspect [--json] MODEL.onnx\n"
 "       nepenc eval MODEL.onnx --data SPEC [OPTION]...\n"
 "       nepenc finetune MODEL.onnx -o OUT.onnx --data SPEC [OPTION]...\n"
+"       nepenc profile MODEL.onnx --data SPEC [--json] [OPTION]...\n"
 "\n"
 "nepenc reads a trained ONNX model, prunes it with NEPENTHE (entropy-guided\n"
 "unstructured pruning), removes the layers whose rectifiers reach zero\n"
@@ -99,6 +102,7 @@ void np_cli_help(FILE *out)
 "                         parameter count and the rectified layers\n"
 "  eval                   top-1 accuracy and mean loss on labelled data\n"
 "  finetune               fine-tune (SGD) without pruning, write the model\n"
+"  profile                entropy of every rectified layer on --data\n"
 "\n"
 "Output:\n"
 "  -o, --output FILE      write the resulting model to FILE (via a temporary\n"
@@ -130,6 +134,9 @@ void np_cli_help(FILE *out)
 "      --augment LIST     flip and/or shift=N, comma-separated (default none)\n"
 "      --temperature T    distillation temperature without labels (default 4)\n"
 "      --seed N           seed of shuffling and augmentation (default 0)\n"
+"\n"
+"NEPENTHE:\n"
+"      --no-dont-care     count z == 0 as OFF (ablation; default: not counted)\n"
 "\n"
 "  -q, --quiet            print nothing on success\n"
 "  -v, --verbose          print more detail\n"
@@ -257,6 +264,7 @@ static int np_cli_set(np_cli *c, int id, const char *name, const char *arg)
 	case OPT_VAL: c->val = arg; return 0;
 	case OPT_TEST: c->test = arg; return 0;
 	case OPT_NESTEROV: c->train.sgd.nesterov = true; return 0;
+	case OPT_NO_DONT_CARE: c->no_dont_care = true; return 0;
 	case OPT_MEAN:
 		if (np_parse_list(arg, c->dopts.mean, &c->dopts.n_mean)) return 0;
 		break;
@@ -320,7 +328,7 @@ static np_command_id np_command_of(int argc, char **argv, int *skip)
 {
 	*skip = 0;
 	if (argc >= 2)
-		for (int k = NP_CMD_INSPECT; k <= NP_CMD_FINETUNE; k++)
+		for (int k = NP_CMD_INSPECT; k <= NP_CMD_PROFILE; k++)
 			if (strcmp(argv[1], np_command_names[k]) == 0) {
 				*skip = 1;
 				return (np_command_id)k;
@@ -340,7 +348,8 @@ static int np_cli_check(np_cli *c, int argc, char **argv)
 	bool needs_out = c->command == NP_CMD_COMPILE || c->command == NP_CMD_FINETUNE;
 	if (needs_out && !c->output)
 		return np_usage("no output file: use -o OUT.onnx");
-	if ((c->command == NP_CMD_EVAL || c->command == NP_CMD_FINETUNE) && !c->data)
+	if ((c->command == NP_CMD_EVAL || c->command == NP_CMD_FINETUNE ||
+	     c->command == NP_CMD_PROFILE) && !c->data)
 		return np_usage("%s needs --data SPEC", c->command_name);
 	if (c->dopts.n_mean != c->dopts.n_std)
 		return np_usage("--mean and --std must have the same number of values");

@@ -4,6 +4,7 @@
  *   nepenc inspect [--json] MODEL
  *   nepenc eval MODEL --data SPEC [options]
  *   nepenc finetune MODEL -o OUT --data SPEC [options]
+ *   nepenc profile MODEL --data SPEC [options]
  *
  * np_cli_parse() fills an np_cli from argv, printing usage errors itself
  * (the parser is part of the program's front end, not the library), and
@@ -26,7 +27,8 @@ typedef enum np_command_id {
 	NP_CMD_COMPILE,
 	NP_CMD_INSPECT,
 	NP_CMD_EVAL,
-	NP_CMD_FINETUNE
+	NP_CMD_FINETUNE,
+	NP_CMD_PROFILE
 } np_command_id;
 
 typedef struct np_cli {
@@ -39,6 +41,7 @@ typedef struct np_cli {
 	bool external_data;
 	bool quiet, verbose;
 	const char *data, *val, *test;
+	bool no_dont_care;
 	np_data_opts dopts;
 	int64_t batch;
 	int threads;

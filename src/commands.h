@@ -11,5 +11,6 @@ np_status np_cmd_inspect(const np_cli *c, np_error *err);
 np_status np_cmd_compile(const np_cli *c, np_error *err);
 np_status np_cmd_eval(const np_cli *c, np_error *err);
 np_status np_cmd_finetune(const np_cli *c, np_error *err);
+np_status np_cmd_profile(const np_cli *c, np_error *err);
 
 #endif

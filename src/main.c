@@ -42,6 +42,7 @@ int main(int argc, char **argv)
 		[NP_CMD_INSPECT] = np_cmd_inspect,
 		[NP_CMD_EVAL] = np_cmd_eval,
 		[NP_CMD_FINETUNE] = np_cmd_finetune,
+		[NP_CMD_PROFILE] = np_cmd_profile,
 	};
 	np_error err = {0};
 	np_status st = run[c.command](&c, &err);

@@ -1,0 +1,143 @@
+/* nepenthe.h - NEPENTHE: entropy profile, budgeted masking, the iteration
+ * loop, linearization plans, and the run record the report is made of.
+ * DESIGN.md sections 3 to 6 and 9.
+ */
+#ifndef NEPENC_NEPENTHE_H
+#define NEPENC_NEPENTHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "data.h"
+#include "ir.h"
+#include "layers.h"
+#include "pass.h"
+#include "rt.h"
+#include "status.h"
+#include "train.h"
+
+/* ------------------------------------------------------------ entropy */
+
+/* Neuron states.  Relu-like rectifiers use OFF and ON; Clip(0,6) also
+ * OFF_HI (z > max).  Index into np_layer_profile.counts. */
+enum { NP_STATE_OFF = 0, NP_STATE_ON = 1, NP_STATE_OFF_HI = 2, NP_MAX_STATES = 3 };
+
+typedef struct np_layer_profile {
+	int64_t neurons;
+	int n_states;                /* 2, or 3 for Clip with a finite max */
+	int64_t *counts;             /* neurons * n_states (64-bit counts) */
+	int64_t *dont_care;          /* neurons: z exactly at a state bound */
+	double *H;                   /* neurons: entropy in bits */
+	double H_layer;              /* mean of H over neurons */
+	int64_t zero_neurons;        /* neurons with H == 0 */
+} np_layer_profile;
+
+typedef struct np_profile {
+	int n;                       /* = layers.n */
+	np_layer_profile *l;
+} np_profile;
+
+typedef struct np_profile_opts {
+	int64_t batch;
+	bool no_dont_care;           /* --no-dont-care: z == 0 counts as OFF */
+	bool quiet;                  /* no progress line */
+} np_profile_opts;
+
+/* Run d through rt in inference mode and count states of every layer's
+ * pre-activation (channels: axis 1, spatial positions included). */
+np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
+                         const np_profile_opts *o, np_profile *out,
+                         np_error *err);
+void np_profile_free(np_profile *p);
+/* A layer is removable when H(l) <= eps (eps = 0: exactly zero). */
+bool np_layer_removable(const np_layer_profile *lp, double eps);
+/* State of neuron i for linearization: its only state, or with eps > 0
+ * the majority state (ON wins a tie). */
+int np_neuron_state(const np_layer_profile *lp, int64_t i);
+
+/* ------------------------------------------------------------ masking */
+
+typedef enum np_method { NP_METHOD_NEPENTHE, NP_METHOD_IMP } np_method;
+typedef enum np_criterion { NP_CRIT_MAGNITUDE, NP_CRIT_WANDA } np_criterion;
+
+typedef struct np_mask_opts {
+	double zeta;
+	np_method method;
+	np_criterion criterion;
+	bool no_entropy_budget;      /* b(l) proportional to layer size */
+	bool no_neuron_selection;    /* candidates include H(l,i) == 0 neurons */
+	/* --criterion wanda: ||x||_2 of each weight's input feature, per
+	 * layer weight (NULL for magnitude). */
+	double **input_norms;
+} np_mask_opts;
+
+typedef struct np_mask_layer_stat {
+	double I, R;                 /* score and relevance (section 4) */
+	int64_t budget;              /* b(l) */
+	int64_t removed;             /* weights actually masked this step */
+	int64_t nonzero_before;
+} np_mask_layer_stat;
+
+/* One masking step over the layers (section 4): masks live in the
+ * runtime's params (np_param.mask), created on first use; pruned weights
+ * are zeroed.  stats: ls->n entries (may be NULL). */
+np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
+                       const np_mask_opts *o, np_mask_layer_stat *stats,
+                       np_error *err);
+
+/* -------------------------------------------------------- linearizing */
+
+/* Which layers become affine maps, and each neuron's state. */
+typedef struct np_linearize_layer {
+	const char *rectifier;       /* node name of the rectifier */
+	np_rect_kind kind;
+	int64_t neurons;
+	uint8_t *state;              /* neurons entries: NP_STATE_* */
+	bool approximate;            /* GELU/SiLU or eps > 0 */
+} np_linearize_layer;
+
+typedef struct np_linearize_plan {
+	np_linearize_layer *v;
+	int n;
+} np_linearize_plan;
+
+/* ---------------------------------------------------------- run record */
+
+/* What one NEPENTHE iteration did; the report and the plot read these. */
+typedef struct np_iteration {
+	int index;                   /* 1-based */
+	double zeta;
+	double val_top1;             /* after fine-tuning */
+	bool accepted;               /* val >= theta * dense */
+	bool backoff;                /* failed and was rolled back */
+	double sparsity;             /* over prunable weights, after masking */
+	double seconds;
+	np_profile profile;          /* before masking at this iteration */
+	np_mask_layer_stat *mask;    /* layers.n entries */
+} np_iteration;
+
+typedef struct np_run {
+	/* settings */
+	double zeta, theta, entropy_eps;
+	int max_iter, epochs, backoff;
+	np_method method;
+	np_criterion criterion;
+	np_fold_policy fold;
+	/* results */
+	double dense_val, final_val;
+	double dense_test, final_test;     /* -1 without --test */
+	int chosen;                        /* iteration kept (0 = the input) */
+	np_iteration *it;
+	int n_it;
+	np_profile final_profile;          /* profile of the chosen iterate */
+	int layers, removed;
+	int nodes_before, nodes_after, depth_before, depth_after;
+	double sparsity;
+	double seconds;
+	np_pass_log log;
+	/* layer names in order, for the report (arena of the input model) */
+	const char **layer_names;
+	const char **layer_kinds;
+} np_run;
+
+#endif

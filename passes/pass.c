@@ -1,0 +1,150 @@
+/* pass.c - the pass manager and helpers shared by passes; see pass.h. */
+#include "pass.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NP_PASS(name, sym) extern const np_pass sym;
+#include "passes.def"
+#undef NP_PASS
+
+static const np_pass *const np_passes[] = {
+#define NP_PASS(name, sym) &sym,
+#include "passes.def"
+#undef NP_PASS
+};
+#define NP_N_PASSES ((int)(sizeof np_passes / sizeof np_passes[0]))
+
+const np_pass *np_pass_find(const char *name)
+{
+	for (int i = 0; i < NP_N_PASSES; i++)
+		if (strcmp(np_passes[i]->name, name) == 0)
+			return np_passes[i];
+	return NULL;
+}
+
+const np_pass *const *np_pass_list(int *n)
+{
+	*n = NP_N_PASSES;
+	return np_passes;
+}
+
+static np_status np_run_one(np_model *m, const np_pass *p, np_pass_ctx *ctx,
+                            np_error *err)
+{
+	np_status st = p->run(m, ctx, err);
+	if (st != NP_OK)
+		return st;
+	np_error verr = {0};
+	if (np_graph_toposort(m->graph, &verr) != NP_OK ||
+	    np_graph_verify(m->graph, &verr) != NP_OK)
+		return np_fail(err, NP_ERR_INVALID, "pass %s broke the graph: %s",
+		               p->name, verr.msg);
+	return NP_OK;
+}
+
+np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
+                        np_error *err)
+{
+	if (!list || strcmp(list, "none") == 0)
+		return NP_OK;
+	if (strcmp(list, "default") == 0) {
+		for (int i = 0; i < NP_N_PASSES; i++) {
+			np_status st = np_run_one(m, np_passes[i], ctx, err);
+			if (st != NP_OK)
+				return st;
+		}
+		return NP_OK;
+	}
+	char buf[512];
+	snprintf(buf, sizeof buf, "%s", list);
+	for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		const np_pass *p = np_pass_find(tok);
+		if (!p)
+			return np_fail(err, NP_ERR_USAGE, "unknown pass '%s'", tok);
+		np_status st = np_run_one(m, p, ctx, err);
+		if (st != NP_OK)
+			return st;
+	}
+	return NP_OK;
+}
+
+/* ------------------------------------------------------------------ log */
+
+void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
+                     const char *pass, const char *node, const char *into,
+                     const char *why_fmt, ...)
+{
+	if (!log)
+		return;
+	if (log->n == log->cap) {
+		int cap = log->cap ? log->cap * 2 : 16;
+		np_log_entry *v = realloc(log->v, sizeof *v * (size_t)cap);
+		if (!v)
+			return;
+		log->v = v;
+		log->cap = cap;
+	}
+	np_log_entry *e = &log->v[log->n++];
+	e->kind = kind;
+	e->pass = pass;
+	e->node = np_arena_strdup(m->arena, node);
+	e->into = np_arena_strdup(m->arena, into);
+	e->why = NULL;
+	if (why_fmt) {
+		char buf[512];
+		va_list ap;
+		va_start(ap, why_fmt);
+		vsnprintf(buf, sizeof buf, why_fmt, ap);
+		va_end(ap);
+		e->why = np_arena_strdup(m->arena, buf);
+	}
+}
+
+void np_pass_log_free(np_pass_log *log)
+{
+	free(log->v);
+	log->v = NULL;
+	log->n = log->cap = 0;
+}
+
+void np_node_doc_append(np_model *m, np_node *n, const char *text)
+{
+	if (!n->doc_string || !*n->doc_string)
+		n->doc_string = np_arena_strdup(m->arena, text);
+	else
+		n->doc_string = np_arena_printf(m->arena, "%s; %s", n->doc_string, text);
+}
+
+/* -------------------------------------------------------------- helpers */
+
+float *np_init_floats(const np_value *v)
+{
+	return v && v->init && v->init->dtype == NP_FLOAT ? v->init->data : NULL;
+}
+
+np_value *np_new_float_init(np_model *m, const char *base, int rank,
+                            const int64_t *dims, np_error *err)
+{
+	np_tensor *t = np_model_new_tensor(m, NP_FLOAT, rank, dims, err);
+	if (!t)
+		return NULL;
+	const char *name = base;
+	for (int i = 1; np_graph_find(m->graph, name); i++)
+		name = np_arena_printf(m->arena, "%s_%d", base, i);
+	return np_graph_add_initializer(m->graph, name, t, err);
+}
+
+bool np_value_single_use(const np_value *v, const np_node *n)
+{
+	return v && !v->is_output && v->n_uses == 1 && v->uses[0].node == n;
+}
+
+bool np_node_is(const np_node *n, const char *op)
+{
+	return n && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) &&
+	       strcmp(n->op_type, op) == 0;
+}

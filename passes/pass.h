@@ -1,0 +1,97 @@
+/* pass.h - graph-to-graph rewrites and the pass manager.
+ *
+ * A pass is one file under passes/, listed once in passes/passes.def.
+ * It rewrites the IR through the mutation API of ir.h only, checks every
+ * precondition before it rewires (other consumers?  graph output?  the
+ * fold exact and not more expensive?), and leaves orphans to dead-code
+ * removal.  The pass manager runs passes in order and, after each, sorts
+ * the graph and verifies its use-def links (np_graph_verify): a pass that
+ * breaks the graph is a bug reported as an error, not a corrupt output.
+ *
+ * Passes record what they did in np_pass_log so the report and the
+ * output's doc_strings can say it ("folded /bn2 into /conv2").
+ */
+#ifndef NEPENC_PASS_H
+#define NEPENC_PASS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ir.h"
+#include "status.h"
+
+typedef enum np_fold_policy {
+	NP_FOLD_EXACT,       /* only folds that are exact (default) */
+	NP_FOLD_APPROX,      /* also Conv -> padded Conv; kept only if the
+	                      * caller's accuracy check passes */
+	NP_FOLD_NONE         /* no folding; linearized layers stay explicit */
+} np_fold_policy;
+
+typedef enum np_log_kind {
+	NP_LOG_FOLDED,       /* a node merged into another */
+	NP_LOG_LINEARIZED,   /* a rectifier replaced by an affine map */
+	NP_LOG_REMOVED,      /* a node deleted (identity, dead code) */
+	NP_LOG_REFUSED,      /* a fold considered and not done, and why */
+	NP_LOG_UNDONE        /* a fold undone after a failed check */
+} np_log_kind;
+
+typedef struct np_log_entry {
+	np_log_kind kind;
+	const char *pass;
+	const char *node;    /* arena strings of the model */
+	const char *into;    /* NP_LOG_FOLDED: the node it went into */
+	const char *why;
+} np_log_entry;
+
+typedef struct np_pass_log {
+	np_log_entry *v;     /* malloc'd; strings live in the model arena */
+	int n, cap;
+} np_pass_log;
+
+void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
+                     const char *pass, const char *node, const char *into,
+                     const char *why_fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+void np_pass_log_free(np_pass_log *log);
+
+typedef struct np_pass_ctx {
+	np_fold_policy fold;
+	np_pass_log *log;            /* may be NULL */
+	/* Layers to linearize (passes/linearize.c): see nepenthe.h. */
+	const struct np_linearize_plan *linearize;
+	int changes;                 /* bumped by passes that changed the graph */
+} np_pass_ctx;
+
+typedef struct np_pass {
+	const char *name;
+	const char *doc;             /* one line for --help and the manual */
+	np_status (*run)(np_model *m, np_pass_ctx *ctx, np_error *err);
+} np_pass;
+
+/* The pass by name, NULL if unknown. */
+const np_pass *np_pass_find(const char *name);
+/* Every pass in passes.def order; *n set. */
+const np_pass *const *np_pass_list(int *n);
+
+/* Run the comma-separated list ("none" = nothing; "default" = the
+ * default pipeline), verifying the graph after each pass. */
+np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
+                        np_error *err);
+
+/* Doc string helper: append "; text" to a node's doc_string (arena). */
+void np_node_doc_append(np_model *m, np_node *n, const char *text);
+
+/* --------------------------------------------- helpers shared by passes */
+
+/* An initializer's float payload, or NULL if v is not a float
+ * initializer. */
+float *np_init_floats(const np_value *v);
+/* A new float initializer with a unique name based on base. */
+np_value *np_new_float_init(np_model *m, const char *base, int rank,
+                            const int64_t *dims, np_error *err);
+/* True if v's only reader is n (one use, not a graph output). */
+bool np_value_single_use(const np_value *v, const np_node *n);
+/* True for the default ONNX domain and op_type op. */
+bool np_node_is(const np_node *n, const char *op);
+
+#endif

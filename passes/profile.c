@@ -1,0 +1,2 @@
+/* PLACEHOLDER until the profile helper lands. */
+#include "nepenthe.h"

@@ -1,0 +1,1 @@
+## tests/passes.mk
