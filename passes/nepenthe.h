@@ -66,8 +66,10 @@ typedef struct np_mask_opts {
 	np_criterion criterion;
 	bool no_entropy_budget;      /* b(l) proportional to layer size */
 	bool no_neuron_selection;    /* candidates include H(l,i) == 0 neurons */
-	/* --criterion wanda: ||x||_2 of each weight's input feature, per
-	 * layer weight (NULL for magnitude). */
+	/* --criterion wanda: ||x||_2 of each weight's input feature (Gemm:
+	 * input column; Conv: input channel), one array per prunable weight,
+	 * numbered across layers in order (layer 0's weights first).  NULL
+	 * for magnitude. */
 	double **input_norms;
 } np_mask_opts;
 
@@ -103,13 +105,16 @@ typedef struct np_linearize_plan {
 
 /* ---------------------------------------------------------- run record */
 
-/* What one NEPENTHE iteration did; the report and the plot read these. */
+/* What one NEPENTHE iteration did; the report and the plot read these.
+ * Accuracies are top-1 percentages; sparsity is a fraction. */
 typedef struct np_iteration {
 	int index;                   /* 1-based */
 	double zeta;
 	double val_top1;             /* after fine-tuning */
 	bool accepted;               /* val >= theta * dense */
 	bool backoff;                /* failed and was rolled back */
+	bool exhausted;              /* nothing left to prune: the loop ended
+	                              * before fine-tuning this one */
 	double sparsity;             /* over prunable weights, after masking */
 	double seconds;
 	np_profile profile;          /* before masking at this iteration */
@@ -117,6 +122,7 @@ typedef struct np_iteration {
 } np_iteration;
 
 typedef struct np_run {
+	const char *model;           /* input file, for titles */
 	/* settings */
 	double zeta, theta, entropy_eps;
 	int max_iter, epochs, backoff;
@@ -139,5 +145,42 @@ typedef struct np_run {
 	const char **layer_names;
 	const char **layer_kinds;
 } np_run;
+
+/* ---------------------------------------------------------- the loop */
+
+typedef struct np_nepenthe_opts {
+	double zeta, theta, entropy_eps;
+	int max_iter, backoff;
+	np_mask_opts mask;           /* mask.zeta is set per iteration */
+	np_train_opts train;
+	np_profile_opts profile;
+	int64_t batch;               /* evaluation batch */
+	np_fold_policy fold;
+	const np_data_opts *dopts;
+	int threads;
+	bool quiet, verbose;
+} np_nepenthe_opts;
+
+/* The data of a run.  Teacher logits replace labels when the data has
+ * none (distillation; "accuracy" is agreement with the input model). */
+typedef struct np_run_data {
+	const np_dataset *train, *val, *test;   /* test may be NULL */
+	const float *teacher_train, *teacher_val, *teacher_test;
+} np_run_data;
+
+/* Iterate profile -> mask -> fine-tune -> validate (section 5) on rt,
+ * with the backoff; leaves rt holding the chosen iterate and fills run. */
+np_status np_nepenthe_loop(np_rt *rt, const np_layers *ls, const np_run_data *d,
+                           const np_nepenthe_opts *o, np_run *run, np_error *err);
+
+/* From the stored model (chosen weights, masks applied) and a fresh
+ * profile: linearize the removable layers, fold, verify, and return the
+ * model to write (section 6).  bar: validation accuracy to keep. */
+np_status np_nepenthe_emit(const np_model *stored, const np_layers *ls,
+                           const np_profile *prof, const np_run_data *d,
+                           const np_nepenthe_opts *o, double bar, np_run *run,
+                           np_model **out, np_error *err);
+
+void np_run_free(np_run *run);
 
 #endif

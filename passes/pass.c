@@ -88,11 +88,12 @@ void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
 		log->v = v;
 		log->cap = cap;
 	}
+	(void)m;
 	np_log_entry *e = &log->v[log->n++];
 	e->kind = kind;
 	e->pass = pass;
-	e->node = np_arena_strdup(m->arena, node);
-	e->into = np_arena_strdup(m->arena, into);
+	e->node = node ? strdup(node) : NULL;
+	e->into = into ? strdup(into) : NULL;
 	e->why = NULL;
 	if (why_fmt) {
 		char buf[512];
@@ -100,12 +101,23 @@ void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
 		va_start(ap, why_fmt);
 		vsnprintf(buf, sizeof buf, why_fmt, ap);
 		va_end(ap);
-		e->why = np_arena_strdup(m->arena, buf);
+		e->why = strdup(buf);
+	}
+}
+
+void np_pass_log_truncate(np_pass_log *log, int n)
+{
+	while (log->n > n) {
+		np_log_entry *e = &log->v[--log->n];
+		free((char *)e->node);
+		free((char *)e->into);
+		free((char *)e->why);
 	}
 }
 
 void np_pass_log_free(np_pass_log *log)
 {
+	np_pass_log_truncate(log, 0);
 	free(log->v);
 	log->v = NULL;
 	log->n = log->cap = 0;

@@ -37,14 +37,15 @@ typedef enum np_log_kind {
 
 typedef struct np_log_entry {
 	np_log_kind kind;
-	const char *pass;
-	const char *node;    /* arena strings of the model */
+	const char *pass;    /* static: the pass's name */
+	const char *node;    /* malloc'd copies owned by the log: entries
+	                      * outlive the models the passes ran on */
 	const char *into;    /* NP_LOG_FOLDED: the node it went into */
 	const char *why;
 } np_log_entry;
 
 typedef struct np_pass_log {
-	np_log_entry *v;     /* malloc'd; strings live in the model arena */
+	np_log_entry *v;     /* malloc'd, with the entries' strings */
 	int n, cap;
 } np_pass_log;
 
@@ -52,6 +53,8 @@ void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
                      const char *pass, const char *node, const char *into,
                      const char *why_fmt, ...)
 	__attribute__((format(printf, 7, 8)));
+/* Drop the entries from the n-th on (a discarded attempt's). */
+void np_pass_log_truncate(np_pass_log *log, int n);
 void np_pass_log_free(np_pass_log *log);
 
 typedef struct np_pass_ctx {

@@ -1,2 +1,250 @@
-/* PLACEHOLDER until the profile helper lands. */
+/* profile.c - entropy profile of the rectified layers (DESIGN.md section 3).
+ *
+ * Each batch of the dataset runs through the runtime in inference mode;
+ * then every layer's pre-activation z, a float tensor [N, C, ...], is read
+ * back by name and its states counted per channel over the batch and the
+ * spatial positions.  Counts are integers, so splitting the channels over
+ * threads gives the same result with any thread count.
+ */
 #include "nepenthe.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "progress.h"
+
+#define NP_PROFILE_DEFAULT_BATCH 128
+
+/* How a layer's z is split into states: OFF z < 0, ON 0 < z < hi,
+ * OFF_HI z > hi (three-state Clip only); z at a bound is don't care. */
+typedef struct np_state_rule {
+	float hi;                    /* +inf unless three-state */
+	bool three;
+	bool zero_is_off;            /* --no-dont-care */
+} np_state_rule;
+
+static np_state_rule np_layer_rule(const np_layer *L, bool no_dont_care)
+{
+	np_state_rule r = {INFINITY, false, no_dont_care};
+	if (L->kind == NP_RECT_CLIP && isfinite(L->clip_max)) {
+		r.hi = L->clip_max;
+		r.three = true;
+	}
+	return r;
+}
+
+/* Counts of channel c of z viewed as [N, C, S]; out[NP_STATE_*] and *dc
+ * (don't care: z at a bound, or NaN) are added to. */
+static void np_count_channel(const float *z, int64_t N, int64_t C, int64_t S,
+                             int64_t c, const np_state_rule *r, int64_t *out,
+                             int64_t *dc)
+{
+	int64_t off = 0, on = 0, off_hi = 0;
+	for (int64_t n = 0; n < N; n++) {
+		const float *p = z + (n * C + c) * S;
+		for (int64_t s = 0; s < S; s++) {
+			float v = p[s];
+			off += r->zero_is_off ? v <= 0.0f : v < 0.0f;
+			if (r->three) {
+				on += v > 0.0f && v < r->hi;
+				off_hi += v > r->hi;
+			} else {
+				on += v > 0.0f;
+			}
+		}
+	}
+	out[NP_STATE_OFF] += off;
+	out[NP_STATE_ON] += on;
+	if (r->three)
+		out[NP_STATE_OFF_HI] += off_hi;
+	*dc += N * S - off - on - off_hi;
+}
+
+/* Allocate lp for C neurons of n_states states, zeroed. */
+static np_status np_layer_profile_init(np_layer_profile *lp, int64_t C,
+                                       int n_states, np_error *err)
+{
+	size_t n = (size_t)C + 1;
+	lp->neurons = C;
+	lp->n_states = n_states;
+	lp->counts = calloc(n * (size_t)n_states, sizeof(int64_t));
+	lp->dont_care = calloc(n, sizeof(int64_t));
+	lp->H = calloc(n, sizeof(double));
+	if (!lp->counts || !lp->dont_care || !lp->H)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory for the profile of %lld neurons",
+		               (long long)C);
+	return NP_OK;
+}
+
+/* Count the states of layer L's z in the current plan of rt. */
+static np_status np_count_layer(np_rt *rt, const np_layer *L,
+                                np_layer_profile *lp, bool no_dont_care,
+                                np_error *err)
+{
+	const np_rtensor *t = np_rt_value(rt, L->z->name);
+	const char *rect = L->rectifier->name ? L->rectifier->name : "";
+	if (!t)
+		return np_fail(err, NP_ERR_INVALID, "pre-activation '%s' is not computed by the runtime (node %s, op %s)",
+		               L->z->name, rect, L->rectifier->op_type);
+	if (t->dtype != NP_FLOAT || t->rank < 2)
+		return np_fail(err, NP_ERR_UNSUPPORTED, "pre-activation '%s' is not a float tensor [N, C, ...] (node %s, op %s)",
+		               L->z->name, rect, L->rectifier->op_type);
+	int64_t N = t->dims[0], C = t->dims[1], S = 1;
+	for (int k = 2; k < t->rank; k++)
+		S *= t->dims[k];
+	/* Masking and linearization index neurons by the producers' output
+	 * channels: a z whose axis 1 is something else (e.g. [N, T, F]) would
+	 * profile the wrong axis. */
+	if (L->neurons >= 0 && L->neurons != C)
+		return np_fail(err, NP_ERR_UNSUPPORTED, "pre-activation '%s' has %lld entries on axis 1 but the layer has %lld neurons (node %s, op %s)",
+		               L->z->name, (long long)C, (long long)L->neurons, rect,
+		               L->rectifier->op_type);
+	np_state_rule r = np_layer_rule(L, no_dont_care);
+	if (!lp->counts) {
+		np_status st = np_layer_profile_init(lp, C, r.three ? 3 : 2, err);
+		if (st != NP_OK)
+			return st;
+	} else if (lp->neurons != C) {
+		return np_fail(err, NP_ERR_INVALID, "pre-activation '%s' changed from %lld to %lld channels between batches (node %s, op %s)",
+		               L->z->name, (long long)lp->neurons, (long long)C, rect,
+		               L->rectifier->op_type);
+	}
+	const float *z = t->data;
+	int ns = lp->n_states;
+	#pragma omp parallel for schedule(static) num_threads(np_rt_threads(rt))
+	for (int64_t c = 0; c < C; c++)
+		np_count_channel(z, N, C, S, c, &r, lp->counts + c * ns,
+		                 lp->dont_care + c);
+	return NP_OK;
+}
+
+/* Entropy in bits of one neuron's counts; 0 when it has none. */
+static double np_entropy(const int64_t *counts, int n_states)
+{
+	int64_t total = 0;
+	for (int k = 0; k < n_states; k++)
+		total += counts[k];
+	if (total == 0)
+		return 0.0;
+	double H = 0.0;
+	for (int k = 0; k < n_states; k++) {
+		if (counts[k] == 0 || counts[k] == total)
+			continue;
+		double p = (double)counts[k] / (double)total;
+		H -= p * log2(p);
+	}
+	return H;
+}
+
+static void np_layer_entropy(np_layer_profile *lp)
+{
+	double sum = 0.0;
+	lp->zero_neurons = 0;
+	for (int64_t i = 0; i < lp->neurons; i++) {
+		lp->H[i] = np_entropy(lp->counts + i * lp->n_states, lp->n_states);
+		sum += lp->H[i];
+		lp->zero_neurons += lp->H[i] == 0.0;
+	}
+	lp->H_layer = lp->neurons > 0 ? sum / (double)lp->neurons : 0.0;
+}
+
+/* The model's single non-initializer input. */
+static np_status np_profile_input(const np_rt *rt, const char **name,
+                                  np_error *err)
+{
+	const np_graph *g = np_rt_model(rt)->graph;
+	*name = NULL;
+	for (int i = 0; i < g->n_inputs; i++) {
+		if (g->inputs[i]->init)
+			continue;
+		if (*name)
+			return np_fail(err, NP_ERR_UNSUPPORTED, "the model has several inputs ('%s', '%s'); profiling needs one",
+			               *name, g->inputs[i]->name);
+		*name = g->inputs[i]->name;
+	}
+	if (!*name)
+		return np_fail(err, NP_ERR_INVALID, "the model has no input");
+	return NP_OK;
+}
+
+/* Run examples [first, first+n) and count every layer. */
+static np_status np_profile_batch(np_rt *rt, const np_layers *ls,
+                                  const np_dataset *d, const char *input,
+                                  int64_t first, int64_t n, bool no_dont_care,
+                                  np_profile *p, np_error *err)
+{
+	np_rt_input in = {.name = input, .dtype = NP_FLOAT, .rank = d->rank + 1,
+	                  .data = d->x + first * d->example_size};
+	in.dims[0] = n;
+	memcpy(in.dims + 1, d->dims, sizeof(int64_t) * (size_t)d->rank);
+	np_status st = np_rt_run(rt, &in, 1, NP_RT_INFER, err);
+	for (int l = 0; st == NP_OK && l < ls->n; l++)
+		st = np_count_layer(rt, &ls->v[l], &p->l[l], no_dont_care, err);
+	return st;
+}
+
+np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
+                         const np_profile_opts *o, np_profile *out,
+                         np_error *err)
+{
+	memset(out, 0, sizeof *out);
+	const char *input;
+	np_status st = np_profile_input(rt, &input, err);
+	if (st != NP_OK)
+		return st;
+	if (d->n <= 0)
+		return np_fail(err, NP_ERR_INVALID, "no examples to profile on");
+	out->l = calloc((size_t)ls->n + 1, sizeof *out->l);
+	if (!out->l)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory for the profile");
+	out->n = ls->n;
+	int64_t B = o->batch > 0 ? o->batch : NP_PROFILE_DEFAULT_BATCH;
+	int64_t steps = (d->n + B - 1) / B;
+	np_progress pr;
+	np_progress_begin(&pr, "profile", "img", B, o->quiet);
+	for (int64_t s = 0; st == NP_OK && s < steps; s++) {
+		int64_t first = s * B, n = d->n - first < B ? d->n - first : B;
+		st = np_profile_batch(rt, ls, d, input, first, n, o->no_dont_care, out, err);
+		np_progress_update(&pr, s + 1, steps, 0.0);
+	}
+	np_progress_end(&pr);
+	if (st != NP_OK) {
+		np_profile_free(out);
+		return st;
+	}
+	for (int l = 0; l < out->n; l++)
+		np_layer_entropy(&out->l[l]);
+	return NP_OK;
+}
+
+void np_profile_free(np_profile *p)
+{
+	if (!p)
+		return;
+	for (int l = 0; p->l && l < p->n; l++) {
+		free(p->l[l].counts);
+		free(p->l[l].dont_care);
+		free(p->l[l].H);
+	}
+	free(p->l);
+	memset(p, 0, sizeof *p);
+}
+
+bool np_layer_removable(const np_layer_profile *lp, double eps)
+{
+	return eps > 0 ? lp->H_layer <= eps : lp->H_layer == 0.0;
+}
+
+/* The majority state, which for a zero-entropy neuron is its only state.
+ * Ties go to ON, then OFF (the identity is the safer linear map), and a
+ * neuron never seen in a counted state is ON. */
+int np_neuron_state(const np_layer_profile *lp, int64_t i)
+{
+	const int64_t *c = lp->counts + i * lp->n_states;
+	int best = NP_STATE_ON;
+	for (int k = 0; k < lp->n_states; k++)
+		if (k != NP_STATE_ON && c[k] > c[best])
+			best = k;
+	return best;
+}

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "cli.h"
+#include "nepenthe.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,7 +30,10 @@ enum {
 	OPT_PASSES = 256, OPT_EXTERNAL_DATA, OPT_JSON, OPT_DATA, OPT_VAL, OPT_TEST,
 	OPT_MEAN, OPT_STD, OPT_SCALE, OPT_LIMIT, OPT_BATCH, OPT_THREADS, OPT_SEED,
 	OPT_EPOCHS, OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_NESTEROV,
-	OPT_LR_SCHEDULE, OPT_AUGMENT, OPT_TEMPERATURE, OPT_NO_DONT_CARE
+	OPT_LR_SCHEDULE, OPT_AUGMENT, OPT_TEMPERATURE, OPT_NO_DONT_CARE,
+	OPT_ZETA, OPT_THETA, OPT_MAX_ITER, OPT_BACKOFF, OPT_ENTROPY_EPS, OPT_METHOD,
+	OPT_CRITERION, OPT_FOLD, OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
+	OPT_REPORT, OPT_PLOT
 };
 
 typedef struct np_opt {
@@ -41,7 +45,19 @@ static const np_opt np_opts[] = {
 	{{"output", required_argument, NULL, 'o'}, C_COMPILE | C_FINETUNE},
 	{{"passes", required_argument, NULL, OPT_PASSES}, C_COMPILE},
 	{{"external-data", no_argument, NULL, OPT_EXTERNAL_DATA}, C_COMPILE | C_FINETUNE},
-	{{"json", no_argument, NULL, OPT_JSON}, C_INSPECT | C_EVAL | C_FINETUNE | C_PROFILE},
+	{{"json", no_argument, NULL, OPT_JSON}, C_ALL},
+	{{"zeta", required_argument, NULL, OPT_ZETA}, C_COMPILE},
+	{{"theta", required_argument, NULL, OPT_THETA}, C_COMPILE},
+	{{"max-iter", required_argument, NULL, OPT_MAX_ITER}, C_COMPILE},
+	{{"backoff", required_argument, NULL, OPT_BACKOFF}, C_COMPILE},
+	{{"entropy-eps", required_argument, NULL, OPT_ENTROPY_EPS}, C_COMPILE},
+	{{"method", required_argument, NULL, OPT_METHOD}, C_COMPILE},
+	{{"criterion", required_argument, NULL, OPT_CRITERION}, C_COMPILE},
+	{{"fold", required_argument, NULL, OPT_FOLD}, C_COMPILE},
+	{{"no-entropy-budget", no_argument, NULL, OPT_NO_ENTROPY_BUDGET}, C_COMPILE},
+	{{"no-neuron-selection", no_argument, NULL, OPT_NO_NEURON_SELECTION}, C_COMPILE},
+	{{"report", required_argument, NULL, OPT_REPORT}, C_COMPILE},
+	{{"plot", required_argument, NULL, OPT_PLOT}, C_COMPILE},
 	{{"no-dont-care", no_argument, NULL, OPT_NO_DONT_CARE}, C_COMPILE | C_PROFILE},
 	{{"data", required_argument, NULL, OPT_DATA}, C_DATA},
 	{{"val", required_argument, NULL, OPT_VAL}, C_TRAIN},
@@ -107,8 +123,8 @@ void np_cli_help(FILE *out)
 "Output:\n"
 "  -o, --output FILE      write the resulting model to FILE (via a temporary\n"
 "                         file beside it, renamed at the end)\n"
-"      --passes LIST      passes to run; 'none' writes the model back out\n"
-"                         through nepenc's IR unchanged\n"
+"      --passes P         'default' (NEPENTHE, linearize, fold) or 'none':\n"
+"                         write the model back through nepenc's IR unchanged\n"
 "      --external-data    store initializers in FILE.data beside the output\n"
 "                         (automatic when the model exceeds 2 GiB)\n"
 "      --json             print one JSON document on stdout\n"
@@ -136,7 +152,24 @@ void np_cli_help(FILE *out)
 "      --seed N           seed of shuffling and augmentation (default 0)\n"
 "\n"
 "NEPENTHE:\n"
+"      --zeta Z           fraction of the prunable weights removed per\n"
+"                         iteration (default 0.5)\n"
+"      --theta T          keep validation top-1 >= T x dense (default 0.99)\n"
+"      --max-iter N       iterations at most, retries included (default 10)\n"
+"      --backoff N        on a failed iterate: restore the last good one,\n"
+"                         halve zeta, go on; N retries (default 2; 0 = the\n"
+"                         paper's rule: stop)\n"
+"      --entropy-eps E    also remove layers with entropy <= E bits, each\n"
+"                         neuron to its majority state (default 0)\n"
+"      --method M         nepenthe (default) or imp (global magnitude)\n"
+"      --criterion C      magnitude (default) or wanda (|w| x ||x||)\n"
+"      --no-entropy-budget    budget proportional to layer size (ablation)\n"
+"      --no-neuron-selection  also prune zero-entropy neurons (ablation)\n"
 "      --no-dont-care     count z == 0 as OFF (ablation; default: not counted)\n"
+"      --fold F           exact (default), approx (also Conv -> padded Conv,\n"
+"                         kept if theta holds) or none\n"
+"      --report FILE      write the run report (XML, RelaxNG schema shipped)\n"
+"      --plot FILE        write per-layer entropy and neuron states (SVG)\n"
 "\n"
 "  -q, --quiet            print nothing on success\n"
 "  -v, --verbose          print more detail\n"
@@ -246,6 +279,11 @@ static void np_cli_defaults(np_cli *c)
 	c->train.sgd = (np_sgd){.lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f};
 	c->train.schedule = NP_LR_CONSTANT;
 	c->train.temperature = 4.0f;
+	c->zeta = 0.5;
+	c->theta = 0.99;
+	c->max_iter = 10;
+	c->backoff = 2;
+	c->passes = "default";
 }
 
 /* One option's value into c; returns 0 or 2 (usage error printed). */
@@ -265,6 +303,38 @@ static int np_cli_set(np_cli *c, int id, const char *name, const char *arg)
 	case OPT_TEST: c->test = arg; return 0;
 	case OPT_NESTEROV: c->train.sgd.nesterov = true; return 0;
 	case OPT_NO_DONT_CARE: c->no_dont_care = true; return 0;
+	case OPT_NO_ENTROPY_BUDGET: c->no_entropy_budget = true; return 0;
+	case OPT_NO_NEURON_SELECTION: c->no_neuron_selection = true; return 0;
+	case OPT_REPORT: c->report = arg; return 0;
+	case OPT_PLOT: c->plot = arg; return 0;
+	case OPT_ZETA:
+		if (np_parse_double(arg, &d) && d > 0 && d < 1) { c->zeta = d; return 0; }
+		break;
+	case OPT_THETA:
+		if (np_parse_double(arg, &d) && d > 0 && d <= 1) { c->theta = d; return 0; }
+		break;
+	case OPT_ENTROPY_EPS:
+		if (np_parse_double(arg, &d) && d >= 0) { c->entropy_eps = d; return 0; }
+		break;
+	case OPT_MAX_ITER:
+		if (np_parse_int(arg, 0, 1000, &i)) { c->max_iter = (int)i; return 0; }
+		break;
+	case OPT_BACKOFF:
+		if (np_parse_int(arg, 0, 100, &i)) { c->backoff = (int)i; return 0; }
+		break;
+	case OPT_METHOD:
+		if (strcmp(arg, "nepenthe") == 0) { c->method = NP_METHOD_NEPENTHE; return 0; }
+		if (strcmp(arg, "imp") == 0) { c->method = NP_METHOD_IMP; return 0; }
+		break;
+	case OPT_CRITERION:
+		if (strcmp(arg, "magnitude") == 0) { c->criterion = NP_CRIT_MAGNITUDE; return 0; }
+		if (strcmp(arg, "wanda") == 0) { c->criterion = NP_CRIT_WANDA; return 0; }
+		break;
+	case OPT_FOLD:
+		if (strcmp(arg, "exact") == 0) { c->fold = NP_FOLD_EXACT; return 0; }
+		if (strcmp(arg, "approx") == 0) { c->fold = NP_FOLD_APPROX; return 0; }
+		if (strcmp(arg, "none") == 0) { c->fold = NP_FOLD_NONE; return 0; }
+		break;
 	case OPT_MEAN:
 		if (np_parse_list(arg, c->dopts.mean, &c->dopts.n_mean)) return 0;
 		break;
@@ -353,9 +423,12 @@ static int np_cli_check(np_cli *c, int argc, char **argv)
 		return np_usage("%s needs --data SPEC", c->command_name);
 	if (c->dopts.n_mean != c->dopts.n_std)
 		return np_usage("--mean and --std must have the same number of values");
-	if (c->command == NP_CMD_COMPILE && (!c->passes || strcmp(c->passes, "none") != 0))
-		return np_usage("only '--passes none' is available in this version "
-		                "(the pruning pipeline comes with issue 4)");
+	if (c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0 &&
+	    strcmp(c->passes, "default") != 0)
+		return np_usage("--passes takes 'default' or 'none', got '%s'", c->passes);
+	if (c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0 && !c->data)
+		return np_usage("no data: give --data SPEC (idx:IMAGES,LABELS, cifar10:DIR, "
+		                "npy:X.npy[,Y.npy] or pb:DIR)");
 	return 0;
 }
 

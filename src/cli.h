@@ -42,6 +42,14 @@ typedef struct np_cli {
 	bool quiet, verbose;
 	const char *data, *val, *test;
 	bool no_dont_care;
+	/* NEPENTHE (compile) */
+	double zeta, theta, entropy_eps;
+	int max_iter, backoff;
+	int method;                  /* np_method */
+	int criterion;               /* np_criterion */
+	int fold;                    /* np_fold_policy */
+	bool no_entropy_budget, no_neuron_selection;
+	const char *report, *plot;
 	np_data_opts dopts;
 	int64_t batch;
 	int threads;

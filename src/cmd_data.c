@@ -8,23 +8,18 @@
 #include "onnx_io.h"
 #include "progress.h"
 #include "rt.h"
+#include "session.h"
 #include "train.h"
 
-/* A model, its runtime, and the shape facts every data command needs. */
-typedef struct np_session {
-	np_model *m;
-	np_rt *rt;
-	const char *input;
-	int64_t classes;
-} np_session;
-
-static void np_session_close(np_session *s)
+/* The session helpers (session.h) are defined here until they move to
+ * src/session.c. */
+void np_session_close(np_session *s)
 {
 	np_rt_free(s->rt);
 	np_model_free(s->m);
 }
 
-static np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
+np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 {
 	s->m = np_onnx_load(c->model, err);
 	if (!s->m)
@@ -37,8 +32,8 @@ static np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 }
 
 /* Load a data spec and check it fits the model. */
-static np_status np_session_data(const np_session *s, const np_cli *c,
-                                 const char *spec, np_dataset *d, np_error *err)
+np_status np_session_data(const np_session *s, const np_cli *c,
+                          const char *spec, np_dataset *d, np_error *err)
 {
 	np_status st = np_data_load(spec, &c->dopts, d, err);
 	if (st != NP_OK)

@@ -44,4 +44,8 @@ typedef struct np_save_opts {
 np_status np_onnx_save(const np_model *m, const char *path,
                        const np_save_opts *opts, np_error *err);
 
+/* A deep copy of m (through the ONNX encoding, so the copy is exactly what
+ * the file would hold); NULL + err on failure. */
+np_model *np_model_clone(const np_model *m, np_error *err);
+
 #endif

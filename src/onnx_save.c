@@ -874,3 +874,35 @@ np_status np_onnx_save(const np_model *m, const char *path,
 	np_arena_free(c.arena);
 	return st;
 }
+
+np_model *np_model_clone(const np_model *m, np_error *err)
+{
+	sv_ctx c = { .err = err };
+	c.arena = np_arena_new();
+	if (!c.arena) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory copying the model");
+		return NULL;
+	}
+	np_model *copy = NULL;
+	Onnx__ModelProto *pb = sv_model(&c, m);
+	if (pb && !c.failed) {
+		size_t len = onnx__model_proto__get_packed_size(pb);
+		uint8_t *buf = malloc(len ? len : 1);
+		if (!buf) {
+			np_fail(err, NP_ERR_NOMEM, "out of memory copying the model");
+		} else {
+			onnx__model_proto__pack(pb, buf);
+			copy = np_onnx_load_buffer(buf, len, NULL, err);
+			free(buf);
+		}
+	} else if (err->status == NP_OK) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory copying the model");
+	}
+	if (copy && m->path)
+		copy->path = np_arena_strdup(copy->arena, m->path);
+	for (int i = 0; i < c.n_unpacked; i++)
+		protobuf_c_message_free_unpacked(c.unpacked[i], NULL);
+	free(c.unpacked);
+	np_arena_free(c.arena);
+	return copy;
+}

@@ -1,1 +1,10 @@
-## tests/profile.mk
+## tests/profile.mk - included by Makefile.am: the entropy profiler
+## (passes/profile.c) on hand-built graphs, and `nepenc profile` on the
+## shared models against PyTorch (tests/fixtures/entropy_*.jsonl).
+check_PROGRAMS += tests/test_profile
+tests_test_profile_SOURCES = tests/test_profile.c tests/tap.h
+tests_test_profile_LDADD = $(NP_LIBS)
+
+TESTS += tests/test_profile tests/profile.test
+dist_check_SCRIPTS += tests/profile.test
+EXTRA_DIST += tests/profile.test tests/fixtures

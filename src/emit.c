@@ -1,0 +1,305 @@
+/* emit.c - from the chosen iterate to the model nepenc writes
+ * (DESIGN.md sections 5 and 6): linearize the zero-entropy layers, keep
+ * only what passes the theta check, fold, and verify every fold against
+ * the runtime's own linearized model. */
+#include "nepenthe.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_io.h"
+
+/* At most this many validation examples for the fold check. */
+#define NP_VERIFY_EXAMPLES 256
+/* DESIGN 6: max abs logit difference <= 1e-4 * max |logit|. */
+#define NP_VERIFY_RTOL 1e-4
+
+/* The fold passes, in order; run in rounds until nothing changes. */
+static const char *const np_fold_passes[] = {"fold_bn", "fold_gemm", "fold_conv",
+                                             "fold_residual"};
+#define NP_N_FOLD_PASSES (int)(sizeof np_fold_passes / sizeof np_fold_passes[0])
+#define NP_FOLD_ROUNDS 3
+
+/* ------------------------------------------------------- evaluation */
+
+static np_status np_model_top1(const np_model *m, const np_run_data *d,
+                               const np_nepenthe_opts *o, double *top1,
+                               np_error *err)
+{
+	np_rt *rt = np_rt_new((np_model *)m, o->threads, err);
+	if (!rt)
+		return err->status;
+	np_eval_result r;
+	np_status st = np_evaluate(rt, d->val, o->batch, d->teacher_val, &r, err);
+	*top1 = r.top1;
+	np_rt_free(rt);
+	return st;
+}
+
+static np_status np_model_logits(const np_model *m, const np_dataset *sample,
+                                 const np_nepenthe_opts *o, float **z, np_error *err)
+{
+	np_rt *rt = np_rt_new((np_model *)m, o->threads, err);
+	if (!rt)
+		return err->status;
+	int64_t classes;
+	np_status st = np_predict(rt, sample, o->batch, z, &classes, err);
+	np_rt_free(rt);
+	return st;
+}
+
+/* max |a-b| / max |b| over n logits. */
+static double np_logit_gap(const float *a, const float *b, int64_t n)
+{
+	double diff = 0, scale = 0;
+	for (int64_t i = 0; i < n; i++) {
+		diff = fmax(diff, fabs((double)a[i] - b[i]));
+		scale = fmax(scale, fabs((double)b[i]));
+	}
+	return scale > 0 ? diff / scale : diff;
+}
+
+/* ------------------------------------------------------ linearizing */
+
+static void np_plan_free(np_linearize_plan *p)
+{
+	for (int i = 0; i < p->n; i++)
+		free(p->v[i].state);
+	free(p->v);
+	memset(p, 0, sizeof *p);
+}
+
+static np_status np_plan_build(const np_layers *ls, const np_profile *prof,
+                               const int *order, int n_use, double eps,
+                               np_linearize_plan *p, np_error *err)
+{
+	p->v = calloc((size_t)n_use + 1, sizeof(np_linearize_layer));
+	if (!p->v)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	for (int k = 0; k < n_use; k++) {
+		const np_layer *L = &ls->v[order[k]];
+		const np_layer_profile *lp = &prof->l[order[k]];
+		np_linearize_layer *ll = &p->v[p->n++];
+		ll->rectifier = L->rectifier->name;
+		ll->kind = L->kind;
+		ll->neurons = lp->neurons;
+		ll->approximate = eps > 0 || L->kind == NP_RECT_GELU || L->kind == NP_RECT_SILU;
+		ll->state = malloc((size_t)lp->neurons + 1);
+		if (!ll->state)
+			return np_fail(err, NP_ERR_NOMEM, "out of memory");
+		for (int64_t i = 0; i < lp->neurons; i++)
+			ll->state[i] = (uint8_t)np_neuron_state(lp, i);
+	}
+	return NP_OK;
+}
+
+static const np_profile *np_sort_profile;
+
+static int np_cmp_by_entropy(const void *a, const void *b)
+{
+	double x = np_sort_profile->l[*(const int *)a].H_layer;
+	double y = np_sort_profile->l[*(const int *)b].H_layer;
+	if (x != y)
+		return x < y ? -1 : 1;
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Clone stored and linearize the first n_use layers of order. */
+static np_status np_linearized(const np_model *stored, const np_layers *ls,
+                               const np_profile *prof, const int *order, int n_use,
+                               const np_nepenthe_opts *o, np_run *run,
+                               np_model **out, np_error *err)
+{
+	np_linearize_plan plan = {0};
+	np_model *m = np_model_clone(stored, err);
+	np_status st = m ? np_plan_build(ls, prof, order, n_use, o->entropy_eps, &plan, err)
+	                 : err->status;
+	if (st == NP_OK) {
+		np_pass_ctx ctx = {.fold = o->fold, .log = &run->log, .linearize = &plan};
+		st = np_run_passes(m, "linearize", &ctx, err);
+	}
+	np_plan_free(&plan);
+	if (st != NP_OK) {
+		np_model_free(m);
+		return st;
+	}
+	*out = m;
+	return NP_OK;
+}
+
+/* Linearize the removable layers; while the result misses the bar, undo
+ * the layer with the highest entropy (section 5). */
+static np_status np_choose_linearized(const np_model *stored, const np_layers *ls,
+                                      const np_profile *prof, const np_run_data *d,
+                                      const np_nepenthe_opts *o, double bar,
+                                      np_run *run, np_model **out, int *removed,
+                                      np_error *err)
+{
+	int *order = malloc(sizeof(int) * ((size_t)ls->n + 1)), n_use = 0;
+	if (!order)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	for (int l = 0; l < ls->n; l++)
+		if (np_layer_removable(&prof->l[l], o->entropy_eps))
+			order[n_use++] = l;
+	np_sort_profile = prof;
+	qsort(order, (size_t)n_use, sizeof(int), np_cmp_by_entropy);
+	np_status st = NP_OK;
+	for (;;) {
+		int mark = run->log.n;
+		np_model *m = NULL;
+		double top1 = 0;
+		st = np_linearized(stored, ls, prof, order, n_use, o, run, &m, err);
+		if (st == NP_OK && n_use > 0)
+			st = np_model_top1(m, d, o, &top1, err);
+		if (st != NP_OK || n_use == 0 || top1 >= bar) {
+			*out = m;
+			break;
+		}
+		np_model_free(m);
+		np_pass_log_truncate(&run->log, mark);
+		const char *name = ls->v[order[n_use - 1]].rectifier->name;
+		np_pass_log_add(&run->log, (np_model *)stored, NP_LOG_UNDONE, "linearize",
+		                name, NULL, "validation top-1 %.2f%% with it linearized, "
+		                "below the bar %.2f%%", top1, bar);
+		n_use--;
+	}
+	*removed = n_use;
+	free(order);
+	return st;
+}
+
+/* ---------------------------------------------------------- folding */
+
+static np_status np_fold_all(np_model *m, const np_nepenthe_opts *o, np_run *run,
+                             const char *const *passes, int n, np_error *err)
+{
+	np_pass_ctx ctx = {.fold = o->fold, .log = &run->log};
+	np_status st = np_run_passes(m, "eliminate", &ctx, err);
+	for (int round = 0; st == NP_OK && round < NP_FOLD_ROUNDS; round++) {
+		ctx.changes = 0;
+		for (int i = 0; st == NP_OK && i < n; i++)
+			st = np_run_passes(m, passes[i], &ctx, err);
+		if (st == NP_OK)
+			st = np_run_passes(m, "eliminate,dce", &ctx, err);
+		if (ctx.changes == 0)
+			break;
+	}
+	return st;
+}
+
+/* Largest relative logit gap between m and the reference on the sample. */
+static np_status np_check(const np_model *m, const np_dataset *sample,
+                          const float *ref, int64_t n_logits,
+                          const np_nepenthe_opts *o, double *gap, np_error *err)
+{
+	float *z = NULL;
+	np_status st = np_model_logits(m, sample, o, &z, err);
+	if (st == NP_OK)
+		*gap = np_logit_gap(z, ref, n_logits);
+	free(z);
+	return st;
+}
+
+/* Fold pass by pass, keeping each one only if the check passes. */
+static np_status np_fold_stepwise(np_model **cur, const np_dataset *sample,
+                                  const float *ref, int64_t n_logits,
+                                  const np_nepenthe_opts *o, np_run *run,
+                                  np_error *err)
+{
+	for (int i = 0; i < NP_N_FOLD_PASSES; i++) {
+		int mark = run->log.n;
+		double gap = 0;
+		np_model *m = np_model_clone(*cur, err);
+		np_status st = m ? np_fold_all(m, o, run, &np_fold_passes[i], 1, err)
+		                 : err->status;
+		if (st == NP_OK)
+			st = np_check(m, sample, ref, n_logits, o, &gap, err);
+		if (st != NP_OK) {
+			np_model_free(m);
+			return st;
+		}
+		if (gap <= NP_VERIFY_RTOL) {
+			np_model_free(*cur);
+			*cur = m;
+			continue;
+		}
+		np_model_free(m);
+		np_pass_log_truncate(&run->log, mark);
+		np_pass_log_add(&run->log, *cur, NP_LOG_UNDONE, np_fold_passes[i], NULL, NULL,
+		                "the folded model's logits differ by %.3g of their scale "
+		                "(allowed %.0e)", gap, NP_VERIFY_RTOL);
+	}
+	return NP_OK;
+}
+
+/* Fold the linearized model; verify against it (section 6). */
+static np_status np_fold_verified(const np_model *lin, const np_run_data *d,
+                                  const np_nepenthe_opts *o, double bar, np_run *run,
+                                  np_model **out, np_error *err)
+{
+	const char *input;
+	int64_t classes;
+	np_status st = np_model_io(lin, &input, &classes, err);
+	if (st != NP_OK)
+		return st;
+	int64_t n = d->val->n < NP_VERIFY_EXAMPLES ? d->val->n : NP_VERIFY_EXAMPLES;
+	np_dataset sample = np_dataset_slice(d->val, 0, n);
+	float *ref = NULL;
+	if ((st = np_model_logits(lin, &sample, o, &ref, err)) != NP_OK)
+		return st;
+	int mark = run->log.n;
+	double gap = 0, top1 = 0;
+	np_model *m = np_model_clone(lin, err);
+	st = m ? np_fold_all(m, o, run, np_fold_passes, NP_N_FOLD_PASSES, err) : err->status;
+	if (st == NP_OK)
+		st = np_check(m, &sample, ref, n * classes, o, &gap, err);
+	/* --fold approx merges inexact pairs: the theta bar decides. */
+	bool approx = o->fold == NP_FOLD_APPROX;
+	if (st == NP_OK && approx)
+		st = np_model_top1(m, d, o, &top1, err);
+	bool good = st == NP_OK && (approx ? top1 >= bar : gap <= NP_VERIFY_RTOL);
+	if (st == NP_OK && !good) {
+		np_model_free(m);
+		np_pass_log_truncate(&run->log, mark);
+		np_nepenthe_opts exact = *o;
+		exact.fold = approx ? NP_FOLD_EXACT : o->fold;
+		m = np_model_clone(lin, err);
+		st = m ? np_fold_stepwise(&m, &sample, ref, n * classes, &exact, run, err)
+		       : err->status;
+	}
+	free(ref);
+	if (st != NP_OK) {
+		np_model_free(m);
+		return st;
+	}
+	*out = m;
+	return NP_OK;
+}
+
+np_status np_nepenthe_emit(const np_model *stored, const np_layers *ls,
+                           const np_profile *prof, const np_run_data *d,
+                           const np_nepenthe_opts *o, double bar, np_run *run,
+                           np_model **out, np_error *err)
+{
+	np_model *lin = NULL;
+	int removed = 0;
+	np_status st = np_choose_linearized(stored, ls, prof, d, o, bar, run, &lin,
+	                                    &removed, err);
+	if (st != NP_OK)
+		return st;
+	run->removed = removed;
+	if (o->fold == NP_FOLD_NONE) {
+		np_pass_ctx ctx = {.fold = o->fold, .log = &run->log};
+		st = np_run_passes(lin, "eliminate,dce", &ctx, err);
+		if (st == NP_OK)
+			*out = lin;
+		else
+			np_model_free(lin);
+		return st;
+	}
+	st = np_fold_verified(lin, d, o, bar, run, out, err);
+	np_model_free(lin);
+	return st;
+}

@@ -1,0 +1,37 @@
+/* session.h - what every command that runs a model on data opens first:
+ * the model, its runtime, and the shape facts the data is checked
+ * against.
+ *
+ *   np_session s = {0};
+ *   np_session_open(&s, cli, &err);            load + runtime
+ *   np_session_data(&s, cli, cli->data, &d, &err);   load + check data
+ *   ...
+ *   np_session_close(&s);                      also after a failed open
+ */
+#ifndef NEPENC_SESSION_H
+#define NEPENC_SESSION_H
+
+#include <stdint.h>
+
+#include "cli.h"
+#include "data.h"
+#include "ir.h"
+#include "rt.h"
+#include "status.h"
+
+typedef struct np_session {
+	np_model *m;
+	np_rt *rt;
+	const char *input;           /* the model's single float input */
+	int64_t classes;             /* width of its [N, classes] output */
+} np_session;
+
+/* Load c->model and build its runtime with c->threads threads. */
+np_status np_session_open(np_session *s, const np_cli *c, np_error *err);
+/* Load a data spec with c's preprocessing and check it fits the model
+ * (input shape; labels below the class count). */
+np_status np_session_data(const np_session *s, const np_cli *c,
+                          const char *spec, np_dataset *d, np_error *err);
+void np_session_close(np_session *s);
+
+#endif
