@@ -725,9 +725,21 @@ void np_fold_note(np_model *m, np_pass_ctx *ctx, const char *pass,
 	ctx->changes++;
 }
 
+const np_tensor *np_fold_tensor(const np_value *v)
+{
+	for (int hops = 0; v && v->producer && hops < 16; hops++) {
+		const np_node *p = v->producer;
+		if (!np_node_is(p, "Identity") || p->n_inputs != 1)
+			return NULL;
+		v = p->inputs[0];
+	}
+	return v && !v->is_input && np_init_floats(v) ? v->init : NULL;
+}
+
 const float *np_fold_const(const np_value *v)
 {
-	return v && !v->is_input ? np_init_floats(v) : NULL;
+	const np_tensor *t = np_fold_tensor(v);
+	return t ? t->data : NULL;
 }
 
 np_value *np_fold_new_init(np_model *m, const char *base, int rank,
@@ -739,7 +751,7 @@ np_value *np_fold_new_init(np_model *m, const char *base, int rank,
 float *np_fold_writable(np_model *m, np_node *n, int i, np_error *err)
 {
 	np_value *v = n->inputs[i];
-	if (!np_fold_const(v)) {
+	if (!v || v->is_input || !np_init_floats(v)) {
 		np_fail(err, NP_ERR_INVALID, "input '%s' is not a float initializer "
 		        "(node %s, op %s)", v ? v->name : "?", n->name, n->op_type);
 		return NULL;

@@ -123,11 +123,13 @@ np_node *np_fold_rebuild(np_model *m, np_node *keep, const char *op_type,
 void np_fold_note(np_model *m, np_pass_ctx *ctx, const char *pass,
                   np_node *kept, const np_node *folded, const char *why);
 
-/* A float initializer the caller may hold on to and rewrite: NULL if v
- * is not one (or is also a graph input, i.e. overridable). */
-const float *np_fold_const(const np_value *v);
-/* Writable payload of input i of n (a float initializer): in place when
- * n is its only reader, else a copy that n now reads. */
+/* The float initializer v reads, through Identity nodes (exporters
+ * share equal initializers that way): NULL if none, or if it is also a
+ * graph input (overridable).  For reading only. */
+const np_tensor *np_fold_tensor(const np_value *v);
+const float *np_fold_const(const np_value *v);     /* its payload */
+/* Writable payload of input i of n (a float initializer, read directly):
+ * in place when n is its only reader, else a copy that n now reads. */
 float *np_fold_writable(np_model *m, np_node *n, int i, np_error *err);
 /* A new float initializer named after base (unique), zero-filled. */
 np_value *np_fold_new_init(np_model *m, const char *base, int rank,

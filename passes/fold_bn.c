@@ -50,13 +50,20 @@ static const char *check_bn(bn_fold *f)
 		*p[i] = np_fold_const(bn->inputs[i + 1]);
 		if (!*p[i])
 			return "a parameter is not a float initializer";
+		int64_t len = np_fold_tensor(bn->inputs[i + 1])->nelem;
 		if (i == 0)
-			f->c = bn->inputs[1]->init->nelem;
-		else if (bn->inputs[i + 1]->init->nelem != f->c)
+			f->c = len;
+		else if (len != f->c)
 			return "its parameters differ in length";
 	}
 	f->eps = np_node_attr_float(bn, "epsilon", 1e-5f);
 	return NULL;
+}
+
+/* A float initializer read directly (the fold rewrites it). */
+static bool direct(const np_value *v)
+{
+	return v && !v->is_input && np_init_floats(v);
 }
 
 /* A bias input that holds one value per output channel (or a scalar). */
@@ -64,7 +71,7 @@ static bool per_channel_bias(const np_value *b, int64_t c)
 {
 	if (!b)
 		return true;
-	if (!np_fold_const(b))
+	if (!direct(b))
 		return false;
 	const np_tensor *t = b->init;
 	return t->nelem == 1 || (t->nelem == c && (t->rank <= 1 || t->dims[0] == 1));
@@ -76,13 +83,13 @@ static const char *check_producer(bn_fold *f, const np_shapes *s)
 	np_node *p = f->p;
 	const np_value *w = p->n_inputs > 1 ? p->inputs[1] : NULL;
 	const np_value *b = p->n_inputs > 2 ? p->inputs[2] : NULL;
-	if (!np_fold_const(w))
+	if (!direct(w))
 		return "the producer's weight is not a float initializer";
 	const np_tensor *wt = w->init;
 	if (np_node_is(p, "Conv")) {
 		if (wt->rank < 3 || wt->dims[0] != f->c)
 			return "conv output channels do not match";
-		if (b && (!np_fold_const(b) || b->init->nelem != f->c))
+		if (b && (!direct(b) || b->init->nelem != f->c))
 			return "conv bias is not a float initializer of C values";
 		return NULL;
 	}
@@ -164,7 +171,7 @@ static np_value *new_bias(np_model *m, bn_fold *f, const double *sc,
 	np_value *nb = np_fold_new_init(m, bias_name(m, f), 1, &f->c, err);
 	if (!nb)
 		return NULL;
-	fold_bias(f, sc, b ? np_fold_const(b) : NULL, 1, beta_in, nb->init->data);
+	fold_bias(f, sc, b ? np_init_floats(b) : NULL, 1, beta_in, nb->init->data);
 	return nb;
 }
 

@@ -49,12 +49,11 @@ static const char *conv_read(np_node *n, conv *c)
 {
 	memset(c, 0, sizeof *c);
 	c->n = n;
-	const np_value *w = n->n_inputs > 1 ? n->inputs[1] : NULL;
 	const np_value *b = n->n_inputs > 2 ? n->inputs[2] : NULL;
-	c->wd = np_fold_const(w);
-	if (!c->wd || w->init->rank < 3)
+	c->w = np_fold_tensor(n->n_inputs > 1 ? n->inputs[1] : NULL);
+	if (!c->w || c->w->rank < 3)
 		return "a weight is not a float initializer";
-	c->w = w->init;
+	c->wd = c->w->data;
 	const char *why = np_conv_geom_get(n, &c->g);
 	if (why)
 		return why;
@@ -70,8 +69,9 @@ static const char *conv_read(np_node *n, conv *c)
 	if (c->m % c->g.group)
 		return "output channels not divisible by group";
 	if (b) {
-		c->bias = np_fold_const(b);
-		if (!c->bias || b->init->nelem != c->m)
+		const np_tensor *bt = np_fold_tensor(b);
+		c->bias = bt ? bt->data : NULL;
+		if (!bt || bt->nelem != c->m)
 			return "a bias is not a float initializer of M values";
 	}
 	return NULL;

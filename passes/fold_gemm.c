@@ -51,19 +51,19 @@ static const char *lin_read(np_node *n, lin *l)
 	l->beta = l->gemm ? np_node_attr_float(n, "beta", 1.0f) : 1.0f;
 	l->trans_a = l->gemm && np_node_attr_int(n, "transA", 0);
 	l->trans_b = l->gemm && np_node_attr_int(n, "transB", 0);
-	const np_value *w = n->n_inputs > 1 ? n->inputs[1] : NULL;
-	l->w = np_fold_const(w);
-	if (!l->w || w->init->rank != 2)
+	const np_tensor *w = np_fold_tensor(n->n_inputs > 1 ? n->inputs[1] : NULL);
+	if (!w || w->rank != 2)
 		return "its weight is not a 2-D float initializer";
-	l->k = w->init->dims[l->trans_b ? 1 : 0];
-	l->cols = w->init->dims[l->trans_b ? 0 : 1];
-	const np_value *c = l->gemm && n->n_inputs > 2 ? n->inputs[2] : NULL;
-	if (!c)
+	l->w = w->data;
+	l->k = w->dims[l->trans_b ? 1 : 0];
+	l->cols = w->dims[l->trans_b ? 0 : 1];
+	const np_value *cv = l->gemm && n->n_inputs > 2 ? n->inputs[2] : NULL;
+	if (!cv)
 		return NULL;
-	l->c = np_fold_const(c);
-	l->c_n = c->init ? c->init->nelem : 0;
-	if (!l->c || !(l->c_n == 1 || (l->c_n == l->cols &&
-	                                (c->init->rank <= 1 || c->init->dims[0] == 1))))
+	const np_tensor *c = np_fold_tensor(cv);
+	l->c = c ? c->data : NULL;
+	l->c_n = c ? c->nelem : 0;
+	if (!c || !(l->c_n == 1 || (l->c_n == l->cols && (c->rank <= 1 || c->dims[0] == 1))))
 		return "its bias is not a per-column float initializer";
 	return NULL;
 }

@@ -108,8 +108,10 @@ char *np_arena_printf(np_arena *a, const char *fmt, ...)
 	va_copy(ap2, ap);
 	int n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	char *s = np_arena_alloc(a, (size_t)(n < 0 ? 0 : n) + 1);
-	vsnprintf(s, (size_t)n + 1, fmt, ap2);
+	size_t size = (size_t)(n < 0 ? 0 : n) + 1;
+	char *s = np_arena_alloc(a, size);
+	if (n > 0)
+		vsnprintf(s, size, fmt, ap2);
 	va_end(ap2);
 	return s;
 }

@@ -679,6 +679,53 @@ static void t_two_layers(void)
 	gk_free(&k);
 }
 
+/* --fold none: the map stays explicit even where it could fold. */
+static void t_fold_none(void)
+{
+	const char *what = "fold none keeps an explicit Mul";
+	static const uint8_t st[2] = {OFF, ON};
+	gk k;
+	gk_init(&k, 13, 201);
+	inputs in = {0};
+	np_value *x = gk_input(&k, "x", GK_SHAPE(2, 3, 4, 4));
+	add_input(&k, &in, x, 0.1f, 1.0f);
+	np_value *w = gk_weight(&k, "w", GK_SHAPE(2, 3, 3, 3), 0, 1);
+	signed_rows(&k, w, st, 0.01f, 0.5f, 0, 0);
+	np_value *z = gk_done(&k, conv(&k, "conv", x, w, NULL, 1));
+	gk_output(&k, gk_op(&k, "Relu", "relu", GK_IN(z)));
+	plan1 p;
+	make_plan(&p, "relu", NP_RECT_RELU, 2, st);
+	np_pass_ctx ctx = new_ctx(&p.plan);
+	ctx.fold = NP_FOLD_NONE;
+	if (states_hold(what, &k, "relu", st, 2, INFINITY, &in) &&
+	    check_pass(what, &k, "linearize", &ctx, &in))
+		ok(gk_find_node(k.g, "relu/linear") && k.g->n_nodes == 2, "%s: Conv + Mul", what);
+	inputs_free(&in);
+	gk_free(&k);
+}
+
+/* A PRelu whose slope is not per channel along axis 1: kept, logged. */
+static void t_refuse_prelu_slope(void)
+{
+	const char *what = "PRelu slope along the last axis: rectifier kept";
+	static const uint8_t st[2] = {OFF, ON};
+	gk k;
+	gk_init(&k, 13, 211);
+	inputs in = {0};
+	np_value *a = gk_input(&k, "a", GK_SHAPE(1, 2, 3, 3));
+	add_input(&k, &in, a, -1, 1);
+	np_value *slope = gk_floats(&k, "slope", GK_SHAPE(3), (float[]){0.1f, 0.2f, 0.3f});
+	gk_output(&k, gk_op(&k, "PRelu", "prelu", GK_IN(a, slope)));
+	plan1 p;
+	make_plan(&p, "prelu", NP_RECT_PRELU, 2, st);
+	np_pass_ctx ctx = new_ctx(&p.plan);
+	if (check_pass(what, &k, "linearize", &ctx, &in))
+		ok(gk_find_node(k.g, "prelu") && log_has(NP_LOG_REFUSED, "prelu", "axis 1"),
+		   "%s: refusal logged", what);
+	inputs_free(&in);
+	gk_free(&k);
+}
+
 /* ------------------------------------------------------ fold_residual */
 
 static void t_residual(int ksize, bool dilated)
@@ -845,6 +892,8 @@ int main(void)
 	t_refuse_shared_producer();
 	t_refuse_padded_consumer();
 	t_two_layers();
+	t_fold_none();
+	t_refuse_prelu_slope();
 	t_residual(3, false);
 	t_residual(1, false);
 	t_residual(3, true);
