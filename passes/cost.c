@@ -220,11 +220,10 @@ static void infer_matmul(const np_node *n, const np_shapes *s, np_shape *o)
 	const np_shape *a = in_shape(s, n, 0), *b = in_shape(s, n, 1);
 	if (!a || !b || a->rank < 1 || b->rank < 1)
 		return;
-	np_shape ba = {.rank = -1}, bb = {.rank = -1};
+	/* Batch dims: all but the last two of each operand, broadcast. */
+	np_shape ba = *a, bb = *b;
 	ba.rank = a->rank > 2 ? a->rank - 2 : 0;
-	memcpy(ba.dims, a->dims, sizeof ba.dims);
 	bb.rank = b->rank > 2 ? b->rank - 2 : 0;
-	memcpy(bb.dims, b->dims, sizeof bb.dims);
 	if (!broadcast_into(&ba, &bb))
 		return;
 	int r = ba.rank;
@@ -538,8 +537,6 @@ const np_shape *np_shape_get(const np_shapes *s, const np_value *v)
 
 /* --------------------------------------------------------------- cost */
 
-static const np_cost unknown_cost = {-1, 0};
-
 np_cost np_cost_conv(int64_t c_out, int64_t c_in_per_group, int64_t taps,
                      int64_t out_pixels, bool bias)
 {
@@ -637,9 +634,9 @@ np_cost np_node_cost(const np_node *n, const np_shapes *s)
 	else if (!n->domain[0] && (in_list(n->op_type, broadcast_ops) ||
 	                           in_list(n->op_type, same_shape_ops)))
 		c.flops = y ? per_example(y) : -1;
-	if (c.flops < -1)
-		c.flops = -1;
-	return c.flops < 0 ? (np_cost){unknown_cost.flops, c.param_bytes} : c;
+	if (c.flops < 0)
+		c.flops = -1;      /* unknown; parameter bytes still counted */
+	return c;
 }
 
 /* ------------------------------------- helpers the fold passes share */

@@ -28,14 +28,8 @@ static bool np_bypass(np_graph *g, np_node *n, np_value *x, np_value *y)
 	}
 	if (x->is_output || x->is_input || x->init || !x->producer)
 		return false;
-	np_node *p = x->producer;
 	np_graph_remove_node(g, n);
-	np_graph_remove_node(g, p);
-	np_value_replace_uses(x, y);
-	for (int k = 0; k < p->n_outputs; k++)
-		if (p->outputs[k] == x)
-			p->outputs[k] = y;
-	np_graph_insert_node(g, p);
+	np_node_replace_output(x->producer, x, y);
 	return true;
 }
 

@@ -11,7 +11,6 @@
  * bias that is not per column, a MatMul whose output is not 2-D (BN's
  * channel axis 1 would not be the MatMul's columns). */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -183,18 +183,6 @@ static void np_node_put_input(np_graph *g, np_node *n, int i, np_value *v)
 		np_graph_insert_node(g, n);
 }
 
-/* Make p produce `to` in place of its output `from`; the remaining
- * readers of `from` read `to` (same data).  `to` must have no producer. */
-static void np_rehome_output(np_graph *g, np_node *p, np_value *from, np_value *to)
-{
-	np_graph_remove_node(g, p);
-	np_value_replace_uses(from, to);
-	for (int k = 0; k < p->n_outputs; k++)
-		if (p->outputs[k] == from)
-			p->outputs[k] = to;
-	np_graph_insert_node(g, p);
-}
-
 /* A new float initializer [C] or [C,1,...] (rank-1 trailing ones). */
 static np_value *np_channel_const(np_model *m, const char *base, int64_t C,
                                   int zrank, const float *vals, np_error *err)
@@ -360,7 +348,7 @@ static np_status np_lin_identity(np_lin *L, np_error *err)
 	}
 	if (z->producer && !z->is_output && !z->is_input && !z->init) {
 		np_node *p = z->producer;
-		np_rehome_output(L->g, p, z, out);
+		np_node_replace_output(p, z, out);
 		np_node_doc_append(L->m, p, np_arena_printf(L->m->arena,
 		                   "folded: %s (%s, identity)", L->rect->name, np_lin_op(L)));
 		np_lin_log(L, NP_LOG_LINEARIZED, p->name,
@@ -571,7 +559,7 @@ static np_status np_lin_producer(np_lin *L, bool *done, np_error *err)
 	if (add_after)
 		st = np_lin_shift_node(L, L->z, L->out, err);
 	else
-		np_rehome_output(L->g, p, L->z, L->out);
+		np_node_replace_output(p, L->z, L->out);
 	if (st != NP_OK)
 		return st;
 	np_node_doc_append(L->m, p, np_arena_printf(L->m->arena, "folded: %s (%s, linearized%s)",

@@ -20,18 +20,49 @@
  * OFF_HI z > hi (three-state Clip only); z at a bound is don't care. */
 typedef struct np_state_rule {
 	float hi;                    /* +inf unless three-state */
+	float on_max;                /* largest ON value: below hi, or +inf */
 	bool three;
 	bool zero_is_off;            /* --no-dont-care */
 } np_state_rule;
 
 static np_state_rule np_layer_rule(const np_layer *L, bool no_dont_care)
 {
-	np_state_rule r = {INFINITY, false, no_dont_care};
+	np_state_rule r = {INFINITY, INFINITY, false, no_dont_care};
 	if (L->kind == NP_RECT_CLIP && isfinite(L->clip_max)) {
 		r.hi = L->clip_max;
+		r.on_max = nextafterf(r.hi, 0.0f);
 		r.three = true;
 	}
 	return r;
+}
+
+/* States of one row of values, added to the counts; rows are at most
+ * NP_ROW_CHUNK long so 32-bit counters (which vectorize) cannot wrap. */
+#define NP_ROW_CHUNK ((int64_t)1 << 30)
+
+static void np_count_row(const float *p, int64_t len, const np_state_rule *r,
+                         int64_t *off, int64_t *on, int64_t *off_hi)
+{
+	int32_t a = 0, b = 0, c = 0;
+	const float hi = r->hi, on_max = r->on_max;
+	if (r->zero_is_off) {
+		#pragma omp simd reduction(+ : a, b, c)
+		for (int64_t s = 0; s < len; s++) {
+			a += p[s] <= 0.0f;
+			b += (p[s] > 0.0f) & (p[s] <= on_max);
+			c += p[s] > hi;
+		}
+	} else {
+		#pragma omp simd reduction(+ : a, b, c)
+		for (int64_t s = 0; s < len; s++) {
+			a += p[s] < 0.0f;
+			b += (p[s] > 0.0f) & (p[s] <= on_max);
+			c += p[s] > hi;
+		}
+	}
+	*off += a;
+	*on += b;
+	*off_hi += c;
 }
 
 /* Counts of channel c of z viewed as [N, C, S]; out[NP_STATE_*] and *dc
@@ -41,17 +72,20 @@ static void np_count_channel(const float *z, int64_t N, int64_t C, int64_t S,
                              int64_t *dc)
 {
 	int64_t off = 0, on = 0, off_hi = 0;
-	for (int64_t n = 0; n < N; n++) {
-		const float *p = z + (n * C + c) * S;
-		for (int64_t s = 0; s < S; s++) {
-			float v = p[s];
+	if (S == 1) {
+		/* [N, C]: the channel is a strided column, no rows to vectorize */
+		for (int64_t n = 0; n < N; n++) {
+			float v = z[n * C + c];
 			off += r->zero_is_off ? v <= 0.0f : v < 0.0f;
-			if (r->three) {
-				on += v > 0.0f && v < r->hi;
-				off_hi += v > r->hi;
-			} else {
-				on += v > 0.0f;
-			}
+			on += (v > 0.0f) & (v <= r->on_max);
+			off_hi += v > r->hi;
+		}
+	} else {
+		for (int64_t n = 0; n < N; n++) {
+			const float *p = z + (n * C + c) * S;
+			for (int64_t s = 0; s < S; s += NP_ROW_CHUNK)
+				np_count_row(p + s, S - s < NP_ROW_CHUNK ? S - s : NP_ROW_CHUNK,
+				             r, &off, &on, &off_hi);
 		}
 	}
 	out[NP_STATE_OFF] += off;

@@ -417,6 +417,17 @@ void np_value_replace_uses(np_value *from, np_value *to)
 	}
 }
 
+void np_node_replace_output(np_node *n, np_value *from, np_value *to)
+{
+	np_graph *g = n->graph;
+	np_graph_remove_node(g, n);
+	np_value_replace_uses(from, to);
+	for (int k = 0; k < n->n_outputs; k++)
+		if (n->outputs[k] == from)
+			n->outputs[k] = to;
+	np_graph_insert_node(g, n);
+}
+
 /* ---------------------------------------------------------- ordering */
 
 /* Min-heap of node indices, so that ready nodes leave in original order. */

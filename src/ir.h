@@ -306,6 +306,10 @@ void np_node_set_input(np_node *n, int i, np_value *v);
 /* Every use of from (node inputs, implicit uses) now reads to.  If from is
  * a graph output, the graph output is NOT changed (the caller decides). */
 void np_value_replace_uses(np_value *from, np_value *to);
+/* Make n produce `to` in place of its output `from`; the remaining readers
+ * of `from` read `to` (the same data).  `to` must have no producer.  The
+ * usual way for a rewrite to keep a graph output's name. */
+void np_node_replace_output(np_node *n, np_value *from, np_value *to);
 /* Recompute graph->nodes in topological order, stable; NP_ERR_INVALID on a
  * cycle (message names a node on it). */
 np_status np_graph_toposort(np_graph *g, np_error *err);

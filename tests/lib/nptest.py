@@ -80,16 +80,18 @@ def one_line(text):
     return s.replace("#", "<hash>")
 
 
-def run_nepenc(args, timeout=None):
-    """Run $NEPENC with ARGS; returns (returncode, stdout, stderr) as text.
-    A timeout is reported as returncode None."""
-    cmd = [env("NEPENC", os.path.join(env("top_builddir", "."), "nepenc"))]
+def run_nepenc(args, timeout=None, cwd=None):
+    """Run $NEPENC with ARGS (in folder CWD if given); returns (returncode,
+    stdout, stderr) as text.  A timeout is reported as returncode None."""
+    prog = env("NEPENC", os.path.join(env("top_builddir", "."), "nepenc"))
+    # Absolute, so that CWD does not change which program runs.
+    cmd = [os.path.abspath(prog) if os.sep in prog else prog]
     if timeout is None:
         # Sanitizer builds run several times slower.
         timeout = 600 if env("NEPENC_SANITIZERS") else 120
     try:
         # C locale: the strerror() texts the tests look for are English.
-        p = subprocess.run(cmd + list(args), capture_output=True,
+        p = subprocess.run(cmd + list(args), capture_output=True, cwd=cwd,
                            timeout=timeout, env=dict(os.environ, LC_ALL="C"))
     except subprocess.TimeoutExpired:
         return None, "", "timeout after %ds" % timeout
@@ -307,3 +309,119 @@ def main_guard(fn):
         print("Bail out! %s: %s" % (type(e).__name__, one_line(e)),
               flush=True)
         sys.exit(1)
+
+
+# --- Fashion-MNIST and the shared models (end-to-end tests) ------------------
+
+FASHION_MEAN = 0.2860
+FASHION_STD = 0.3530
+# The preprocessing flags every end-to-end test passes to nepenc.
+FASHION_FLAGS = ["--mean", "%.4f" % FASHION_MEAN, "--std", "%.4f" % FASHION_STD]
+FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz",
+                           "train-labels-idx1-ubyte.gz"),
+                 "test": ("t10k-images-idx3-ubyte.gz",
+                          "t10k-labels-idx1-ubyte.gz")}
+
+
+def fashion_paths(split):
+    """(images, labels) paths of Fashion-MNIST's SPLIT ('train'/'test')."""
+    d = env("FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+    return tuple(os.path.join(d, f) for f in FASHION_FILES[split])
+
+
+def fashion_spec(split, labels=True):
+    """The idx: data spec of SPLIT, with or without its labels."""
+    images, lab = fashion_paths(split)
+    return "idx:" + images + ("," + lab if labels else "")
+
+
+def shared_model(name):
+    """Path of a shared fixture model, e.g. shared_model('mlp4_relu')."""
+    return os.path.join(env("NP_SHARED", os.path.join(srcdir(), "..",
+                                                      "shared")),
+                        "models", name + ".onnx")
+
+
+def first_missing(paths):
+    """The first of PATHS that is not a file, or None."""
+    for p in paths:
+        if not os.path.isfile(p):
+            return p
+    return None
+
+
+def load_idx(path):
+    """An IDX file (gzip or raw) as a numpy array of its stored shape."""
+    import gzip
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise ValueError("%s: not an unsigned-byte IDX file" % path)
+    rank = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big")
+            for i in range(rank)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def fashion_subset(folder, tag, split, first, count):
+    """Write examples [FIRST, FIRST+COUNT) of SPLIT as uint8 X [N,1,28,28]
+    and int64 Y .npy files in FOLDER; returns (npy: spec, x, y)."""
+    images, labels = fashion_paths(split)
+    x = load_idx(images)[first:first + count].reshape(-1, 1, 28, 28)
+    y = load_idx(labels)[first:first + count].astype(np.int64)
+    xp = os.path.join(folder, tag + "_x.npy")
+    yp = os.path.join(folder, tag + "_y.npy")
+    np.save(xp, np.ascontiguousarray(x))
+    np.save(yp, y)
+    return "npy:%s,%s" % (xp, yp), x, y
+
+
+def fashion_float(x):
+    """uint8 pixels preprocessed as nepenc does with FASHION_FLAGS."""
+    return ((x.astype(np.float32) * np.float32(1.0 / 255.0) -
+             np.float32(FASHION_MEAN)) / np.float32(FASHION_STD))
+
+
+def ort_top1(worker, model, x, y, batch=500):
+    """Top-1 (percent) of MODEL under onnxruntime on uint8 images X with
+    labels Y; returns (top1, None) or (None, reason)."""
+    import onnx
+    m = onnx.load(model, load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    name = [i.name for i in m.graph.input if i.name not in inits][0]
+    right = 0
+    for i in range(0, len(x), batch):
+        xb = fashion_float(x[i:i + batch])
+        ans = worker.run(model, [encode_array(name, xb, "float32")])
+        if not ans["ok"]:
+            return None, "ORT %s: %s" % (ans["stage"], ans["error"])
+        logits = decode_output(ans["outputs"][0])
+        right += int((logits.argmax(axis=1) == y[i:i + batch]).sum())
+    return 100.0 * right / len(x), None
+
+
+def json_doc(text):
+    """The one JSON document nepenc printed, or None."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def error_lines(stderr):
+    """stderr's non-blank lines."""
+    return [ln for ln in stderr.splitlines() if ln.strip()]
+
+
+def sanitized():
+    """True in the ASan/UBSan build (the tests shrink their work there)."""
+    return bool(env("NEPENC_SANITIZERS"))
+
+
+def slow_timeout():
+    """Seconds allowed to one nepenc run over all of Fashion-MNIST's test
+    set: generous, as CI machines are shared and the sanitizer build is
+    several times slower."""
+    return 3600 if sanitized() else 900
