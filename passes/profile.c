@@ -240,7 +240,7 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 	for (int64_t s = 0; st == NP_OK && s < steps; s++) {
 		int64_t first = s * B, n = d->n - first < B ? d->n - first : B;
 		st = np_profile_batch(rt, ls, d, input, first, n, o->no_dont_care, out, err);
-		np_progress_update(&pr, s + 1, steps, 0.0);
+		np_progress_update(&pr, s + 1, steps, NAN);
 	}
 	np_progress_end(&pr);
 	if (st != NP_OK) {

@@ -1,6 +1,7 @@
 /* progress.c - see progress.h. */
 #include "progress.h"
 
+#include <math.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,10 +41,13 @@ void np_progress_update(np_progress *p, int64_t done, int64_t total,
 	p->last = now;
 	double el = now - p->start, rate = el > 0 ? (double)done / el : 0;
 	double eta = rate > 0 ? (double)(total - done) / rate : 0;
-	fprintf(p->out, "%snepenc: %s %lld/%lld (%3.0f%%) %.0f %s/s loss %.4f ETA %.0fs%s",
+	char loss_text[32] = "";
+	if (!isnan(loss))
+		snprintf(loss_text, sizeof loss_text, " loss %.4f", loss);
+	fprintf(p->out, "%snepenc: %s %lld/%lld (%3.0f%%) %.0f %s/s%s ETA %.0fs%s",
 	        p->tty ? "\r" : "", p->what, (long long)done, (long long)total,
 	        total ? 100.0 * (double)done / (double)total : 100.0,
-	        rate * (double)p->units_per_step, p->unit, loss, eta,
+	        rate * (double)p->units_per_step, p->unit, loss_text, eta,
 	        p->tty ? "\033[K" : "\n");
 	fflush(p->out);
 	p->drawn = true;

@@ -23,6 +23,7 @@ typedef struct np_progress {
 double np_now(void);           /* monotonic seconds */
 void np_progress_begin(np_progress *p, const char *what, const char *unit,
                        int64_t units_per_step, bool quiet);
+/* loss NAN: the step has no loss (profiling); it is left out. */
 void np_progress_update(np_progress *p, int64_t done, int64_t total,
                         double loss);
 void np_progress_end(np_progress *p);

@@ -1,0 +1,37 @@
+/* session.c - open a model with its runtime, load data that fits it;
+ * see session.h. */
+#include "session.h"
+
+#include "onnx_io.h"
+#include "train.h"
+
+void np_session_close(np_session *s)
+{
+	np_rt_free(s->rt);
+	np_model_free(s->m);
+}
+
+np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
+{
+	s->m = np_onnx_load(c->model, err);
+	if (!s->m)
+		return err->status;
+	np_status st = np_model_io(s->m, &s->input, &s->classes, err);
+	if (st != NP_OK)
+		return st;
+	s->rt = np_rt_new(s->m, c->threads, err);
+	return s->rt ? NP_OK : err->status;
+}
+
+/* Load a data spec and check it fits the model. */
+np_status np_session_data(const np_session *s, const np_cli *c,
+                          const char *spec, np_dataset *d, np_error *err)
+{
+	np_status st = np_data_load(spec, &c->dopts, d, err);
+	if (st != NP_OK)
+		return st;
+	st = np_dataset_check_input(d, np_graph_find(s->m->graph, s->input), err);
+	if (st == NP_OK && d->y)
+		st = np_dataset_check_labels(d, s->classes, err);
+	return st;
+}
