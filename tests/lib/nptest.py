@@ -287,12 +287,23 @@ def same_outputs(a, b, shape_only=False):
 
 def check_model(path):
     """onnx.checker with full_check; returns None or the first line of the
-    error."""
+    error.  onnx.checker.check_model(PATH, full_check=True) would write the
+    shape-inferred model back over PATH (infer_shapes_path's default output
+    is its input), so the same checks run here with the inferred model going
+    to a scratch file instead: the file under test stays as nepenc wrote
+    it."""
+    import shutil
     import onnx
+    scratch = tempfile.mkdtemp(prefix="nptest-check.")
     try:
-        onnx.checker.check_model(path, full_check=True)
+        onnx.checker.check_model(path)
+        onnx.shape_inference.infer_shapes_path(
+            path, os.path.join(scratch, "inferred.onnx"), check_type=True,
+            strict_mode=True)
     except Exception as e:  # checker and shape inference raise various types
         return (str(e).strip().splitlines() or [type(e).__name__])[0]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return None
 
 
