@@ -20,13 +20,17 @@ demo=yes
 packages="gcc make autoconf automake pkg-config
   libdnnl-dev libprotobuf-c-dev protobuf-c-compiler libxml2-dev libonnx-dev zlib1g-dev
   libxml2-utils python3 python3-onnx python3-numpy libonnx-testdata
-  dataset-fashion-mnist nodejs npm librsvg2-bin"
+  dataset-fashion-mnist librsvg2-bin"
 
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
+# Node.js may come from elsewhere (e.g. NodeSource's nodejs bundles npm and
+# conflicts with Debian's npm package): what matters is the commands.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+	missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
 	echo "setup: installing$missing"
 	sudo=""

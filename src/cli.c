@@ -162,7 +162,7 @@ void np_cli_help(FILE *out)
 "      --entropy-eps E    also remove layers with entropy <= E bits, each\n"
 "                         neuron to its majority state (default 0)\n"
 "      --method M         nepenthe (default) or imp (global magnitude)\n"
-"      --criterion C      magnitude (default) or wanda (|w| x ||x||)\n"
+"      --criterion C      magnitude (the only one available yet)\n"
 "      --no-entropy-budget    budget proportional to layer size (ablation)\n"
 "      --no-neuron-selection  also prune zero-entropy neurons (ablation)\n"
 "      --no-dont-care     count z == 0 as OFF (ablation; default: not counted)\n"
@@ -328,7 +328,9 @@ static int np_cli_set(np_cli *c, int id, const char *name, const char *arg)
 		break;
 	case OPT_CRITERION:
 		if (strcmp(arg, "magnitude") == 0) { c->criterion = NP_CRIT_MAGNITUDE; return 0; }
-		if (strcmp(arg, "wanda") == 0) { c->criterion = NP_CRIT_WANDA; return 0; }
+		if (strcmp(arg, "wanda") == 0)
+			return np_usage("--criterion wanda is not available yet: the input "
+			                "norms it scores with are not collected");
 		break;
 	case OPT_FOLD:
 		if (strcmp(arg, "exact") == 0) { c->fold = NP_FOLD_EXACT; return 0; }
