@@ -49,7 +49,8 @@ char *np_fmt_double(char *buf, size_t size, double v)
 	} else if (isinf(v)) {
 		snprintf(buf, size, v > 0 ? "INF" : "-INF");
 	} else {
-		for (int p = 1; p <= 17; p++) {
+		/* From 6 digits: 90 stays "90", not the shorter "9e+01". */
+		for (int p = 6; p <= 17; p++) {
 			snprintf(buf, size, "%.*g", p, v);
 			if (strtod(buf, NULL) == v)
 				break;

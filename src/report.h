@@ -35,7 +35,8 @@
  *               chosen iterate's profile (--entropy-eps);
  *   removed     = linearized: its rectifier is gone from the output.
  *
- * Numbers: doubles print in the shortest form that reads back exactly
+ * Numbers: doubles print in the shortest form of at least 6 significant
+ * digits that reads back exactly
  * (at most 17 significant digits; NaN, INF, -INF as xsd:double spells
  * them); seconds print as %.3f.  Same run => same bytes.
  */
@@ -74,7 +75,7 @@ const char *np_fold_name(np_fold_policy f);
  * bytes and characters XML 1.0 forbids become U+FFFD.  NULL: no memory. */
 char *np_xml_clean(const char *s);
 
-/* Shortest "%.*g" that reads back as v (xsd:double spelling for
+/* Shortest "%.*g" of at least 6 digits that reads back as v (xsd:double spelling for
  * non-finite values) into buf; returns buf. */
 char *np_fmt_double(char *buf, size_t size, double v);
 
