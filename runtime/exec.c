@@ -95,6 +95,14 @@ void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t)
 	dnnl_memory_desc_init_by_strides(md, rank, dims, dnnl_f32, strides);
 }
 
+void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t)
+{
+	if (t->blocked)
+		*md = t->md;
+	else
+		np_rt_md_plain(md, t);
+}
+
 static void *np_aligned(size_t bytes)
 {
 	size_t n = (bytes + 63) & ~(size_t)63;
@@ -307,6 +315,9 @@ static void np_plan_free(np_plan *p)
 			free(t->data);
 		if (!t->is_param)
 			free(t->grad);
+		if (t->plain)
+			free(t->plain->data);
+		free(t->plain);
 	}
 	if (p->sig)
 		for (int i = 0; p->sig[i].rank >= 0; i++)
@@ -532,8 +543,114 @@ static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
 		if (!t->grad)
 			return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for gradients");
 	}
-	if (x->op->prepare)
-		return x->op->prepare(x, rt, err);
+	return NP_OK;             /* prepared after np_plan_layouts() */
+}
+
+/* ------------------------------------------------------------ layouts */
+
+/* Layout classes: values that must share one layout because an op reads
+ * and writes them as one (rt.h, LAYOUT), as a union-find over value ids. */
+typedef struct np_layout_sets {
+	int *parent;
+	bool *ok;                  /* by root: the class may be blocked */
+} np_layout_sets;
+
+static int np_set_find(np_layout_sets *ls, int i)
+{
+	while (ls->parent[i] != i)
+		i = ls->parent[i] = ls->parent[ls->parent[i]];
+	return i;
+}
+
+static void np_set_union(np_layout_sets *ls, int a, int b)
+{
+	a = np_set_find(ls, a);
+	b = np_set_find(ls, b);
+	if (a != b) {
+		ls->parent[b] = a;
+		ls->ok[a] = ls->ok[a] && ls->ok[b];
+	}
+}
+
+static void np_set_refuse(np_layout_sets *ls, int i)
+{
+	ls->ok[np_set_find(ls, i)] = false;
+}
+
+/* May t itself live in nChw16c?  A 4-D float activation with whole
+ * channel blocks (no padding: the buffer keeps nelem floats). */
+static bool np_blockable(const np_rtensor *t, const np_value *v)
+{
+	return t->dtype == NP_FLOAT && t->rank == 4 && t->dims[1] > 0 &&
+	       t->dims[1] % 16 == 0 && t->nelem > 0 && !t->is_const &&
+	       !t->is_param && !v->is_input && !v->is_output;
+}
+
+static bool np_same_dims(const np_rtensor *a, const np_rtensor *b)
+{
+	return a->rank == b->rank &&
+	       memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0;
+}
+
+/* Ties the values of one node together, or refuses them plain. */
+static void np_layout_node(np_layout_sets *ls, const np_plan *p,
+                           const np_xnode *x)
+{
+	const np_rtensor *base = p->t;
+	np_layout_rule rule = x->folded ? NP_LAYOUT_PLAIN : x->op->layout;
+	for (int i = 0; i < x->n_in; i++) {
+		const np_rtensor *t = x->in[i];
+		if (!t)
+			continue;
+		int id = (int)(t - base);
+		bool main_in = i == 0 && x->out[0];
+		if (rule == NP_LAYOUT_FLAT && np_same_dims(t, x->out[0]))
+			np_set_union(ls, id, (int)(x->out[0] - base));
+		else if (rule == NP_LAYOUT_FLAT && t->nelem == 1)
+			continue;
+		else if (rule == NP_LAYOUT_SAME && main_in)
+			np_set_union(ls, id, (int)(x->out[0] - base));
+		else if (!(rule == NP_LAYOUT_ANY && main_in))
+			np_set_refuse(ls, id);
+	}
+	for (int k = 0; k < x->n_out; k++) {
+		if (!x->out[k])
+			continue;
+		if (k > 0 || rule == NP_LAYOUT_PLAIN)
+			np_set_refuse(ls, (int)(x->out[k] - base));
+	}
+}
+
+/* Chooses nChw16c for every class of values all of whose members and
+ * readers and writers allow it; the rest stay plain. */
+static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
+{
+	np_graph *g = rt->m->graph;
+	np_layout_sets ls = {
+		malloc(sizeof(int) * ((size_t)p->n_t + 1)),
+		malloc(sizeof(bool) * ((size_t)p->n_t + 1)),
+	};
+	if (!ls.parent || !ls.ok) {
+		free(ls.parent);
+		free(ls.ok);
+		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+	}
+	for (int i = 0; i < p->n_t; i++) {
+		ls.parent[i] = i;
+		ls.ok[i] = np_blockable(&p->t[i], g->values[i]);
+	}
+	for (int i = 0; i < p->n_x; i++)
+		np_layout_node(&ls, p, &p->x[i]);
+	for (int i = 0; i < p->n_t; i++) {
+		np_rtensor *t = &p->t[i];
+		if (!ls.ok[np_set_find(&ls, i)])
+			continue;
+		dnnl_dims_t d = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
+		t->blocked = true;
+		dnnl_memory_desc_init_by_tag(&t->md, 4, d, dnnl_f32, dnnl_aBcd16b);
+	}
+	free(ls.parent);
+	free(ls.ok);
 	return NP_OK;
 }
 
@@ -584,6 +701,14 @@ static bool np_plan_matches(const np_rt *rt, const np_plan *p,
 	return true;
 }
 
+/* NEPENC_PLAIN_LAYOUT=1 keeps every activation plain: a switch for
+ * comparing both paths (tests, benchmarks), not a user setting. */
+static bool np_layouts_disabled(void)
+{
+	const char *e = getenv("NEPENC_PLAIN_LAYOUT");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
 static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
                               np_error *err)
 {
@@ -602,6 +727,11 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 		st = np_plan_values(rt, p, in, n_in, err);
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
 		st = np_plan_node(rt, p, g->nodes[i], &p->x[i], err);
+	if (st == NP_OK && !np_layouts_disabled())
+		st = np_plan_layouts(rt, p, err);
+	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
+		if (!p->x[i].folded && p->x[i].op->prepare)
+			st = p->x[i].op->prepare(&p->x[i], rt, err);
 	if (st == NP_OK && np_plan_signature(rt, p, in, n_in) != NP_OK)
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory planning");
 	/* Graph outputs always get a gradient buffer: the loss writes it. */
@@ -692,10 +822,67 @@ const np_rtensor *np_rt_output(const np_rt *rt, int i)
 	return &rt->cur->t[rt->m->graph->outputs[i]->id];
 }
 
+/* t's content reordered into a plain copy kept in t->plain. */
+static const np_rtensor *np_plain_view(const np_rt *rt, np_rtensor *t)
+{
+	if (!t->plain) {
+		np_rtensor *c = calloc(1, sizeof *c);
+		if (!c)
+			return NULL;
+		*c = *t;
+		c->blocked = false;
+		c->grad = NULL;
+		c->plain = NULL;
+		c->data = np_aligned(sizeof(float) * (size_t)t->nelem);
+		if (!c->data) {
+			free(c);
+			return NULL;
+		}
+		t->plain = c;
+	}
+	dnnl_memory_desc_t md;
+	dnnl_memory_t from = NULL, to = NULL;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_primitive_t r = NULL;
+	np_rt_md_plain(&md, t);
+	dnnl_status_t s = dnnl_memory_create(&from, &t->md, rt->engine, t->data);
+	if (!s)
+		s = dnnl_memory_create(&to, &md, rt->engine, t->plain->data);
+	if (!s)
+		s = dnnl_reorder_primitive_desc_create(&pd, &t->md, rt->engine, &md,
+		                                       rt->engine, NULL);
+	if (!s)
+		s = dnnl_primitive_create(&r, pd);
+	if (!s) {
+		dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+		s = dnnl_primitive_execute(r, rt->stream, 2, args);
+	}
+	if (!s)
+		s = dnnl_stream_wait(rt->stream);
+	if (r)
+		dnnl_primitive_destroy(r);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	if (to)
+		dnnl_memory_destroy(to);
+	if (from)
+		dnnl_memory_destroy(from);
+	return s == dnnl_success ? t->plain : NULL;
+}
+
 const np_rtensor *np_rt_value(const np_rt *rt, const char *name)
 {
 	np_value *v = np_graph_find(rt->m->graph, name);
-	return rt->cur && v ? &rt->cur->t[v->id] : NULL;
+	if (!rt->cur || !v)
+		return NULL;
+	np_rtensor *t = &rt->cur->t[v->id];
+	return t->blocked ? np_plain_view(rt, t) : t;
+}
+
+bool np_rt_value_blocked(const np_rt *rt, const char *name)
+{
+	np_value *v = np_graph_find(rt->m->graph, name);
+	return rt->cur && v && rt->cur->t[v->id].blocked;
 }
 
 float *np_rt_output_grad(np_rt *rt, int i)

@@ -26,8 +26,15 @@
  *   np_rt_run() or np_rt_free().  Inputs are copied.
  *
  * LAYOUT
- *   np_rtensor.data is always plain row-major (NCHW for images); an op may
- *   use oneDNN's blocked layouts inside, reordering at its edges.
+ *   Between ops, 4-D activations whose channel count is a multiple of 16
+ *   stay in oneDNN's blocked layout nChw16c (aBcd16b) when every op that
+ *   writes or reads them can work on it: Conv, BatchNormalization, the
+ *   pools, and elementwise ops over equal shapes (np_op.layout).  Such a
+ *   tensor has `blocked` set and its layout in `md`; its gradient uses the
+ *   same layout; it has no padding, so nelem floats.  Everything else is
+ *   plain row-major (NCHW for images).  Graph inputs and outputs are
+ *   always plain, and np_rt_value() hands out plain copies: reorders only
+ *   at the edges, none between Conv, BN, ReLU, Add and pools.
  *
  * OPS
  *   Every op kind is one np_op (a file under runtime/ops/) listed once in
@@ -68,7 +75,22 @@ typedef struct np_rtensor {
 	bool needs_grad;             /* a parameter depends on it backward */
 	int grad_writes;             /* contributions so far this backward */
 	int n_consumers;             /* node inputs reading it in the plan */
+	bool blocked;                /* data and grad in layout md (see LAYOUT) */
+	dnnl_memory_desc_t md;       /* valid when blocked */
+	struct np_rtensor *plain;    /* np_rt_value()'s plain copy, or NULL */
 } np_rtensor;
+
+/* What layouts an op accepts on input 0 / output 0 (see LAYOUT). */
+typedef enum np_layout_rule {
+	NP_LAYOUT_PLAIN = 0,         /* plain only */
+	NP_LAYOUT_FLAT,              /* elementwise: inputs of the output's
+	                              * shape and the output share any layout;
+	                              * other inputs must be scalars */
+	NP_LAYOUT_SAME,              /* input 0 and output 0 share a layout,
+	                              * described by np_rt_md() (BN, pools) */
+	NP_LAYOUT_ANY                /* input 0 and output 0 each in any
+	                              * layout, np_rt_md() (Conv) */
+} np_layout_rule;
 
 typedef struct np_xnode np_xnode;
 
@@ -88,6 +110,7 @@ typedef struct np_op {
 	 * constants); the planner refuses training through it. */
 	np_status (*backward)(np_xnode *x, np_rt *rt, np_error *err);
 	void (*destroy)(np_xnode *x);  /* free x->state; may be NULL */
+	np_layout_rule layout;
 } np_op;
 
 struct np_xnode {
@@ -125,6 +148,8 @@ np_status np_rt_dnnl(dnnl_status_t s, const np_xnode *x, const char *what,
 
 /* A oneDNN memory descriptor for t in plain layout (abcd...), f32. */
 void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t);
+/* t's actual layout: md when blocked, else plain. */
+void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t);
 
 /* Scratch memory owned by the rt, valid until the next call that asks for
  * scratch with the same slot. */
@@ -155,9 +180,14 @@ np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
 int np_rt_n_outputs(const np_rt *rt);
 const np_rtensor *np_rt_output(const np_rt *rt, int i);
 /* Any value of the current plan by name (e.g. a rectifier's input for
- * entropy profiling), NULL if absent.  Every value keeps its own buffer
- * for the plan's life (backward needs the activations anyway). */
+ * entropy profiling), NULL if absent (or out of memory).  Every value
+ * keeps its own buffer for the plan's life (backward needs the
+ * activations anyway).  Always plain: a blocked value is reordered into a
+ * plain copy (without grad), valid until the next np_rt_run(). */
 const np_rtensor *np_rt_value(const np_rt *rt, const char *name);
+
+/* Does the current plan keep this value in a blocked layout (LAYOUT)? */
+bool np_rt_value_blocked(const np_rt *rt, const char *name);
 
 /* Gradient buffer of graph output i, to be filled by the loss. */
 float *np_rt_output_grad(np_rt *rt, int i);

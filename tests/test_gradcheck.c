@@ -38,6 +38,9 @@ typedef struct gc {
 	const char *kink_value;
 	float kink_at[2];
 	int n_kinks;
+	/* Values the planner must keep in nChw16c (runtime/rt.h, LAYOUT). */
+	const char *blocked[4];
+	int n_blocked;
 } gc;
 
 static double urand(gc *c)
@@ -55,11 +58,12 @@ typedef struct dist {
 	float lo, hi;
 	int nk;
 	float kinks[4];
+	float min_abs;           /* also reject |v| below it */
 } dist;
 
-static const dist UNIT = {-1.0f, 1.0f, 0, {0}};
-static const dist NONZERO = {-1.0f, 1.0f, 1, {0.0f}};
-static const dist POSITIVE = {0.5f, 2.0f, 0, {0}};
+static const dist UNIT = {-1.0f, 1.0f, 0, {0}, 0};
+static const dist NONZERO = {-1.0f, 1.0f, 1, {0.0f}, 0};
+static const dist POSITIVE = {0.5f, 2.0f, 0, {0}, 0};
 
 static float draw(gc *c, const dist *d)
 {
@@ -68,6 +72,7 @@ static float draw(gc *c, const dist *d)
 		bool ok_v = true;
 		for (int k = 0; k < d->nk; k++)
 			ok_v &= fabsf(v - d->kinks[k]) >= 2 * MARGIN;
+		ok_v &= fabsf(v) >= d->min_abs;
 		if (ok_v)
 			return v;
 	}
@@ -252,6 +257,12 @@ static np_status train_every_input(np_rt *rt, np_error *err)
 	return NP_OK;
 }
 
+static bool np_plain_layout(void)
+{
+	const char *e = getenv("NEPENC_PLAIN_LAYOUT");
+	return e && *e && strcmp(e, "0") != 0;
+}
+
 /* Build with seeds 1, 2, ... until the kink values keep their margin,
  * then check every trainable parameter. */
 static void gradcheck(const char *what, int opset, void (*build)(gc *))
@@ -284,6 +295,10 @@ static void gradcheck(const char *what, int opset, void (*build)(gc *))
 			np_model_free(c.m);
 			continue;
 		}
+		for (int i = 0; i < c.n_blocked; i++)
+			ok(np_rt_value_blocked(rt, c.blocked[i]) != np_plain_layout(),
+			   "%s: %s %s blocked", what, c.blocked[i],
+			   np_plain_layout() ? "not" : "kept");
 		const np_rtensor *y = np_rt_output(rt, 0);
 		float *r = malloc(sizeof(float) * (size_t)(y->nelem + 1));
 		for (int64_t i = 0; i < y->nelem; i++)
@@ -400,7 +415,7 @@ static void mul_bcast(gc *c) { set_output(c, op2(c, "Mul", P(&UNIT, 2, 3, 4), P(
 static void div_bcast(gc *c) { set_output(c, op2(c, "Div", P(&UNIT, 2, 3, 4), P(&POSITIVE, 2, 1, 4))); }
 static void div_neg(gc *c)
 {
-	static const dist away = {-2.0f, -0.5f, 0, {0}};
+	static const dist away = {-2.0f, -0.5f, 0, {0}, 0};
 	set_output(c, op2(c, "Div", P(&UNIT, 3, 1), P(&away, 3, 4)));
 }
 static void pow_bcast(gc *c) { set_output(c, op2(c, "Pow", P(&POSITIVE, 2, 3), P(&POSITIVE, 3))); }
@@ -426,7 +441,7 @@ static np_value *const_float(gc *c, float v)
 
 static void clip11(gc *c)
 {
-	static const dist d = {-1.0f, 1.0f, 2, {-0.5f, 0.5f}};
+	static const dist d = {-1.0f, 1.0f, 2, {-0.5f, 0.5f}, 0};
 	np_value *in[3] = {P(&d, 3, 5), const_float(c, -0.5f), const_float(c, 0.5f)};
 	set_output(c, done(c, node(c, "Clip", in, 3)));
 }
@@ -434,7 +449,7 @@ static void clip11(gc *c)
 /* Bounds as initializers (PyTorch's export): parameters with gradients. */
 static void clip11_params(gc *c)
 {
-	static const dist d = {-1.0f, 1.0f, 2, {-0.5f, 0.5f}};
+	static const dist d = {-1.0f, 1.0f, 2, {-0.5f, 0.5f}, 0};
 	np_value *x = P(&d, 3, 5);
 	np_error err = {0};
 	np_tensor *lo = np_model_new_tensor(c->m, NP_FLOAT, 0, NULL, &err);
@@ -448,7 +463,7 @@ static void clip11_params(gc *c)
 
 static void clip6(gc *c)
 {
-	static const dist d = {-1.0f, 1.0f, 2, {-0.4f, 0.6f}};
+	static const dist d = {-1.0f, 1.0f, 2, {-0.4f, 0.6f}, 0};
 	np_node *n = node(c, "Clip", (np_value *[]){P(&d, 3, 5)}, 1);
 	np_node_set_attr_float(n, "min", -0.4f);
 	np_node_set_attr_float(n, "max", 0.6f);
@@ -463,25 +478,25 @@ static void sqrt_(gc *c) { set_output(c, op1(c, "Sqrt", P(&POSITIVE, 3, 4))); }
 static void hardsigmoid(gc *c)
 {
 	/* kinks where 0.2x + 0.5 hits 0 or 1: x = -2.5, 2.5 */
-	static const dist d = {-4.0f, 4.0f, 2, {-2.5f, 2.5f}};
+	static const dist d = {-4.0f, 4.0f, 2, {-2.5f, 2.5f}, 0};
 	set_output(c, op1(c, "HardSigmoid", P(&d, 4, 5)));
 }
 
 static void hardswish(gc *c)
 {
-	static const dist d = {-4.0f, 4.0f, 2, {-3.0f, 3.0f}};
+	static const dist d = {-4.0f, 4.0f, 2, {-3.0f, 3.0f}, 0};
 	set_output(c, op1(c, "HardSwish", P(&d, 4, 5)));
 }
 
 static void gelu(gc *c)
 {
-	static const dist d = {-3.0f, 3.0f, 0, {0}};
+	static const dist d = {-3.0f, 3.0f, 0, {0}, 0};
 	set_output(c, op1(c, "Gelu", P(&d, 3, 5)));
 }
 
 static void gelu_tanh(gc *c)
 {
-	static const dist d = {-3.0f, 3.0f, 0, {0}};
+	static const dist d = {-3.0f, 3.0f, 0, {0}, 0};
 	np_node *n = node(c, "Gelu", (np_value *[]){P(&d, 3, 5)}, 1);
 	np_node_set_attr_string(n, "approximate", "tanh");
 	set_output(c, done(c, n));
@@ -538,7 +553,7 @@ static void globalavgpool(gc *c) { set_output(c, op1(c, "GlobalAveragePool", P(&
 /* Training mode: batch statistics, so d x flows through mean and var. */
 static void batchnorm(gc *c)
 {
-	static const dist var = {0.5f, 1.5f, 0, {0}};
+	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
 	np_value *in[5] = {P(&UNIT, 3, 2, 2, 3), P(&POSITIVE, 2), P(&UNIT, 2),
 	                   P(&UNIT, 2), P(&var, 2)};
 	np_node *n = node(c, "BatchNormalization", in, 5);
@@ -623,7 +638,7 @@ static void residual(gc *c)
 /* Conv -> BN (training) -> Relu -> GlobalAveragePool -> Flatten -> Gemm. */
 static void small_net(gc *c)
 {
-	static const dist var = {0.5f, 1.5f, 0, {0}};
+	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
 	np_value *in[2] = {P(&UNIT, 2, 2, 3, 3), P(&UNIT, 3, 2, 3, 3)};
 	np_node *n = node(c, "Conv", in, 2);
 	ATTR_INTS(n, "pads", 1, 1, 1, 1);
@@ -634,6 +649,44 @@ static void small_net(gc *c)
 	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", op1(c, "Relu", b)));
 	np_value *gin[3] = {f, P(&UNIT, 3, 5), P(&UNIT, 5)};
 	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+}
+
+/* 16 channels, so the activations between Conv, BN, Relu, Add and
+ * MaxPool stay blocked (nChw16c): Conv -> BN -> Relu -> Conv -> Add
+ * (residual: Relu's output read twice) -> AveragePool -> Sigmoid ->
+ * GlobalAveragePool (plain output for Flatten) -> Flatten -> Gemm. */
+static void blocked_net(gc *c)
+{
+	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	/* BN's output scale * xhat + shift stays clear of Relu's kink when
+	 * the scale is small and the shift is not (either sign). */
+	static const dist scale = {0.05f, 0.1f, 0, {0}, 0};
+	static const dist shift = {-1.5f, 1.5f, 0, {0}, 0.6f};
+	np_value *in[2] = {P(&UNIT, 2, 16, 4, 4), P(&small, 16, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *z = done(c, n);
+	np_value *bin[5] = {z, P(&scale, 16), P(&shift, 16), P(&UNIT, 16), P(&var, 16)};
+	np_value *b = done(c, node(c, "BatchNormalization", bin, 5));
+	c->kink_value = b->name;
+	c->n_kinks = 1;
+	np_value *r = op1(c, "Relu", b);
+	np_value *in2[3] = {r, P(&small, 16, 16, 3, 3), P(&UNIT, 16)};
+	n = node(c, "Conv", in2, 3);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *s = op2(c, "Add", done(c, n), r);
+	n = node(c, "AveragePool", &s, 1);   /* MaxPool: argmax ties under h */
+	ATTR_INTS(n, "kernel_shape", 2, 2);
+	ATTR_INTS(n, "strides", 2, 2);
+	np_value *m = op1(c, "Sigmoid", done(c, n));
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", m));
+	np_value *gin[3] = {f, P(&UNIT, 16, 3), P(&UNIT, 3)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	c->blocked[c->n_blocked++] = z->name;
+	c->blocked[c->n_blocked++] = r->name;
+	c->blocked[c->n_blocked++] = s->name;
+	c->blocked[c->n_blocked++] = m->name;
 }
 
 int main(void)
@@ -687,6 +740,7 @@ int main(void)
 		{"Reshape by Shape arithmetic", 13, reshape_by_shape},
 		{"residual Relu(Conv(x)) + x", 13, residual},
 		{"Conv-BN-Relu-GAP-Gemm", 13, small_net},
+		{"16 channels, blocked layout", 13, blocked_net},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);

@@ -573,7 +573,7 @@ static np_status bin_backward(np_xnode *x, np_rt *rt, np_error *err)
 
 #define BIN_OP(sym, name) \
 	const np_op sym = { name, bin_infer, bin_prepare, bin_forward, \
-	                    bin_backward, bin_destroy };
+	                    bin_backward, bin_destroy, NP_LAYOUT_FLAT };
 
 BIN_OP(np_op_add, "Add")
 BIN_OP(np_op_sub, "Sub")

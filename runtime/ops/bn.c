@@ -127,7 +127,7 @@ static dnnl_status_t bn_prepare_fwd(bn_state *b, const np_xnode *x,
 	dnnl_memory_desc_t md;
 	dnnl_batch_normalization_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
-	np_rt_md_plain(&md, x->in[0]);
+	np_rt_md(&md, x->in[0]);
 	dnnl_status_t s = dnnl_batch_normalization_forward_desc_init(
 		&d, dnnl_forward_inference, &md, b->eps, ss | dnnl_use_global_stats);
 	if (!s)
@@ -160,7 +160,7 @@ static dnnl_status_t bn_prepare_bwd(bn_state *b, const np_xnode *x,
 	dnnl_memory_desc_t md;
 	dnnl_batch_normalization_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
-	np_rt_md_plain(&md, x->in[0]);
+	np_rt_md(&md, x->in[0]);
 	dnnl_status_t s = dnnl_batch_normalization_backward_desc_init(
 		&d, dnnl_backward, &md, &md, b->eps, dnnl_use_scale | dnnl_use_shift);
 	if (!s)
@@ -271,13 +271,16 @@ static void bn_backward_affine(const np_xnode *x, const bn_state *b,
 	const float *scale = x->in[1]->data, *mean = x->in[3]->data;
 	const float *var = x->in[4]->data;
 	int64_t c = b->c, inner = b->inner, n = b->n;
+	/* Element (i, ch, k) sits at base(i, ch) + k * step: plain NC...,
+	 * or nChw16c (ch's block, then 16 lanes per position). */
+	int64_t blk = x->in[0]->blocked ? 16 : 1;
 	#pragma omp parallel for
 	for (int64_t ch = 0; ch < c; ch++) {
 		float inv = 1 / sqrtf(var[ch] + b->eps);
 		double ss = 0, sb = 0;
 		for (int64_t i = 0; i < n; i++) {
-			int64_t o = (i * c + ch) * inner;
-			for (int64_t j = o; j < o + inner; j++) {
+			int64_t o = ((i * c + ch - ch % blk) * inner) + ch % blk;
+			for (int64_t j = o; j < o + inner * blk; j += blk) {
 				if (dx)
 					dx[j] = dy[j] * scale[ch] * inv;
 				ss += (double)dy[j] * (X[j] - mean[ch]) * inv;
@@ -362,4 +365,5 @@ const np_op np_op_batchnorm = {
 	.forward = bn_forward,
 	.backward = bn_backward,
 	.destroy = bn_destroy,
+	.layout = NP_LAYOUT_SAME,
 };

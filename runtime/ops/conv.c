@@ -1,8 +1,9 @@
 /* conv.c - ONNX Conv (1D/2D/3D, groups, dilations, auto_pad) on oneDNN.
  *
- * The primitives choose their own layouts (format_tag any: oneDNN's jit
- * kernels want blocked layouts) and every edge between a plain
- * rtensor and a primitive gets a reorder made once in prepare.  A backward
+ * A blocked activation (rt.h, LAYOUT) is passed as it is; for a plain one
+ * the primitive chooses its own layout (format_tag any: oneDNN's jit
+ * kernels want blocked layouts) and the edge between the plain rtensor
+ * and the primitive gets a reorder made once in prepare.  A backward
  * primitive reuses the forward's reordered src/weights when it wants the
  * same layout, so a training step reorders each tensor at most once.
  */
@@ -12,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One tensor seen by a primitive: plain buffer <-> the primitive's layout. */
+/* One tensor seen by a primitive: the rtensor's buffer (plain or blocked,
+ * np_rt_md) <-> the primitive's layout. */
 typedef struct edge {
 	dnnl_memory_desc_t md;       /* the primitive's layout */
 	dnnl_memory_t user;          /* plain, on the rtensor buffer; NULL
@@ -204,21 +206,30 @@ typedef struct conv_mds {
 	bool has_bias;
 } conv_mds;
 
+static void conv_any_md(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md,
+                        bool fixed)
+{
+	if (fixed)
+		*any = *md;
+	else
+		dnnl_memory_desc_init_by_tag(any, md->ndims, md->dims, dnnl_f32,
+		                             dnnl_format_tag_any);
+}
+
 static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g)
 {
 	memset(m, 0, sizeof *m);
-	np_rt_md_plain(&m->src, x->in[0]);
+	np_rt_md(&m->src, x->in[0]);
 	conv_weights_md(&m->wei, x->in[1], g->group);
-	np_rt_md_plain(&m->dst, x->out[0]);
+	np_rt_md(&m->dst, x->out[0]);
 	m->has_bias = x->n_in > 2 && x->in[2];
 	if (m->has_bias)
 		np_rt_md_plain(&m->bias, x->in[2]);
-	dnnl_memory_desc_init_by_tag(&m->any_src, m->src.ndims, m->src.dims,
-	                             dnnl_f32, dnnl_format_tag_any);
-	dnnl_memory_desc_init_by_tag(&m->any_wei, m->wei.ndims, m->wei.dims,
-	                             dnnl_f32, dnnl_format_tag_any);
-	dnnl_memory_desc_init_by_tag(&m->any_dst, m->dst.ndims, m->dst.dims,
-	                             dnnl_f32, dnnl_format_tag_any);
+	/* A blocked neighbour fixes the layout (no reorder at that edge);
+	 * a plain one lets oneDNN choose and the edge reorders. */
+	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked);
+	conv_any_md(&m->any_wei, &m->wei, false);
+	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked);
 	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
 }
 
@@ -493,4 +504,5 @@ const np_op np_op_conv = {
 	.forward = conv_forward,
 	.backward = conv_backward,
 	.destroy = conv_destroy,
+	.layout = NP_LAYOUT_ANY,
 };

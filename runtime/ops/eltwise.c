@@ -441,7 +441,7 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 
 #define ELT_OP(sym, name) \
 	const np_op sym = { name, elt_infer, elt_prepare, elt_forward, \
-	                    elt_backward, elt_destroy };
+	                    elt_backward, elt_destroy, NP_LAYOUT_FLAT };
 
 ELT_OP(np_op_relu, "Relu")
 ELT_OP(np_op_leakyrelu, "LeakyRelu")

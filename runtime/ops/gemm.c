@@ -411,7 +411,7 @@ static void gemm_destroy(np_xnode *x)
 
 const np_op np_op_gemm = {
 	"Gemm", gemm_infer, gemm_prepare, gemm_forward, gemm_backward,
-	gemm_destroy
+	gemm_destroy, NP_LAYOUT_PLAIN
 };
 
 /* ============================================================= MatMul */
@@ -691,5 +691,5 @@ static void matmul_destroy(np_xnode *x)
 
 const np_op np_op_matmul = {
 	"MatMul", matmul_infer, matmul_prepare, matmul_forward, matmul_backward,
-	matmul_destroy
+	matmul_destroy, NP_LAYOUT_PLAIN
 };

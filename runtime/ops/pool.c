@@ -1,7 +1,9 @@
 /* pool.c - MaxPool, AveragePool, GlobalAveragePool on oneDNN pooling_v2.
  *
- * Pooling runs on the plain layout: a reorder to a blocked layout would
- * cost about as much as the pooling itself.  Max pooling keeps oneDNN's
+ * Pooling runs on its input's layout, plain or blocked (rt.h, LAYOUT): a
+ * reorder would cost about as much as the pooling itself.  Its output is
+ * in the same layout, reordered after when Y is not (the small output of
+ * a GlobalAveragePool read by Flatten).  Max pooling keeps oneDNN's
  * workspace (the argmax) from a forward_training primitive whenever a
  * gradient may be asked for, so backward need not recompute it.
  */
@@ -15,6 +17,11 @@ typedef struct pool_state {
 	dnnl_primitive_t fwd, bwd;
 	dnnl_memory_t src, dst, ws;          /* ws NULL: none (avg) */
 	dnnl_memory_t dsrc, ddst;
+	/* Y's layout when it differs from the primitive's (a blocked input
+	 * pooled into a plain output): dst/ddst are then oneDNN's buffers and
+	 * these reorder them to and from Y's. */
+	dnnl_memory_t y, dy;
+	dnnl_primitive_t y_out, dy_in;
 } pool_state;
 
 typedef struct pool_geom {
@@ -131,11 +138,69 @@ static np_status pool_infer(np_xnode *x, np_error *err)
 
 static void pool_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 {
+	if (t->blocked) {
+		*md = t->md;
+		return;
+	}
 	dnnl_data_type_t dt = t->dtype == NP_UINT8 ? dnnl_u8
 	                    : t->dtype == NP_INT8 ? dnnl_s8 : dnnl_f32;
 	dnnl_dims_t dims;
 	memcpy(dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
 	dnnl_memory_desc_init_by_strides(md, t->rank, dims, dt, NULL);
+}
+
+/* The primitive's dst: Y's shape in X's layout (both blocked: nChw16c,
+ * the only blocked layout the planner picks). */
+static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
+{
+	const np_rtensor *X = x->in[0];
+	np_rtensor like = *x->out[0];
+	like.blocked = X->blocked;
+	if (like.blocked) {
+		dnnl_dims_t d;
+		memcpy(d, like.dims, sizeof(int64_t) * (size_t)like.rank);
+		dnnl_memory_desc_init_by_tag(&like.md, like.rank, d, dnnl_f32,
+		                             dnnl_aBcd16b);
+	}
+	pool_md(md, &like);
+}
+
+static dnnl_status_t pool_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from,
+                                  const dnnl_memory_desc_t *to, dnnl_engine_t eng)
+{
+	dnnl_primitive_desc_t pd;
+	dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL);
+	if (s)
+		return s;
+	s = dnnl_primitive_create(r, pd);
+	dnnl_primitive_desc_destroy(pd);
+	return s;
+}
+
+/* When Y's layout is not the primitive's: a buffer for the primitive and
+ * a reorder between it and Y (forward: after; backward: before). */
+static dnnl_status_t pool_y_edge(dnnl_memory_t *prim, dnnl_memory_t *user,
+                                 dnnl_primitive_t *r, const dnnl_memory_desc_t *md,
+                                 const np_rtensor *Y, void *buf, bool out,
+                                 dnnl_engine_t eng)
+{
+	dnnl_memory_desc_t ymd;
+	pool_md(&ymd, Y);
+	if (dnnl_memory_desc_equal(&ymd, md))
+		return dnnl_memory_create(prim, md, eng, buf);
+	dnnl_status_t s = dnnl_memory_create(prim, md, eng, DNNL_MEMORY_ALLOCATE);
+	if (!s)
+		s = dnnl_memory_create(user, &ymd, eng, buf);
+	if (!s)
+		s = out ? pool_reorder(r, md, &ymd, eng) : pool_reorder(r, &ymd, md, eng);
+	return s;
+}
+
+static dnnl_status_t pool_run_reorder(dnnl_primitive_t r, dnnl_memory_t from,
+                                      dnnl_memory_t to, dnnl_stream_t stream)
+{
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+	return dnnl_primitive_execute(r, stream, 2, args);
 }
 
 static dnnl_status_t pool_make(dnnl_primitive_t *p, dnnl_primitive_desc_t *pd,
@@ -155,7 +220,7 @@ static dnnl_status_t pool_prepare_fwd(pool_state *ps, const np_xnode *x,
 	dnnl_dims_t strides, dil, pl, pr, kernel;
 	dnnl_pooling_v2_desc_t d;
 	pool_md(&src, x->in[0]);
-	pool_md(&dst, x->out[0]);
+	pool_dst_md(&dst, x);
 	np_window_dnnl(&g->win, strides, dil, pl, pr);
 	memcpy(kernel, g->win.kernel, sizeof(int64_t) * (size_t)g->win.n);
 	dnnl_prop_kind_t prop = x->in[0]->needs_grad ? dnnl_forward_training
@@ -167,7 +232,8 @@ static dnnl_status_t pool_prepare_fwd(pool_state *ps, const np_xnode *x,
 	if (!s)
 		s = dnnl_memory_create(&ps->src, &src, eng, x->in[0]->data);
 	if (!s)
-		s = dnnl_memory_create(&ps->dst, &dst, eng, x->out[0]->data);
+		s = pool_y_edge(&ps->dst, &ps->y, &ps->y_out, &dst, x->out[0],
+		                x->out[0]->data, true, eng);
 	const dnnl_memory_desc_t *ws = s ? NULL
 		: dnnl_primitive_desc_query_md(*pd, dnnl_query_workspace_md, 0);
 	if (ws && ws->ndims > 0)
@@ -183,8 +249,8 @@ static dnnl_status_t pool_prepare_bwd(pool_state *ps, const np_xnode *x,
 	dnnl_dims_t strides, dil, pl, pr, kernel;
 	dnnl_pooling_v2_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
-	np_rt_md_plain(&src, x->in[0]);
-	np_rt_md_plain(&dst, x->out[0]);
+	pool_md(&src, x->in[0]);
+	pool_dst_md(&dst, x);
 	np_window_dnnl(&g->win, strides, dil, pl, pr);
 	memcpy(kernel, g->win.kernel, sizeof(int64_t) * (size_t)g->win.n);
 	dnnl_status_t s = dnnl_pooling_v2_backward_desc_init(
@@ -194,7 +260,8 @@ static dnnl_status_t pool_prepare_bwd(pool_state *ps, const np_xnode *x,
 	if (!s)
 		s = dnnl_memory_create(&ps->dsrc, &src, eng, DNNL_MEMORY_NONE);
 	if (!s)
-		s = dnnl_memory_create(&ps->ddst, &dst, eng, DNNL_MEMORY_NONE);
+		s = pool_y_edge(&ps->ddst, &ps->dy, &ps->dy_in, &dst, x->out[0],
+		                DNNL_MEMORY_NONE, false, eng);
 	if (pd)
 		dnnl_primitive_desc_destroy(pd);
 	return s;
@@ -233,9 +300,11 @@ static np_status pool_forward(np_xnode *x, np_rt *rt, bool training,
 		{DNNL_ARG_WORKSPACE, ps->ws},
 	};
 	(void)training;
-	return np_rt_dnnl(dnnl_primitive_execute(ps->fwd, np_rt_stream(rt),
-	                                         ps->ws ? 3 : 2, args),
-	                  x, "running the pooling", err);
+	dnnl_status_t s = dnnl_primitive_execute(ps->fwd, np_rt_stream(rt),
+	                                         ps->ws ? 3 : 2, args);
+	if (!s && ps->y_out)
+		s = pool_run_reorder(ps->y_out, ps->dst, ps->y, np_rt_stream(rt));
+	return np_rt_dnnl(s, x, "running the pooling", err);
 }
 
 static np_status pool_backward(np_xnode *x, np_rt *rt, np_error *err)
@@ -249,7 +318,10 @@ static np_status pool_backward(np_xnode *x, np_rt *rt, np_error *err)
 	};
 	dnnl_status_t s = dnnl_memory_set_data_handle(ps->dsrc, g);
 	if (!s)
-		s = dnnl_memory_set_data_handle(ps->ddst, x->out[0]->grad);
+		s = dnnl_memory_set_data_handle(ps->dy ? ps->dy : ps->ddst,
+		                                x->out[0]->grad);
+	if (!s && ps->dy_in)
+		s = pool_run_reorder(ps->dy_in, ps->dy, ps->ddst, np_rt_stream(rt));
 	if (!s)
 		s = dnnl_primitive_execute(ps->bwd, np_rt_stream(rt),
 		                           ps->ws ? 3 : 2, args);
@@ -262,10 +334,15 @@ static void pool_destroy(np_xnode *x)
 	pool_state *ps = x->state;
 	if (!ps)
 		return;
-	dnnl_memory_t mems[] = {ps->src, ps->dst, ps->ws, ps->dsrc, ps->ddst};
+	dnnl_memory_t mems[] = {ps->src, ps->dst, ps->ws, ps->dsrc, ps->ddst,
+	                        ps->y, ps->dy};
 	for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
 		if (mems[i])
 			dnnl_memory_destroy(mems[i]);
+	if (ps->y_out)
+		dnnl_primitive_destroy(ps->y_out);
+	if (ps->dy_in)
+		dnnl_primitive_destroy(ps->dy_in);
 	if (ps->fwd)
 		dnnl_primitive_destroy(ps->fwd);
 	if (ps->bwd)
@@ -281,6 +358,7 @@ const np_op np_op_maxpool = {
 	.forward = pool_forward,
 	.backward = pool_backward,
 	.destroy = pool_destroy,
+	.layout = NP_LAYOUT_ANY,
 };
 
 const np_op np_op_averagepool = {
@@ -290,6 +368,7 @@ const np_op np_op_averagepool = {
 	.forward = pool_forward,
 	.backward = pool_backward,
 	.destroy = pool_destroy,
+	.layout = NP_LAYOUT_ANY,
 };
 
 const np_op np_op_globalaveragepool = {
@@ -299,4 +378,5 @@ const np_op np_op_globalaveragepool = {
 	.forward = pool_forward,
 	.backward = pool_backward,
 	.destroy = pool_destroy,
+	.layout = NP_LAYOUT_ANY,
 };

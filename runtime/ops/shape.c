@@ -272,7 +272,7 @@ static np_status constant_forward(np_xnode *x, np_rt *rt, bool training,
 }
 
 const np_op np_op_constant = {
-	"Constant", constant_infer, np_no_prepare, constant_forward, NULL, NULL
+	"Constant", constant_infer, np_no_prepare, constant_forward, NULL, NULL, NP_LAYOUT_PLAIN
 };
 
 /* -------------------------------------------------------------- Shape */
@@ -324,7 +324,7 @@ static np_status shape_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_shape = {
-	"Shape", shape_infer, np_no_prepare, shape_forward, shape_backward, NULL
+	"Shape", shape_infer, np_no_prepare, shape_forward, shape_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ------------------------------------------------------------- Gather */
@@ -440,7 +440,7 @@ static np_status gather_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_gather = {
-	"Gather", gather_infer, np_no_prepare, gather_forward, gather_backward, NULL
+	"Gather", gather_infer, np_no_prepare, gather_forward, gather_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ---------------------------------------------------------- Unsqueeze */
@@ -480,7 +480,7 @@ static np_status unsqueeze_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_unsqueeze = {
-	"Unsqueeze", unsqueeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL
+	"Unsqueeze", unsqueeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ------------------------------------------------------------ Squeeze */
@@ -518,7 +518,7 @@ static np_status squeeze_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_squeeze = {
-	"Squeeze", squeeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL
+	"Squeeze", squeeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ------------------------------------------------------------- Concat */
@@ -613,7 +613,7 @@ static np_status concat_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_concat = {
-	"Concat", concat_infer, np_no_prepare, concat_forward, concat_backward, NULL
+	"Concat", concat_infer, np_no_prepare, concat_forward, concat_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ------------------------------------------------------------ Reshape */
@@ -673,7 +673,7 @@ static np_status reshape_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_reshape = {
-	"Reshape", reshape_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL
+	"Reshape", reshape_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ------------------------------------------------------------ Flatten */
@@ -700,7 +700,7 @@ static np_status flatten_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_flatten = {
-	"Flatten", flatten_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL
+	"Flatten", flatten_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* ----------------------------------------------------------- Identity */
@@ -716,7 +716,8 @@ static np_status identity_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_identity = {
-	"Identity", identity_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL
+	"Identity", identity_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL,
+	NP_LAYOUT_FLAT
 };
 
 /* ------------------------------------------------------------ Dropout */
@@ -804,7 +805,7 @@ static np_status dropout_forward(np_xnode *x, np_rt *rt, bool training,
 }
 
 const np_op np_op_dropout = {
-	"Dropout", dropout_infer, np_no_prepare, dropout_forward, np_copy_backward, NULL
+	"Dropout", dropout_infer, np_no_prepare, dropout_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
 };
 
 /* --------------------------------------------------------------- Cast */
@@ -947,5 +948,5 @@ static np_status cast_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_cast = {
-	"Cast", cast_infer, np_no_prepare, cast_forward, cast_backward, NULL
+	"Cast", cast_infer, np_no_prepare, cast_forward, cast_backward, NULL, NP_LAYOUT_PLAIN
 };

@@ -190,5 +190,5 @@ static void sm_destroy(np_xnode *x)
 }
 
 const np_op np_op_softmax = {
-	"Softmax", sm_infer, sm_prepare, sm_forward, sm_backward, sm_destroy
+	"Softmax", sm_infer, sm_prepare, sm_forward, sm_backward, sm_destroy, NP_LAYOUT_PLAIN
 };
