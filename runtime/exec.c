@@ -26,6 +26,8 @@ struct np_plan {
 	np_xnode *x;               /* one per IR node, graph order */
 	int n_x;
 	np_sig_input *sig;         /* one per graph input, graph order */
+	float **grad_bufs;         /* gradient buffers, shared (np_plan_grads) */
+	int n_grad_bufs;
 	uint64_t last_used;
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
 };
@@ -313,12 +315,13 @@ static void np_plan_free(np_plan *p)
 		np_rtensor *t = &p->t[i];
 		if (!t->is_param && !t->borrowed)
 			free(t->data);
-		if (!t->is_param)
-			free(t->grad);
 		if (t->plain)
 			free(t->plain->data);
 		free(t->plain);
 	}
+	for (int i = 0; i < p->n_grad_bufs; i++)
+		free(p->grad_bufs[i]);
+	free(p->grad_bufs);
 	if (p->sig)
 		for (int i = 0; p->sig[i].rank >= 0; i++)
 			free(p->sig[i].values);
@@ -536,12 +539,8 @@ static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
 			x->in[i]->n_consumers++;
 	for (int k = 0; k < n->n_outputs; k++) {
 		np_rtensor *t = x->out[k];
-		if (!t || !any_grad || t->dtype != NP_FLOAT)
-			continue;
-		t->needs_grad = true;
-		t->grad = np_aligned(sizeof(float) * (size_t)t->nelem);
-		if (!t->grad)
-			return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for gradients");
+		if (t && any_grad && t->dtype == NP_FLOAT)
+			t->needs_grad = true;   /* buffer: np_plan_grads() */
 	}
 	return NP_OK;             /* prepared after np_plan_layouts() */
 }
@@ -701,6 +700,116 @@ static bool np_plan_matches(const np_rt *rt, const np_plan *p,
 	return true;
 }
 
+/* ------------------------------------------------------ gradient buffers */
+
+/* When a value's gradient is alive, in node indices: backward runs the
+ * nodes in reverse, so it is first written by its last reader's backward
+ * (or by the loss, for a graph output: to the end) and last read by its
+ * writer's backward. */
+typedef struct np_grad_span {
+	int first, last;           /* writer's index, last reader's index */
+	int tensor;
+} np_grad_span;
+
+static int np_span_cmp(const void *a, const void *b)
+{
+	const np_grad_span *x = a, *y = b;
+	if (x->first != y->first)
+		return x->first < y->first ? -1 : 1;
+	return (x->tensor > y->tensor) - (x->tensor < y->tensor);
+}
+
+/* Spans of the values with a gradient: those a parameter depends on,
+ * and graph outputs (the loss writes theirs). */
+static int np_grad_spans(const np_rt *rt, const np_plan *p, np_grad_span *span)
+{
+	const np_graph *g = rt->m->graph;
+	int n = 0, *at = malloc(sizeof(int) * ((size_t)p->n_t + 1));
+	if (!at)
+		return -1;
+	for (int i = 0; i < p->n_t; i++) {
+		const np_rtensor *t = &p->t[i];
+		at[i] = -1;
+		if (t->is_param || t->dtype != NP_FLOAT ||
+		    !(t->needs_grad || g->values[i]->is_output))
+			continue;
+		at[i] = n;
+		span[n++] = (np_grad_span){0, 0, i};
+	}
+	for (int i = 0; i < p->n_x; i++) {
+		const np_xnode *x = &p->x[i];
+		for (int k = 0; k < x->n_out; k++)
+			if (x->out[k] && at[x->out[k] - p->t] >= 0)
+				span[at[x->out[k] - p->t]].first = span[at[x->out[k] - p->t]].last = i;
+		for (int k = 0; !x->folded && k < x->n_in; k++)
+			if (x->in[k] && at[x->in[k] - p->t] >= 0)
+				span[at[x->in[k] - p->t]].last = i;
+	}
+	for (int i = 0; i < g->n_outputs; i++)
+		if (at[g->outputs[i]->id] >= 0)
+			span[at[g->outputs[i]->id]].last = p->n_x;
+	free(at);
+	return n;
+}
+
+/* One buffer per group of values whose gradients are never alive at
+ * once (linear scan over the spans), each as large as its largest
+ * value: a training step's gradient memory is the widest cut of the
+ * graph rather than the sum over all values. */
+static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
+{
+	np_grad_span *span = malloc(sizeof *span * ((size_t)p->n_t + 1));
+	int *slot_of = malloc(sizeof(int) * ((size_t)p->n_t + 1));
+	int *slot_free_after = malloc(sizeof(int) * ((size_t)p->n_t + 1));
+	int64_t *slot_size = malloc(sizeof(int64_t) * ((size_t)p->n_t + 1));
+	int n = span ? np_grad_spans(rt, p, span) : -1, n_slots = 0;
+	np_status st = NP_OK;
+	if (n < 0 || !slot_of || !slot_free_after || !slot_size) {
+		st = np_fail(err, NP_ERR_NOMEM, "out of memory for gradients");
+		goto out;
+	}
+	qsort(span, (size_t)n, sizeof *span, np_span_cmp);
+	for (int i = 0; i < n; i++) {
+		int64_t need = p->t[span[i].tensor].nelem;
+		int best = -1;
+		for (int k = 0; k < n_slots; k++) {
+			if (slot_free_after[k] >= span[i].first)
+				continue;       /* still alive (spans are inclusive) */
+			bool fits = slot_size[k] >= need, best_fits = best >= 0 &&
+			            slot_size[best] >= need;
+			if (best < 0 || (fits && (!best_fits || slot_size[k] < slot_size[best])) ||
+			    (!fits && !best_fits && slot_size[k] > slot_size[best]))
+				best = k;
+		}
+		if (best < 0) {
+			best = n_slots++;
+			slot_size[best] = 0;
+		}
+		if (slot_size[best] < need)
+			slot_size[best] = need;
+		slot_free_after[best] = span[i].last;
+		slot_of[span[i].tensor] = best;
+	}
+	p->grad_bufs = calloc((size_t)n_slots + 1, sizeof(float *));
+	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
+		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
+		if (p->grad_bufs[k])
+			p->n_grad_bufs++;
+	}
+	if (!p->grad_bufs || p->n_grad_bufs < n_slots) {
+		st = np_fail(err, NP_ERR_NOMEM, "out of memory for gradients");
+		goto out;
+	}
+	for (int i = 0; i < n; i++)
+		p->t[span[i].tensor].grad = p->grad_bufs[slot_of[span[i].tensor]];
+out:
+	free(span);
+	free(slot_of);
+	free(slot_free_after);
+	free(slot_size);
+	return st;
+}
+
 /* NEPENC_PLAIN_LAYOUT=1 keeps every activation plain: a switch for
  * comparing both paths (tests, benchmarks), not a user setting. */
 static bool np_layouts_disabled(void)
@@ -729,20 +838,13 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 		st = np_plan_node(rt, p, g->nodes[i], &p->x[i], err);
 	if (st == NP_OK && !np_layouts_disabled())
 		st = np_plan_layouts(rt, p, err);
+	if (st == NP_OK)
+		st = np_plan_grads(rt, p, err);
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
 		if (!p->x[i].folded && p->x[i].op->prepare)
 			st = p->x[i].op->prepare(&p->x[i], rt, err);
 	if (st == NP_OK && np_plan_signature(rt, p, in, n_in) != NP_OK)
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory planning");
-	/* Graph outputs always get a gradient buffer: the loss writes it. */
-	for (int i = 0; st == NP_OK && i < g->n_outputs; i++) {
-		np_rtensor *t = &p->t[g->outputs[i]->id];
-		if (!t->grad && t->dtype == NP_FLOAT && !t->is_param) {
-			t->grad = np_aligned(sizeof(float) * (size_t)(t->nelem ? t->nelem : 1));
-			if (!t->grad)
-				st = np_fail(err, NP_ERR_NOMEM, "out of memory for gradients");
-		}
-	}
 	if (st != NP_OK) {
 		if (err->status == NP_OK)
 			np_fail(err, st, "out of memory planning");
