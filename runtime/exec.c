@@ -51,6 +51,8 @@ struct np_rt {
 	np_plan *cur;
 	uint64_t clock;
 	np_scratch grad_scratch[NP_RT_GRAD_SCRATCH];
+	np_rt_progress_fn progress;
+	void *progress_ctx;
 	void *scratch[8];
 	size_t scratch_size[8];
 };
@@ -597,6 +599,11 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
 {
 	const np_rtensor *base = p->t;
 	np_layout_rule rule = x->folded ? NP_LAYOUT_PLAIN : x->op->layout;
+	/* An elementwise op broadcasting a non-scalar operand (PRelu's or a
+	 * Mul's [C,1,1]) indexes it as plain NCHW: all plain then. */
+	for (int i = 0; rule == NP_LAYOUT_FLAT && i < x->n_in; i++)
+		if (x->in[i] && x->in[i]->nelem != 1 && !np_same_dims(x->in[i], x->out[0]))
+			rule = NP_LAYOUT_PLAIN;
 	for (int i = 0; i < x->n_in; i++) {
 		const np_rtensor *t = x->in[i];
 		if (!t)
@@ -605,8 +612,8 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
 		bool main_in = i == 0 && x->out[0];
 		if (rule == NP_LAYOUT_FLAT && np_same_dims(t, x->out[0]))
 			np_set_union(ls, id, (int)(x->out[0] - base));
-		else if (rule == NP_LAYOUT_FLAT && t->nelem == 1)
-			continue;
+		else if (rule == NP_LAYOUT_FLAT)
+			continue;       /* a scalar */
 		else if (rule == NP_LAYOUT_SAME && main_in)
 			np_set_union(ls, id, (int)(x->out[0] - base));
 		else if (!(rule == NP_LAYOUT_ANY && main_in))
@@ -979,6 +986,18 @@ const np_rtensor *np_rt_value(const np_rt *rt, const char *name)
 		return NULL;
 	np_rtensor *t = &rt->cur->t[v->id];
 	return t->blocked ? np_plain_view(rt, t) : t;
+}
+
+void np_rt_set_progress(np_rt *rt, np_rt_progress_fn fn, void *ctx)
+{
+	rt->progress = fn;
+	rt->progress_ctx = ctx;
+}
+
+void np_rt_report_progress(const np_rt *rt, int64_t done, int64_t total)
+{
+	if (rt->progress)
+		rt->progress(rt->progress_ctx, done, total);
 }
 
 bool np_rt_value_blocked(const np_rt *rt, const char *name)

@@ -189,6 +189,13 @@ const np_rtensor *np_rt_value(const np_rt *rt, const char *name);
 /* Does the current plan keep this value in a blocked layout (LAYOUT)? */
 bool np_rt_value_blocked(const np_rt *rt, const char *name);
 
+/* Progress of np_predict()/np_evaluate() (train.h) over a dataset:
+ * fn(ctx, 0, total) before the first batch, then fn(ctx, done, total)
+ * after each.  NULL fn: none (the default). */
+typedef void (*np_rt_progress_fn)(void *ctx, int64_t done, int64_t total);
+void np_rt_set_progress(np_rt *rt, np_rt_progress_fn fn, void *ctx);
+void np_rt_report_progress(const np_rt *rt, int64_t done, int64_t total);
+
 /* Gradient buffer of graph output i, to be filled by the loss. */
 float *np_rt_output_grad(np_rt *rt, int i);
 np_status np_rt_backward(np_rt *rt, np_error *err);

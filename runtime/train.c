@@ -117,6 +117,7 @@ np_status np_predict(np_rt *rt, const np_dataset *d, int64_t batch,
 	if (!out)
 		return np_fail(err, NP_ERR_NOMEM, "out of memory for %lld logits",
 		               (long long)d->n);
+	np_rt_report_progress(rt, 0, d->n);
 	for (int64_t i = 0; i < d->n; i += batch) {
 		int64_t n = d->n - i < batch ? d->n - i : batch;
 		const float *z;
@@ -127,6 +128,7 @@ np_status np_predict(np_rt *rt, const np_dataset *d, int64_t batch,
 			return st;
 		}
 		memcpy(out + i * *classes, z, sizeof(float) * (size_t)(n * *classes));
+		np_rt_report_progress(rt, i + n, d->n);
 	}
 	*logits = out;
 	return NP_OK;

@@ -689,6 +689,90 @@ static void blocked_net(gc *c)
 	c->blocked[c->n_blocked++] = m->name;
 }
 
+/* Conv -> OP(z, S[16,1,1]) -> Conv: the broadcast operand must keep the
+ * activations plain (it is indexed as NCHW). */
+static void bcast_between_convs(gc *c, const char *op)
+{
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 1, 4, 4), P(&small, 16, 1, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *z = op2(c, op, done(c, n), P(&UNIT, 16, 1, 1));
+	np_value *in2[2] = {z, P(&small, 8, 16, 3, 3)};
+	n = node(c, "Conv", in2, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	set_output(c, done(c, n));
+}
+static void prelu_between_convs(gc *c) { bcast_between_convs(c, "PRelu"); }
+static void mul_between_convs(gc *c) { bcast_between_convs(c, "Mul"); }
+static void add_between_convs(gc *c) { bcast_between_convs(c, "Add"); }
+
+/* Output and every gradient of one plan, for layout_parity(). */
+static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
+{
+	gc c;
+	gc_init(&c, 13, 7);
+	build(&c);
+	np_rt *rt = np_rt_new(c.m, 1, err);
+	double *v = NULL;
+	if (rt && train_every_input(rt, err) == NP_OK &&
+	    np_rt_run(rt, NULL, 0, NP_RT_TRAIN, err) == NP_OK) {
+		const np_rtensor *y = np_rt_output(rt, 0);
+		float *g = np_rt_output_grad(rt, 0);
+		for (int64_t i = 0; i < y->nelem; i++)
+			g[i] = (float)(i % 7) - 3;
+		if (np_rt_backward(rt, err) == NP_OK) {
+			*n = y->nelem;
+			for (int i = 0; i < np_rt_n_params(rt); i++)
+				*n += np_rt_param(rt, i)->grad ? np_rt_param(rt, i)->nelem : 0;
+			v = malloc(sizeof(double) * (size_t)(*n + 1));
+			int64_t k = 0;
+			for (int64_t i = 0; i < y->nelem; i++)
+				v[k++] = ((const float *)y->data)[i];
+			for (int i = 0; i < np_rt_n_params(rt); i++)
+				for (int64_t j = 0; np_rt_param(rt, i)->grad && j < np_rt_param(rt, i)->nelem; j++)
+					v[k++] = np_rt_param(rt, i)->grad[j];
+		}
+	}
+	np_rt_free(rt);
+	np_model_free(c.m);
+	return v;
+}
+
+/* The blocked layout against the plain one (whose ops the finite
+ * differences above and the ONNX node tests check): the same output and
+ * gradients to float rounding. */
+static void layout_parity(const char *what, void (*build)(gc *))
+{
+	np_error err = {0};
+	int64_t nb = 0, np_ = 0;
+	const char *was = getenv("NEPENC_PLAIN_LAYOUT");
+	char *saved = was ? strdup(was) : NULL;
+	unsetenv("NEPENC_PLAIN_LAYOUT");
+	double *b = run_once(build, &nb, &err);
+	setenv("NEPENC_PLAIN_LAYOUT", "1", 1);
+	double *p = b ? run_once(build, &np_, &err) : NULL;
+	if (saved)
+		setenv("NEPENC_PLAIN_LAYOUT", saved, 1);
+	else
+		unsetenv("NEPENC_PLAIN_LAYOUT");
+	free(saved);
+	if (!b || !p || nb != np_) {
+		ok(0, "%s: blocked vs plain layout: %s", what, err.msg[0] ? err.msg : "size differs");
+	} else {
+		double worst = 0, scale = 0;
+		for (int64_t i = 0; i < nb; i++) {
+			worst = fmax(worst, fabs(b[i] - p[i]));
+			scale = fmax(scale, fabs(p[i]));
+		}
+		ok(worst <= 1e-5 * fmax(scale, 1.0),
+		   "%s: blocked vs plain layout, output and gradients: max |diff| %.3g (scale %.3g)",
+		   what, worst, scale);
+	}
+	free(b);
+	free(p);
+}
+
 int main(void)
 {
 	static const struct { const char *what; int opset; void (*build)(gc *); } cases[] = {
@@ -744,5 +828,9 @@ int main(void)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);
+	layout_parity("16 channels", blocked_net);
+	layout_parity("Conv -> PRelu [16,1,1] -> Conv", prelu_between_convs);
+	layout_parity("Conv -> Mul [16,1,1] -> Conv", mul_between_convs);
+	layout_parity("Conv -> Add [16,1,1] -> Conv", add_between_convs);
 	return done_testing();
 }
