@@ -8,6 +8,10 @@
  *   OFF  LeakyRelu          s = alpha      PRelu: s = slope[c]
  *   OFF- Clip               s = 0, t = min
  *   OFF+ Clip               s = 0, t = max
+ * A decomposed rectifier (GELU as Erf or Tanh arithmetic, SiLU as
+ * x * Sigmoid(x); layers.c) is one rectifier: z is the pattern's x, the
+ * output its last node's, and every node of the pattern goes (the
+ * Constant nodes of its operands are left to dce).
  * Then, first that applies:
  *   1. every s = 1, t = 0: the rectifier disappears; its consumers read z.
  *      If its output is a graph output, z's producer is made to produce
@@ -216,6 +220,8 @@ typedef struct np_lin {
 	/* current layer, copied out of np_find_layers */
 	const np_linearize_layer *pl;
 	np_rect_kind kind;
+	const char *label;             /* np_layer_kind_label */
+	bool is_pattern;               /* decomposed (several nodes) */
 	np_node *rect;
 	np_node **pattern;
 	int n_pattern;
@@ -228,9 +234,11 @@ typedef struct np_lin {
 	int counts[NP_MAX_STATES];
 } np_lin;
 
+/* What the rectifier is in messages: its op, or for a decomposed one
+ * (whose last node is a Mul) the pattern, e.g. "gelu(erf pattern)". */
 static const char *np_lin_op(const np_lin *L)
 {
-	return L->rect->op_type;
+	return L->is_pattern ? L->label : L->rect->op_type;
 }
 
 static void np_lin_log(np_lin *L, np_log_kind kind, const char *into,
@@ -875,6 +883,8 @@ static np_status np_lin_find(np_lin *L, const np_linearize_layer *pl, np_error *
 	}
 	L->pl = pl;
 	L->kind = hit->kind;
+	L->label = np_layer_kind_label(hit);
+	L->is_pattern = hit->form != NP_FORM_OP;
 	L->rect = hit->rectifier;
 	L->z = hit->z;
 	L->out = hit->out;

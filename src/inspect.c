@@ -111,7 +111,10 @@ static void np_inspect_json(const np_model *m, const np_layers *ls,
 		const np_layer *L = &ls->v[i];
 		np_json_begin_object(&j, NULL);
 		np_json_string(&j, "rectifier", L->rectifier->name);
-		np_json_string(&j, "kind", np_rect_kind_name(L->kind));
+		/* kind names the form too (e.g. "gelu(erf pattern)"); family
+		 * is the kind of `nepenc profile` and the report ("gelu"). */
+		np_json_string(&j, "kind", np_layer_kind_label(L));
+		np_json_string(&j, "family", np_rect_kind_name(L->kind));
 		np_json_begin_array(&j, "producers");
 		for (int k = 0; k < L->n_producers; k++)
 			np_json_string(&j, NULL, L->producers[k]->name);
@@ -150,12 +153,12 @@ static void np_inspect_text(const np_model *m, const np_layers *ls,
 	fprintf(out, "rectified layers: %d\n", ls->n);
 	if (ls->n == 0)
 		return;
-	fprintf(out, "  %3s  %-28s %-10s %8s %10s  %s\n", "#", "rectifier", "kind",
+	fprintf(out, "  %3s  %-28s %-18s %8s %10s  %s\n", "#", "rectifier", "kind",
 	        "neurons", "weights", "producers");
 	for (int i = 0; i < ls->n; i++) {
 		const np_layer *L = &ls->v[i];
-		fprintf(out, "  %3d  %-28s %-10s %8lld %10lld  ", i + 1, L->rectifier->name,
-		        np_rect_kind_name(L->kind), (long long)L->neurons,
+		fprintf(out, "  %3d  %-28s %-18s %8lld %10lld  ", i + 1, L->rectifier->name,
+		        np_layer_kind_label(L), (long long)L->neurons,
 		        (long long)L->n_prunable);
 		for (int k = 0; k < L->n_producers; k++)
 			fprintf(out, "%s%s", k ? ", " : "", L->producers[k]->name);

@@ -84,15 +84,264 @@ int64_t np_model_param_count(const np_model *m)
 
 /* ----------------------------------------------------- rectifiers */
 
+const char *np_layer_kind_label(const np_layer *L)
+{
+	switch (L->form) {
+	case NP_FORM_ERF: return "gelu(erf pattern)";
+	case NP_FORM_TANH: return "gelu(tanh pattern)";
+	case NP_FORM_SIGMOID: return "silu(pattern)";
+	case NP_FORM_OP: break;
+	}
+	if (L->kind == NP_RECT_CLIP)
+		return L->clip_max == 6.0f ? "relu6" : "clip";
+	if (L->kind == NP_RECT_GELU &&
+	    strcmp(np_node_attr_string(L->rectifier, "approximate", "none"), "tanh") == 0)
+		return "gelu(tanh)";
+	return np_rect_kind_name(L->kind);
+}
+
+/* Nodes of a decomposed rectifier being matched; the root (the node
+ * producing the activation) is nodes[0]. */
+#define NP_PAT_MAX 12
+
+typedef struct np_pat {
+	np_node *nodes[NP_PAT_MAX];
+	int n;
+} np_pat;
+
+static bool np_pat_add(np_pat *P, np_node *n)
+{
+	for (int i = 0; i < P->n; i++)
+		if (P->nodes[i] == n)
+			return true;
+	if (P->n == NP_PAT_MAX)
+		return false;
+	P->nodes[P->n++] = n;
+	return true;
+}
+
+static bool np_pat_has(const np_pat *P, const np_node *n)
+{
+	for (int i = 0; i < P->n; i++)
+		if (P->nodes[i] == n)
+			return true;
+	return false;
+}
+
+/* Is v a scalar constant equal to want?  Exporters write the constants
+ * of GELU rounded to float (1.4142135, 0.7978846) or as double. */
+static bool np_is_const(const np_value *v, double want)
+{
+	double x;
+	return np_value_scalar(v, &x) && fabs(x - want) <= 1e-5 * fabs(want);
+}
+
+/* v's producer if it is a one-output op node of the pattern kind. */
+static np_node *np_producer_op(const np_value *v, const char *op, int n_in)
+{
+	np_node *p = v ? v->producer : NULL;
+	return np_op_is(p, op) && p->n_inputs == n_in && p->n_outputs == 1 &&
+	       p->outputs[0] == v ? p : NULL;
+}
+
+/* The other operand of a binary node (op) one of whose operands is the
+ * constant c: either position for Mul/Add, the divisor for Div. */
+static np_value *np_const_operand(np_node *n, const char *op, double c)
+{
+	if (!np_op_is(n, op) || n->n_inputs != 2)
+		return NULL;
+	if (np_is_const(n->inputs[1], c))
+		return n->inputs[0];
+	if (strcmp(op, "Div") != 0 && np_is_const(n->inputs[0], c))
+		return n->inputs[1];
+	return NULL;
+}
+
+/* v == x^3 as Pow(x, 3), Mul(x, Mul(x, x)) or Mul(Mul(x, x), x). */
+static bool np_match_cube(np_value *v, np_value *x, np_pat *P)
+{
+	np_node *n = np_producer_op(v, "Pow", 2);
+	if (n)
+		return n->inputs[0] == x && np_is_const(n->inputs[1], 3.0) && np_pat_add(P, n);
+	if (!(n = np_producer_op(v, "Mul", 2)))
+		return false;
+	for (int k = 0; k < 2; k++) {
+		np_node *sq = np_producer_op(n->inputs[1 - k], "Mul", 2);
+		if (n->inputs[k] == x && sq && sq->inputs[0] == x && sq->inputs[1] == x)
+			return np_pat_add(P, n) && np_pat_add(P, sq);
+	}
+	return false;
+}
+
+/* arg == sqrt(2/pi) * (x + 0.044715 * x^3); x is found here.  NULL if
+ * not. */
+static np_value *np_match_tanh_arg(np_value *arg, np_pat *P)
+{
+	np_node *m = np_producer_op(arg, "Mul", 2);
+	np_value *s = np_const_operand(m, "Mul", 0.7978845608028654);
+	np_node *a = np_producer_op(s, "Add", 2);
+	if (!a)
+		return NULL;
+	for (int k = 0; k < 2; k++) {
+		np_value *x = a->inputs[k];
+		np_node *c = np_producer_op(a->inputs[1 - k], "Mul", 2);
+		np_value *cube = np_const_operand(c, "Mul", 0.044715);
+		if (cube && np_match_cube(cube, x, P))
+			return np_pat_add(P, m) && np_pat_add(P, a) && np_pat_add(P, c) ? x : NULL;
+	}
+	return NULL;
+}
+
+/* b == 1 + Erf(x / sqrt 2) (or x * 1/sqrt 2), or 1 + Tanh(tanh arg);
+ * x is found here, *form set.  NULL if not. */
+static np_value *np_match_bracket(np_value *b, np_pat *P, np_rect_form *form)
+{
+	np_node *add = np_producer_op(b, "Add", 2);
+	np_value *t = np_const_operand(add, "Add", 1.0);
+	np_node *f = NULL;
+	np_value *x = NULL;
+	if ((f = np_producer_op(t, "Erf", 1)) != NULL) {
+		np_value *arg = f->inputs[0];
+		np_node *d = np_producer_op(arg, "Div", 2);
+		np_node *m = np_producer_op(arg, "Mul", 2);
+		x = d ? np_const_operand(d, "Div", 1.4142135623730951)
+		      : np_const_operand(m, "Mul", 0.7071067811865476);
+		if (!x || !np_pat_add(P, d ? d : m))
+			return NULL;
+		*form = NP_FORM_ERF;
+	} else if ((f = np_producer_op(t, "Tanh", 1)) != NULL) {
+		x = np_match_tanh_arg(f->inputs[0], P);
+		*form = NP_FORM_TANH;
+	}
+	return x && np_pat_add(P, f) && np_pat_add(P, add) ? x : NULL;
+}
+
+/* Values computed inside the pattern are read only inside it and are no
+ * graph outputs: then the pattern is one function of x. */
+static bool np_pat_private(const np_pat *P)
+{
+	for (int i = 1; i < P->n; i++) {
+		const np_value *v = P->nodes[i]->outputs[0];
+		if (v->is_output)
+			return false;
+		for (int u = 0; u < v->n_uses; u++)
+			if (!np_pat_has(P, v->uses[u].node))
+				return false;
+	}
+	return true;
+}
+
+/* Factors {a, b, c} of x * 0.5 * B: which is which, any order.  x is the
+ * value the bracket B is a function of. */
+static np_value *np_match_gelu_factors(np_value *const f[3], np_pat *P,
+                                       np_rect_form *form)
+{
+	for (int ib = 0; ib < 3; ib++) {
+		np_pat Q = *P;
+		np_value *x = np_match_bracket(f[ib], &Q, form);
+		np_value *o1 = f[(ib + 1) % 3], *o2 = f[(ib + 2) % 3];
+		if (x && ((o1 == x && np_is_const(o2, 0.5)) ||
+		          (o2 == x && np_is_const(o1, 0.5)))) {
+			*P = Q;
+			return x;
+		}
+	}
+	return NULL;
+}
+
+/* GELU as exporters decompose it: root n = Mul of the three factors x,
+ * 0.5 and B = 1 + Erf(...) or 1 + Tanh(...), grouped either way by two
+ * Muls (PyTorch: (x * B) * 0.5; TensorFlow: (0.5 * x) * B). */
+static np_value *np_match_gelu(np_node *n, np_pat *P, np_rect_form *form)
+{
+	if (!np_op_is(n, "Mul") || n->n_inputs != 2 || n->n_outputs != 1)
+		return NULL;
+	for (int k = 0; k < 2; k++) {
+		np_node *inner = np_producer_op(n->inputs[1 - k], "Mul", 2);
+		if (!inner)
+			continue;
+		np_value *f[3] = {n->inputs[k], inner->inputs[0], inner->inputs[1]};
+		P->n = 1;
+		P->nodes[0] = n;
+		if (!np_pat_add(P, inner))
+			continue;
+		np_value *x = np_match_gelu_factors(f, P, form);
+		if (x && np_pat_private(P))
+			return x;
+	}
+	return NULL;
+}
+
+/* SiLU: Mul(x, Sigmoid(x)) in either order. */
+static np_value *np_match_silu(np_node *n, np_pat *P)
+{
+	if (!np_op_is(n, "Mul") || n->n_inputs != 2 || n->n_outputs != 1)
+		return NULL;
+	for (int k = 0; k < 2; k++) {
+		np_value *x = n->inputs[k];
+		np_node *sig = np_producer_op(n->inputs[1 - k], "Sigmoid", 1);
+		P->n = 1;
+		P->nodes[0] = n;
+		if (sig && sig->inputs[0] == x && np_pat_add(P, sig) && np_pat_private(P))
+			return x;
+	}
+	return NULL;
+}
+
+/* Clip with min 0 from attributes (opset < 11) or constant inputs (an
+ * omitted max is +inf); false if the bounds are not constants. */
+static bool np_match_clip(const np_model *m, const np_node *n, np_layer *L)
+{
+	double lo = -INFINITY, hi = INFINITY;
+	if (np_model_opset(m, "") < 11) {
+		lo = np_node_attr_float(n, "min", -INFINITY);
+		hi = np_node_attr_float(n, "max", INFINITY);
+	} else {
+		if (n->n_inputs > 1 && n->inputs[1] && !np_value_scalar(n->inputs[1], &lo))
+			return false;
+		if (n->n_inputs > 2 && n->inputs[2] && !np_value_scalar(n->inputs[2], &hi))
+			return false;
+	}
+	if (lo != 0.0 || !(hi > 0.0))
+		return false;
+	L->kind = NP_RECT_CLIP;
+	L->clip_min = (float)lo;
+	L->clip_max = (float)hi;
+	return true;
+}
+
+static int np_cmp_node_id(const void *a, const void *b)
+{
+	int x = (*(np_node *const *)a)->id, y = (*(np_node *const *)b)->id;
+	return (x > y) - (x < y);
+}
+
+/* The rectifier's nodes P and input x; NP_MATCH_NOMEM when out of memory. */
+enum { NP_MATCH_NO, NP_MATCH_YES, NP_MATCH_NOMEM };
+
+static int np_set_pattern(np_layer *L, np_value *x, const np_pat *P)
+{
+	L->z = x;
+	L->pattern = malloc(sizeof(np_node *) * (size_t)P->n);
+	if (!L->pattern)
+		return NP_MATCH_NOMEM;
+	memcpy(L->pattern, P->nodes, sizeof(np_node *) * (size_t)P->n);
+	L->n_pattern = P->n;
+	qsort(L->pattern, (size_t)L->n_pattern, sizeof(np_node *), np_cmp_node_id);
+	return NP_MATCH_YES;
+}
+
 /* If n (with its neighbours) is a rectifier, fill kind/z/out/pattern. */
-static bool np_match_rectifier(const np_model *m, np_node *n, np_layer *L)
+static int np_match_rectifier(const np_model *m, np_node *n, np_layer *L)
 {
 	memset(L, 0, sizeof *L);
 	L->rectifier = n;
 	L->out = n->n_outputs > 0 ? n->outputs[0] : NULL;
 	L->z = n->n_inputs > 0 ? n->inputs[0] : NULL;
 	if (!L->z || !L->out)
-		return false;
+		return NP_MATCH_NO;
+	np_pat P = {{0}, 0};
+	np_value *x;
 	if (np_op_is(n, "Relu")) {
 		L->kind = NP_RECT_RELU;
 	} else if (np_op_is(n, "LeakyRelu")) {
@@ -103,49 +352,21 @@ static bool np_match_rectifier(const np_model *m, np_node *n, np_layer *L)
 	} else if (np_op_is(n, "Gelu")) {
 		L->kind = NP_RECT_GELU;
 	} else if (np_op_is(n, "Clip")) {
-		double lo = -INFINITY, hi = INFINITY;
-		if (np_model_opset(m, "") < 11) {
-			lo = np_node_attr_float(n, "min", -INFINITY);
-			hi = np_node_attr_float(n, "max", INFINITY);
-		} else {
-			if (n->n_inputs > 1 && n->inputs[1] && !np_value_scalar(n->inputs[1], &lo))
-				return false;
-			if (n->n_inputs > 2 && n->inputs[2] && !np_value_scalar(n->inputs[2], &hi))
-				return false;
-		}
-		if (lo != 0.0)
-			return false;
-		L->kind = NP_RECT_CLIP;
-		L->clip_min = (float)lo;
-		L->clip_max = (float)hi;
-	} else if (np_op_is(n, "Mul") && n->n_inputs == 2) {
-		/* SiLU: Mul(x, Sigmoid(x)) in either order. */
-		for (int k = 0; k < 2; k++) {
-			np_value *x = n->inputs[k], *s = n->inputs[1 - k];
-			np_node *sig = s ? s->producer : NULL;
-			if (np_op_is(sig, "Sigmoid") && sig->inputs[0] == x &&
-			    s->n_uses == 1 && !s->is_output) {
-				L->kind = NP_RECT_SILU;
-				L->z = x;
-				L->pattern = malloc(sizeof(np_node *) * 2);
-				if (!L->pattern)
-					return false;
-				L->pattern[0] = sig;
-				L->pattern[1] = n;
-				L->n_pattern = 2;
-				return true;
-			}
-		}
-		return false;
+		if (!np_match_clip(m, n, L))
+			return NP_MATCH_NO;
+	} else if ((x = np_match_silu(n, &P)) != NULL) {
+		L->kind = NP_RECT_SILU;
+		L->form = NP_FORM_SIGMOID;
+		return np_set_pattern(L, x, &P);
+	} else if ((x = np_match_gelu(n, &P, &L->form)) != NULL) {
+		L->kind = NP_RECT_GELU;
+		return np_set_pattern(L, x, &P);
 	} else {
-		return false;
+		return NP_MATCH_NO;
 	}
-	L->pattern = malloc(sizeof(np_node *));
-	if (!L->pattern)
-		return false;
-	L->pattern[0] = n;
-	L->n_pattern = 1;
-	return true;
+	P.nodes[0] = n;
+	P.n = 1;
+	return np_set_pattern(L, L->z, &P);
 }
 
 /* ------------------------------------------------------- producers */
@@ -213,12 +434,6 @@ static bool np_walk_push(np_walk *w, np_node *n)
 	return true;
 }
 
-static int np_cmp_node_id(const void *a, const void *b)
-{
-	int x = (*(np_node *const *)a)->id, y = (*(np_node *const *)b)->id;
-	return (x > y) - (x < y);
-}
-
 /* Collect the producers of L->z, graph order. */
 static np_status np_find_producers(const np_graph *g, np_layer *L, np_error *err)
 {
@@ -272,7 +487,12 @@ np_status np_find_layers(const np_model *m, np_layers *out, np_error *err)
 	}
 	for (int i = 0; i < g->n_nodes; i++) {
 		np_layer *L = &out->v[out->n];
-		if (!np_match_rectifier(m, g->nodes[i], L))
+		int hit = np_match_rectifier(m, g->nodes[i], L);
+		if (hit == NP_MATCH_NOMEM) {
+			free(claimed);
+			return np_fail(err, NP_ERR_NOMEM, "out of memory finding layers");
+		}
+		if (hit == NP_MATCH_NO)
 			continue;
 		out->n++;
 		np_status st = np_find_producers(g, L, err);

@@ -7,6 +7,12 @@
  * input; its prunable weights are its producers' weight initializers, each
  * in at most one layer (the first rectifier in graph order claims it).
  *
+ * A rectifier is one node (Relu, LeakyRelu, PRelu, Clip with min 0, Gelu)
+ * or a decomposed GELU (erf or tanh form, as PyTorch and TensorFlow
+ * exporters write it) or SiLU (x * Sigmoid(x)) whose intermediate values
+ * nothing outside the pattern reads; then z is the pattern's x and the
+ * pattern is one rectifier.  HardSwish and HardSigmoid are not rectifiers.
+ *
  * The analysis borrows pointers into the model: an np_layers is valid
  * until the graph is mutated, and owns only its arrays (np_layers_free).
  */
@@ -21,18 +27,30 @@ typedef enum np_rect_kind {
 	NP_RECT_LEAKY_RELU,
 	NP_RECT_PRELU,
 	NP_RECT_CLIP,          /* Clip with min 0 (ReLU6: max 6) */
-	NP_RECT_GELU,          /* Gelu op or the decomposed erf pattern */
+	NP_RECT_GELU,          /* Gelu op, or decomposed (erf or tanh form) */
 	NP_RECT_SILU           /* x * Sigmoid(x) */
 } np_rect_kind;
 
 const char *np_rect_kind_name(np_rect_kind k);
 
+/* How the rectifier is written in the graph. */
+typedef enum np_rect_form {
+	NP_FORM_OP,            /* one node: Relu, LeakyRelu, PRelu, Clip, Gelu */
+	NP_FORM_ERF,           /* x * 0.5 * (1 + Erf(x / sqrt 2)), any order */
+	NP_FORM_TANH,          /* 0.5 * x * (1 + Tanh(sqrt(2/pi) *
+	                        *   (x + 0.044715 * x^3))), Pow or Mul cube */
+	NP_FORM_SIGMOID        /* x * Sigmoid(x) */
+} np_rect_form;
+
 typedef struct np_layer {
 	np_rect_kind kind;
+	np_rect_form form;
 	np_node *rectifier;    /* the node whose output is the activation */
-	np_node **pattern;     /* every node of a pattern rectifier (incl.) */
+	np_node **pattern;     /* every node of a pattern rectifier (incl.),
+	                        * graph order; not the Constant nodes of its
+	                        * operands (dead code once it is gone) */
 	int n_pattern;
-	np_value *z;           /* pre-activation: the rectifier's input */
+	np_value *z;           /* pre-activation: the rectifier's input (x) */
 	np_value *out;         /* activation */
 	float clip_min, clip_max;   /* NP_RECT_CLIP */
 	float slope;           /* NP_RECT_LEAKY_RELU alpha */
@@ -48,6 +66,12 @@ typedef struct np_layers {
 	np_layer *v;
 	int n;
 } np_layers;
+
+/* The kind as `nepenc inspect` names it: "relu", "leaky_relu", "prelu",
+ * "relu6" (Clip 0..6) or "clip", "gelu", "gelu(tanh)" (Gelu op with
+ * approximate="tanh"), "gelu(erf pattern)", "gelu(tanh pattern)",
+ * "silu(pattern)".  Static string. */
+const char *np_layer_kind_label(const np_layer *L);
 
 np_status np_find_layers(const np_model *m, np_layers *out, np_error *err);
 void np_layers_free(np_layers *ls);
