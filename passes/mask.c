@@ -17,7 +17,7 @@ typedef struct np_wview {
 	int64_t per_neuron;      /* elements per neuron (row-major case) */
 } np_wview;
 
-static const np_node *np_weight_producer(const np_layer *L, const np_value *w)
+const np_node *np_layer_weight_producer(const np_layer *L, const np_value *w)
 {
 	for (int k = 0; k < L->n_producers; k++)
 		for (int i = 0; i < L->producers[k]->n_inputs; i++)
@@ -33,7 +33,7 @@ static np_status np_wview_of(np_rt *rt, const np_layer *L, int k, np_wview *v,
 	const np_tensor *t = w->init;
 	memset(v, 0, sizeof *v);
 	v->p = np_rt_param_by_name(rt, w->name);
-	v->producer = np_weight_producer(L, w);
+	v->producer = np_layer_weight_producer(L, w);
 	if (!v->p || !v->producer || t->rank < 2)
 		return np_fail(err, NP_ERR_INVALID, "weight '%s' of layer %s is not a parameter",
 		               w->name, L->rectifier->name);
@@ -99,7 +99,7 @@ typedef struct np_lstate {
 static float np_score(const np_mask_opts *o, int gw, const np_wview *v, int64_t idx)
 {
 	float a = fabsf(v->p->data[idx]);
-	if (o->criterion != NP_CRIT_WANDA || !o->input_norms)
+	if (o->criterion != NP_CRIT_WANDA)
 		return a;
 	/* Wanda: |w| * ||x_j||, j the input feature the weight reads. */
 	const np_tensor *t = v->p->value->init;
@@ -259,6 +259,8 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	int64_t *b = calloc((size_t)n + 1, sizeof(int64_t));
 	np_status st = s && share && in && b ? NP_OK
 	               : np_fail(err, NP_ERR_NOMEM, "out of memory masking");
+	if (st == NP_OK && o->criterion == NP_CRIT_WANDA && !o->input_norms)
+		st = np_fail(err, NP_ERR_INVALID, "--criterion wanda: no input norms were collected");
 	np_mask_opts imp = *o;
 	if (o->method == NP_METHOD_IMP)
 		imp.no_neuron_selection = true;   /* IMP ignores entropy */

@@ -32,19 +32,46 @@ typedef struct np_layer_profile {
 	int64_t zero_neurons;        /* neurons with H == 0 */
 } np_layer_profile;
 
+/* --criterion wanda: ||x_j||_2 over the data of every input feature j of
+ * every prunable weight (Sun et al. 2023).  Weights are numbered across
+ * layers in order (layer 0's weights first), as np_mask_opts.input_norms.
+ * Features: Gemm, the columns of A (rows with transA), so W[n, j] with
+ * transB and W[j, n] without read feature j; MatMul x @ W, the last axis
+ * of x; Conv, the input channels: W[o, c, kh, kw] reads channel
+ * (o / (C_out/group)) * C_in/group + c, its norm over batch and spatial
+ * positions. */
+typedef struct np_input_norms {
+	int n;                       /* prunable weights */
+	int64_t *len;                /* n: features of each */
+	double **v;                  /* n arrays of len[k]: sums of squares,
+	                              * norms after np_input_norms_finish */
+} np_input_norms;
+
+/* After np_rt_run() (inference): add the squares of every prunable
+ * weight's input features in rt's current plan; allocates on first use.
+ * Refuses (NP_ERR_UNSUPPORTED, naming the node) a weight that is not its
+ * node's second input or a MatMul weight of rank > 2. */
+np_status np_input_norms_add(np_rt *rt, const np_layers *ls, np_input_norms *nn,
+                             np_error *err);
+void np_input_norms_finish(np_input_norms *nn);   /* sqrt of the sums */
+void np_input_norms_free(np_input_norms *nn);
+
 typedef struct np_profile {
 	int n;                       /* = layers.n */
 	np_layer_profile *l;
+	np_input_norms norms;        /* with np_profile_opts.input_norms */
 } np_profile;
 
 typedef struct np_profile_opts {
 	int64_t batch;
 	bool no_dont_care;           /* --no-dont-care: z == 0 counts as OFF */
 	bool quiet;                  /* no progress line */
+	bool input_norms;            /* also collect np_profile.norms (wanda) */
 } np_profile_opts;
 
 /* Run d through rt in inference mode and count states of every layer's
- * pre-activation (channels: axis 1, spatial positions included). */
+ * pre-activation (channels: axis 1, spatial positions included); with
+ * o->input_norms, also the input-feature norms of the same batches. */
 np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
                          const np_profile_opts *o, np_profile *out,
                          np_error *err);
@@ -69,9 +96,12 @@ typedef struct np_mask_opts {
 	/* --criterion wanda: ||x||_2 of each weight's input feature (Gemm:
 	 * input column; Conv: input channel), one array per prunable weight,
 	 * numbered across layers in order (layer 0's weights first).  NULL
-	 * for magnitude. */
+	 * for magnitude; wanda without it is an error.  See np_input_norms. */
 	double **input_norms;
 } np_mask_opts;
+
+/* The first producer of layer L that reads weight w (NULL if none). */
+const np_node *np_layer_weight_producer(const np_layer *L, const np_value *w);
 
 typedef struct np_mask_layer_stat {
 	double I, R;                 /* score and relevance (section 4) */

@@ -202,11 +202,13 @@ static np_status np_profile_input(const np_rt *rt, const char **name,
 	return NP_OK;
 }
 
-/* Run examples [first, first+n) and count every layer. */
+/* Run examples [first, first+n), count every layer and, for wanda, add
+ * up the input-feature norms of the same batch. */
 static np_status np_profile_batch(np_rt *rt, const np_layers *ls,
                                   const np_dataset *d, const char *input,
-                                  int64_t first, int64_t n, bool no_dont_care,
-                                  np_profile *p, np_error *err)
+                                  int64_t first, int64_t n,
+                                  const np_profile_opts *o, np_profile *p,
+                                  np_error *err)
 {
 	np_rt_input in = {.name = input, .dtype = NP_FLOAT, .rank = d->rank + 1,
 	                  .data = d->x + first * d->example_size};
@@ -214,7 +216,9 @@ static np_status np_profile_batch(np_rt *rt, const np_layers *ls,
 	memcpy(in.dims + 1, d->dims, sizeof(int64_t) * (size_t)d->rank);
 	np_status st = np_rt_run(rt, &in, 1, NP_RT_INFER, err);
 	for (int l = 0; st == NP_OK && l < ls->n; l++)
-		st = np_count_layer(rt, &ls->v[l], &p->l[l], no_dont_care, err);
+		st = np_count_layer(rt, &ls->v[l], &p->l[l], o->no_dont_care, err);
+	if (st == NP_OK && o->input_norms)
+		st = np_input_norms_add(rt, ls, &p->norms, err);
 	return st;
 }
 
@@ -239,7 +243,7 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 	np_progress_begin(&pr, "profile", "img", B, o->quiet);
 	for (int64_t s = 0; st == NP_OK && s < steps; s++) {
 		int64_t first = s * B, n = d->n - first < B ? d->n - first : B;
-		st = np_profile_batch(rt, ls, d, input, first, n, o->no_dont_care, out, err);
+		st = np_profile_batch(rt, ls, d, input, first, n, o, out, err);
 		np_progress_update(&pr, s + 1, steps, NAN);
 	}
 	np_progress_end(&pr);
@@ -249,6 +253,7 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 	}
 	for (int l = 0; l < out->n; l++)
 		np_layer_entropy(&out->l[l]);
+	np_input_norms_finish(&out->norms);
 	return NP_OK;
 }
 
@@ -262,6 +267,7 @@ void np_profile_free(np_profile *p)
 		free(p->l[l].H);
 	}
 	free(p->l);
+	np_input_norms_free(&p->norms);
 	memset(p, 0, sizeof *p);
 }
 
