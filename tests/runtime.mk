@@ -1,6 +1,7 @@
 ## tests/runtime.mk - the runtime's tests, included by Makefile.am:
-## conformance against the ONNX backend node tests, and gradients
-## against finite differences.
+## conformance against the ONNX backend node tests, Gelu (opset 20, newer
+## than the suite) against onnxruntime through the same harness, and
+## gradients against finite differences.
 
 check_PROGRAMS += tests/test_conformance tests/test_gradcheck
 
@@ -11,3 +12,7 @@ tests_test_gradcheck_SOURCES = tests/test_gradcheck.c tests/tap.h
 tests_test_gradcheck_LDADD = $(NP_LIBS)
 
 TESTS += tests/test_conformance tests/test_gradcheck
+
+TESTS += tests/gelu-ort.test
+dist_check_SCRIPTS += tests/gelu-ort.test
+EXTRA_DIST += tests/gelu-ort.test
