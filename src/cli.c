@@ -25,6 +25,7 @@
 #define C_DATA (C_COMPILE | C_EVAL | C_FINETUNE | C_PROFILE)
 #define C_TRAIN (C_COMPILE | C_FINETUNE)
 #define C_ALL (C_COMPILE | C_INSPECT | C_EVAL | C_FINETUNE | C_PROFILE)
+#define C_OUT (C_COMPILE | C_FINETUNE)
 
 enum {
 	OPT_PASSES = 256, OPT_EXTERNAL_DATA, OPT_JSON, OPT_DATA, OPT_VAL, OPT_TEST,
@@ -33,7 +34,8 @@ enum {
 	OPT_LR_SCHEDULE, OPT_AUGMENT, OPT_TEMPERATURE, OPT_NO_DONT_CARE,
 	OPT_ZETA, OPT_THETA, OPT_MAX_ITER, OPT_BACKOFF, OPT_ENTROPY_EPS, OPT_METHOD,
 	OPT_CRITERION, OPT_FOLD, OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
-	OPT_REPORT, OPT_PLOT
+	OPT_REPORT, OPT_PLOT, OPT_CONFIG, OPT_DEPFILE,
+	OPT_END
 };
 
 typedef struct np_opt {
@@ -77,6 +79,8 @@ static const np_opt np_opts[] = {
 	{{"lr-schedule", required_argument, NULL, OPT_LR_SCHEDULE}, C_TRAIN},
 	{{"augment", required_argument, NULL, OPT_AUGMENT}, C_TRAIN},
 	{{"temperature", required_argument, NULL, OPT_TEMPERATURE}, C_TRAIN},
+	{{"config", required_argument, NULL, OPT_CONFIG}, C_DATA},
+	{{"depfile", required_argument, NULL, OPT_DEPFILE}, C_OUT},
 	{{"quiet", no_argument, NULL, 'q'}, C_ALL},
 	{{"verbose", no_argument, NULL, 'v'}, C_ALL},
 	{{"help", no_argument, NULL, 'h'}, C_ALL},
@@ -129,6 +133,22 @@ void np_cli_help(FILE *out)
 "                         (automatic when the model exceeds 2 GiB)\n"
 "      --json             print one JSON document on stdout\n"
 "\n"
+"Dependencies (for make; the rule lists the model, its external data,\n"
+"every data file and the run configuration, and an empty rule for each\n"
+"but the model, as gcc -MP; written only when the run succeeds):\n"
+"  -MD                    write the rule to OUT.d (OUT: the -o file)\n"
+"  -MF FILE               write the rule to FILE\n"
+"  -MT TARGET             the rule's target, as given (default: the -o file)\n"
+"      --depfile FILE     the same as -MD -MF FILE\n"
+"  -MP                    accepted as gcc's (the empty rules are always there)\n"
+"\n"
+"Run configuration (XML, schema nepenc-config.rng; one element per long\n"
+"option, e.g. <nepenc><data>idx:I,L</data><zeta>0.5</zeta></nepenc>;\n"
+"relative paths are relative to its folder; flags override it):\n"
+"      --config FILE      read FILE; without it nepenc reads MODEL.nepenc.xml\n"
+"                         (model.onnx -> model.nepenc.xml) beside the model,\n"
+"                         else ./nepenc.xml, if there is one\n"
+"\n"
 "Data (SPEC: idx:IMAGES[,LABELS]  cifar10:DIR  npy:X.npy[,Y.npy]  pb:DIR):\n"
 "      --data SPEC        training data (eval: the data to score)\n"
 "      --val SPEC         validation data (default: the last 1/12 of --data)\n"
@@ -162,7 +182,8 @@ void np_cli_help(FILE *out)
 "      --entropy-eps E    also remove layers with entropy <= E bits, each\n"
 "                         neuron to its majority state (default 0)\n"
 "      --method M         nepenthe (default) or imp (global magnitude)\n"
-"      --criterion C      magnitude (the only one available yet)\n"
+"      --criterion C      magnitude (default) or wanda\n"
+"                         (|w| x input-feature norm)\n"
 "      --no-entropy-budget    budget proportional to layer size (ablation)\n"
 "      --no-neuron-selection  also prune zero-entropy neurons (ablation)\n"
 "      --no-dont-care     count z == 0 as OFF (ablation; default: not counted)\n"
@@ -286,106 +307,111 @@ static void np_cli_defaults(np_cli *c)
 	c->passes = "default";
 }
 
-/* One option's value into c; returns 0 or 2 (usage error printed). */
-static int np_cli_set(np_cli *c, int id, const char *name, const char *arg)
+/* One option's value into c.  On a bad value returns false with the
+ * reason in why; label names the option as the user wrote it ("--zeta" on
+ * the command line, "<zeta>" in the configuration file). */
+static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
+                       char *why, size_t size)
 {
 	double d;
 	int64_t i;
 	switch (id) {
-	case 'o': c->output = arg; return 0;
-	case 'q': c->quiet = true; return 0;
-	case 'v': c->verbose = true; return 0;
-	case OPT_PASSES: c->passes = arg; return 0;
-	case OPT_EXTERNAL_DATA: c->external_data = true; return 0;
-	case OPT_JSON: c->json = true; return 0;
-	case OPT_DATA: c->data = arg; return 0;
-	case OPT_VAL: c->val = arg; return 0;
-	case OPT_TEST: c->test = arg; return 0;
-	case OPT_NESTEROV: c->train.sgd.nesterov = true; return 0;
-	case OPT_NO_DONT_CARE: c->no_dont_care = true; return 0;
-	case OPT_NO_ENTROPY_BUDGET: c->no_entropy_budget = true; return 0;
-	case OPT_NO_NEURON_SELECTION: c->no_neuron_selection = true; return 0;
-	case OPT_REPORT: c->report = arg; return 0;
-	case OPT_PLOT: c->plot = arg; return 0;
+	case 'o': c->output = arg; return true;
+	case 'q': c->quiet = true; return true;
+	case 'v': c->verbose = true; return true;
+	case OPT_PASSES: c->passes = arg; return true;
+	case OPT_EXTERNAL_DATA: c->external_data = true; return true;
+	case OPT_JSON: c->json = true; return true;
+	case OPT_DATA: c->data = arg; return true;
+	case OPT_VAL: c->val = arg; return true;
+	case OPT_TEST: c->test = arg; return true;
+	case OPT_NESTEROV: c->train.sgd.nesterov = true; return true;
+	case OPT_NO_DONT_CARE: c->no_dont_care = true; return true;
+	case OPT_NO_ENTROPY_BUDGET: c->no_entropy_budget = true; return true;
+	case OPT_NO_NEURON_SELECTION: c->no_neuron_selection = true; return true;
+	case OPT_REPORT: c->report = arg; return true;
+	case OPT_PLOT: c->plot = arg; return true;
+	case OPT_CONFIG: c->config = arg; return true;
+	case OPT_DEPFILE: c->depfile = arg; return true;
 	case OPT_ZETA:
-		if (np_parse_double(arg, &d) && d > 0 && d < 1) { c->zeta = d; return 0; }
+		if (np_parse_double(arg, &d) && d > 0 && d < 1) { c->zeta = d; return true; }
 		break;
 	case OPT_THETA:
-		if (np_parse_double(arg, &d) && d > 0 && d <= 1) { c->theta = d; return 0; }
+		if (np_parse_double(arg, &d) && d > 0 && d <= 1) { c->theta = d; return true; }
 		break;
 	case OPT_ENTROPY_EPS:
-		if (np_parse_double(arg, &d) && d >= 0) { c->entropy_eps = d; return 0; }
+		if (np_parse_double(arg, &d) && d >= 0) { c->entropy_eps = d; return true; }
 		break;
 	case OPT_MAX_ITER:
-		if (np_parse_int(arg, 0, 1000, &i)) { c->max_iter = (int)i; return 0; }
+		if (np_parse_int(arg, 0, 1000, &i)) { c->max_iter = (int)i; return true; }
 		break;
 	case OPT_BACKOFF:
-		if (np_parse_int(arg, 0, 100, &i)) { c->backoff = (int)i; return 0; }
+		if (np_parse_int(arg, 0, 100, &i)) { c->backoff = (int)i; return true; }
 		break;
 	case OPT_METHOD:
-		if (strcmp(arg, "nepenthe") == 0) { c->method = NP_METHOD_NEPENTHE; return 0; }
-		if (strcmp(arg, "imp") == 0) { c->method = NP_METHOD_IMP; return 0; }
+		if (strcmp(arg, "nepenthe") == 0) { c->method = NP_METHOD_NEPENTHE; return true; }
+		if (strcmp(arg, "imp") == 0) { c->method = NP_METHOD_IMP; return true; }
 		break;
 	case OPT_CRITERION:
-		if (strcmp(arg, "magnitude") == 0) { c->criterion = NP_CRIT_MAGNITUDE; return 0; }
-		if (strcmp(arg, "wanda") == 0)
-			return np_usage("--criterion wanda is not available yet: the input "
-			                "norms it scores with are not collected");
+		if (strcmp(arg, "magnitude") == 0) { c->criterion = NP_CRIT_MAGNITUDE; return true; }
+		if (strcmp(arg, "wanda") == 0) { c->criterion = NP_CRIT_WANDA; return true; }
 		break;
 	case OPT_FOLD:
-		if (strcmp(arg, "exact") == 0) { c->fold = NP_FOLD_EXACT; return 0; }
-		if (strcmp(arg, "approx") == 0) { c->fold = NP_FOLD_APPROX; return 0; }
-		if (strcmp(arg, "none") == 0) { c->fold = NP_FOLD_NONE; return 0; }
+		if (strcmp(arg, "exact") == 0) { c->fold = NP_FOLD_EXACT; return true; }
+		if (strcmp(arg, "approx") == 0) { c->fold = NP_FOLD_APPROX; return true; }
+		if (strcmp(arg, "none") == 0) { c->fold = NP_FOLD_NONE; return true; }
 		break;
 	case OPT_MEAN:
-		if (np_parse_list(arg, c->dopts.mean, &c->dopts.n_mean)) return 0;
+		if (np_parse_list(arg, c->dopts.mean, &c->dopts.n_mean)) return true;
 		break;
 	case OPT_STD:
 		if (np_parse_list(arg, c->dopts.std, &c->dopts.n_std)) {
 			for (int k = 0; k < c->dopts.n_std; k++)
 				if (c->dopts.std[k] <= 0)
-					return np_usage("--std must be positive, got '%s'", arg);
-			return 0;
+					return snprintf(why, size, "%s must be positive, got '%s'",
+					                label, arg), false;
+			return true;
 		}
 		break;
 	case OPT_SCALE:
-		if (np_parse_double(arg, &d) && d > 0) { c->dopts.scale = d; return 0; }
+		if (np_parse_double(arg, &d) && d > 0) { c->dopts.scale = d; return true; }
 		break;
 	case OPT_LIMIT:
-		if (np_parse_int(arg, 1, INT64_MAX, &i)) { c->dopts.limit = i; return 0; }
+		if (np_parse_int(arg, 1, INT64_MAX, &i)) { c->dopts.limit = i; return true; }
 		break;
 	case OPT_BATCH:
-		if (np_parse_int(arg, 1, 1 << 20, &i)) { c->batch = c->train.batch = i; return 0; }
+		if (np_parse_int(arg, 1, 1 << 20, &i)) { c->batch = c->train.batch = i; return true; }
 		break;
 	case OPT_THREADS:
-		if (np_parse_int(arg, 1, 1024, &i)) { c->threads = (int)i; return 0; }
+		if (np_parse_int(arg, 1, 1024, &i)) { c->threads = (int)i; return true; }
 		break;
 	case OPT_SEED:
-		if (np_parse_int(arg, 0, INT64_MAX, &i)) { c->train.seed = (uint64_t)i; return 0; }
+		if (np_parse_int(arg, 0, INT64_MAX, &i)) { c->train.seed = (uint64_t)i; return true; }
 		break;
 	case OPT_EPOCHS:
-		if (np_parse_int(arg, 0, 100000, &i)) { c->train.epochs = (int)i; return 0; }
+		if (np_parse_int(arg, 0, 100000, &i)) { c->train.epochs = (int)i; return true; }
 		break;
 	case OPT_LR:
-		if (np_parse_double(arg, &d) && d >= 0) { c->train.sgd.lr = (float)d; return 0; }
+		if (np_parse_double(arg, &d) && d >= 0) { c->train.sgd.lr = (float)d; return true; }
 		break;
 	case OPT_MOMENTUM:
-		if (np_parse_double(arg, &d) && d >= 0 && d < 1) { c->train.sgd.momentum = (float)d; return 0; }
+		if (np_parse_double(arg, &d) && d >= 0 && d < 1) { c->train.sgd.momentum = (float)d; return true; }
 		break;
 	case OPT_WEIGHT_DECAY:
-		if (np_parse_double(arg, &d) && d >= 0) { c->train.sgd.weight_decay = (float)d; return 0; }
+		if (np_parse_double(arg, &d) && d >= 0) { c->train.sgd.weight_decay = (float)d; return true; }
 		break;
 	case OPT_TEMPERATURE:
-		if (np_parse_double(arg, &d) && d > 0) { c->train.temperature = (float)d; return 0; }
+		if (np_parse_double(arg, &d) && d > 0) { c->train.temperature = (float)d; return true; }
 		break;
 	case OPT_LR_SCHEDULE:
-		if (np_parse_schedule(arg, &c->train)) return 0;
+		if (np_parse_schedule(arg, &c->train)) return true;
 		break;
 	case OPT_AUGMENT:
-		if (np_parse_augment(arg, &c->train.augment)) return 0;
+		if (np_parse_augment(arg, &c->train.augment)) return true;
 		break;
 	}
-	return np_usage("invalid value '%s' for --%s", arg, name);
+	snprintf(why, size, "invalid value '%s' for %s", arg, label);
+	return false;
 }
 
 static const np_opt *np_opt_by_id(int id)
@@ -408,8 +434,209 @@ static np_command_id np_command_of(int argc, char **argv, int *skip)
 	return NP_CMD_COMPILE;
 }
 
-/* Positional argument and required options per command. */
-static int np_cli_check(np_cli *c, int argc, char **argv)
+static const np_opt *np_opt_by_name(const char *name)
+{
+	for (size_t i = 0; i < NP_N_OPTS; i++)
+		if (strcmp(np_opts[i].lo.name, name) == 0)
+			return &np_opts[i];
+	return NULL;
+}
+
+/* ------------------------------------------------- -MD -MF -MT pre-pass */
+
+/* The gcc spellings getopt_long would read as clusters (-MD = -M -D).
+ * Dependency flags found in argv are recorded in c and removed from it. */
+typedef struct np_dep_flags {
+	bool md, mf;       /* -MD; -MF or --depfile given */
+	int n_mt;
+	const char *first; /* for "does not apply" */
+} np_dep_flags;
+
+/* Does argument a (an option) take the next argument as its value? */
+static bool np_takes_value(const char *a)
+{
+	if (a[1] != '-') {   /* short cluster: -qvo FILE */
+		for (const char *p = a + 1; *p; p++)
+			if (*p == 'o')
+				return p[1] == '\0';
+			else if (!strchr("qvhV", *p))
+				return false;
+		return false;
+	}
+	if (strchr(a, '='))
+		return false;
+	/* An exact name, or an abbreviation of one name only (an ambiguous
+	 * one is getopt's error to report). */
+	const np_opt *hit = NULL;
+	int hits = 0;
+	size_t n = strlen(a + 2);
+	for (size_t i = 0; i < NP_N_OPTS; i++)
+		if (strncmp(np_opts[i].lo.name, a + 2, n) == 0) {
+			hit = &np_opts[i];
+			hits++;
+			if (strlen(hit->lo.name) == n) {
+				hits = 1;
+				break;
+			}
+		}
+	return hits == 1 && hit->lo.has_arg == required_argument;
+}
+
+/* -MF FILE / -MFFILE (likewise -MT); *val NULL when the value is missing. */
+static bool np_dep_value(const char *flag, int argc, char **argv, int *i,
+                         const char **val)
+{
+	if (strncmp(argv[*i], flag, 3) != 0)
+		return false;
+	if (argv[*i][3])
+		*val = argv[*i] + 3;
+	else
+		*val = *i + 1 < argc ? argv[++*i] : NULL;
+	return true;
+}
+
+static int np_dep_prepass(np_cli *c, np_dep_flags *df, int *argc, char **argv)
+{
+	int out = 1;
+	bool done = false;
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i], *val = NULL;
+		if (done || a[0] != '-' || !a[1]) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			done = true;
+			argv[out++] = argv[i];
+		} else if (strcmp(a, "-MD") == 0 || strcmp(a, "-MP") == 0) {
+			/* -MP is accepted for gcc habits: the empty rules are
+			 * always written. */
+			df->md |= a[2] == 'D';
+			df->first = df->first ? df->first : a;
+		} else if (np_dep_value("-MF", *argc, argv, &i, &val) ||
+		           np_dep_value("-MT", *argc, argv, &i, &val)) {
+			bool mf = a[2] == 'F';
+			if (!val)
+				return np_usage("%s: option %.3s needs a %s", c->command_name, a,
+				                mf ? "file name" : "target");
+			df->first = df->first ? df->first : (mf ? "-MF" : "-MT");
+			if (mf) {
+				df->mf = true;
+				c->depfile = val;
+			} else {
+				c->dep_target = df->n_mt++ ? np_arena_printf(c->arena, "%s %s",
+				                                             c->dep_target, val) : val;
+			}
+		} else {
+			argv[out++] = argv[i];
+			if (np_takes_value(a) && i + 1 < *argc)
+				argv[out++] = argv[++i];
+		}
+	}
+	argv[out] = NULL;
+	*argc = out;
+	return 0;
+}
+
+/* After the configuration: where the rule goes. */
+static int np_dep_settle(np_cli *c, const np_dep_flags *df)
+{
+	if ((df->first || c->depfile) && !(C_OUT & (1u << c->command)))
+		return np_usage("option %s does not apply to '%s'",
+		                df->first ? df->first : "--depfile", c->command_name);
+	if (df->md && !c->depfile && c->output)
+		c->depfile = np_arena_printf(c->arena, "%s.d", c->output);
+	if (df->n_mt && !c->depfile)
+		return np_usage("-MT sets the target of a dependency rule: add -MD, "
+		                "-MF FILE or --depfile FILE");
+	return 0;
+}
+
+/* ------------------------------------------------- the configuration */
+
+/* The file of section 8: --config FILE, else MODEL.nepenc.xml, else
+ * ./nepenc.xml; NULL when there is none. */
+static const char *np_config_find(const np_cli *c)
+{
+	if (c->config)
+		return c->config;
+	const char *beside = np_runconfig_beside(c->arena, c->model);
+	if (np_runconfig_exists(beside))
+		return beside;
+	if (np_runconfig_exists("nepenc.xml"))
+		return "nepenc.xml";
+	return NULL;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int np_config_error(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "nepenc: %s:%d: ", file, line);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return 2;
+}
+
+/* Settings of the file the command takes and the command line left
+ * unset; a switch is set by "true" or "1". */
+static int np_config_apply(np_cli *c, const bool *given)
+{
+	for (int k = 0; k < c->conf.n; k++) {
+		const np_setting *s = &c->conf.v[k];
+		const np_opt *o = np_opt_by_name(s->name);
+		if (!o || given[o->lo.val] || !(o->commands & (1u << c->command)))
+			continue;
+		if (o->lo.has_arg == no_argument &&
+		    strcmp(s->value, "true") != 0 && strcmp(s->value, "1") != 0)
+			continue;
+		char why[256], label[64];
+		snprintf(label, sizeof label, "<%s>", s->name);
+		if (!np_cli_set(c, o->lo.val, label, s->value, why, sizeof why))
+			return np_config_error(c->conf.path, s->line, "%s", why);
+	}
+	return 0;
+}
+
+static int np_config_read(np_cli *c, const bool *given)
+{
+	if (c->command == NP_CMD_INSPECT)
+		return 0;
+	const char *path = np_config_find(c);
+	if (!path)
+		return 0;
+	const char *known[NP_N_OPTS + 1];
+	size_t n = 0;
+	for (size_t i = 0; i < NP_N_OPTS; i++)
+		if (np_opts[i].lo.val != 'h' && np_opts[i].lo.val != 'V' &&
+		    np_opts[i].lo.val != OPT_CONFIG)
+			known[n++] = np_opts[i].lo.name;
+	known[n] = NULL;
+	np_error err = {0};
+	if (np_runconfig_load(path, known, &c->conf, &err) != NP_OK) {
+		fprintf(stderr, "nepenc: %s: %s\n", err.file[0] ? err.file : path, err.msg);
+		return 2;
+	}
+	return np_config_apply(c, given);
+}
+
+/* No data anywhere: say where nepenc looked. */
+static int np_no_data(const np_cli *c)
+{
+	if (c->conf.path)
+		return np_usage("%s: no data source: no --data SPEC, and the run "
+		                "configuration '%s' has no <data>", c->command_name,
+		                c->conf.path);
+	return np_usage("%s: no data source: no --data SPEC, no --config FILE, "
+	                "no '%s' beside the model, no './nepenc.xml'",
+	                c->command_name, np_runconfig_beside(c->arena, c->model));
+}
+
+/* ------------------------------------------------------------ the rest */
+
+static int np_cli_model(np_cli *c, int argc, char **argv)
 {
 	if (optind == argc)
 		return np_usage("%s: no input model", c->command_name);
@@ -417,31 +644,32 @@ static int np_cli_check(np_cli *c, int argc, char **argv)
 		return np_usage("%s: one input model expected, got also '%s'",
 		                c->command_name, argv[optind + 1]);
 	c->model = argv[optind];
+	return 0;
+}
+
+/* Required options per command, once flags and file are merged. */
+static int np_cli_check(np_cli *c)
+{
 	bool needs_out = c->command == NP_CMD_COMPILE || c->command == NP_CMD_FINETUNE;
 	if (needs_out && !c->output)
 		return np_usage("no output file: use -o OUT.onnx");
-	if ((c->command == NP_CMD_EVAL || c->command == NP_CMD_FINETUNE ||
-	     c->command == NP_CMD_PROFILE) && !c->data)
-		return np_usage("%s needs --data SPEC", c->command_name);
 	if (c->dopts.n_mean != c->dopts.n_std)
 		return np_usage("--mean and --std must have the same number of values");
 	if (c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0 &&
 	    strcmp(c->passes, "default") != 0)
 		return np_usage("--passes takes 'default' or 'none', got '%s'", c->passes);
-	if (c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0 && !c->data)
-		return np_usage("no data: give --data SPEC (idx:IMAGES,LABELS, cifar10:DIR, "
-		                "npy:X.npy[,Y.npy] or pb:DIR)");
+	bool needs_data = c->command == NP_CMD_EVAL || c->command == NP_CMD_FINETUNE ||
+	                  c->command == NP_CMD_PROFILE ||
+	                  (c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0);
+	if (needs_data && !c->data)
+		return np_no_data(c);
 	return 0;
 }
 
-int np_cli_parse(np_cli *c, int argc, char **argv)
+/* getopt_long over argv (the pre-passed copy); given[id] records what the
+ * command line set, so that the configuration file does not override it. */
+static int np_cli_options(np_cli *c, int argc, char **argv, bool *given)
 {
-	np_cli_defaults(c);
-	int skip;
-	c->command = np_command_of(argc, argv, &skip);
-	c->command_name = np_command_names[c->command];
-	argc -= skip;
-	argv += skip;
 	struct option lo[NP_N_OPTS + 1];
 	for (size_t i = 0; i < NP_N_OPTS; i++)
 		lo[i] = np_opts[i].lo;
@@ -470,9 +698,49 @@ int np_cli_parse(np_cli *c, int argc, char **argv)
 		if (!(o->commands & (1u << c->command)))
 			return np_usage("option --%s does not apply to '%s'", o->lo.name,
 			                c->command_name);
-		int rc = np_cli_set(c, id, o->lo.name, optarg);
-		if (rc)
-			return rc;
+		char why[256], label[64];
+		snprintf(label, sizeof label, "--%s", o->lo.name);
+		if (!np_cli_set(c, id, label, optarg, why, sizeof why))
+			return np_usage("%s", why);
+		given[id] = true;
 	}
-	return np_cli_check(c, argc, argv);
+	return 0;
+}
+
+static int np_cli_run(np_cli *c, int argc, char **argv)
+{
+	int skip;
+	c->command = np_command_of(argc, argv, &skip);
+	c->command_name = np_command_names[c->command];
+	argc -= skip;
+	argv += skip;
+	/* A copy: the pre-pass removes the dependency flags. */
+	char **av = np_arena_alloc(c->arena, (size_t)(argc + 1) * sizeof *av);
+	memcpy(av, argv, (size_t)argc * sizeof *av);
+	np_dep_flags df = {0};
+	bool given[OPT_END] = {0};
+	int rc = np_dep_prepass(c, &df, &argc, av);
+	if (rc == 0)
+		rc = np_cli_options(c, argc, av, given);
+	if (rc == 0)
+		rc = np_cli_model(c, argc, av);
+	if (rc == 0)
+		rc = np_config_read(c, given);
+	if (rc == 0)
+		rc = np_dep_settle(c, &df);
+	return rc ? rc : np_cli_check(c);
+}
+
+int np_cli_parse(np_cli *c, int argc, char **argv)
+{
+	np_cli_defaults(c);
+	c->arena = np_arena_new();
+	return np_cli_run(c, argc, argv);
+}
+
+void np_cli_free(np_cli *c)
+{
+	np_runconfig_free(&c->conf);
+	np_arena_free(c->arena);
+	c->arena = NULL;
 }

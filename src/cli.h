@@ -6,11 +6,13 @@
  *   nepenc finetune MODEL -o OUT --data SPEC [options]
  *   nepenc profile MODEL --data SPEC [options]
  *
- * np_cli_parse() fills an np_cli from argv, printing usage errors itself
- * (the parser is part of the program's front end, not the library), and
- * returns 0 to go on, 2 for a usage error, -1 when --help or --version
- * was printed.  Each command states which options it takes; another
- * option is a usage error naming the command.
+ * np_cli_parse() fills an np_cli from argv and the run configuration
+ * file, printing usage errors itself (the parser is part of the program's
+ * front end, not the library), and returns 0 to go on, 2 for a usage
+ * error, -1 when --help or --version was printed.  Each command states
+ * which options it takes; another option is a usage error naming the
+ * command (a setting of the configuration file that the command does not
+ * take is ignored: one file serves every command of a pipeline).
  */
 #ifndef NEPENC_CLI_H
 #define NEPENC_CLI_H
@@ -20,6 +22,8 @@
 #include <stdio.h>
 
 #include "data.h"
+#include "ir.h"
+#include "runconfig.h"
 #include "status.h"
 #include "train.h"
 
@@ -54,9 +58,22 @@ typedef struct np_cli {
 	int64_t batch;
 	int threads;
 	np_train_opts train;
+	/* The run configuration (DESIGN.md section 8): --config FILE, else
+	 * MODEL.nepenc.xml, else ./nepenc.xml; conf.path is NULL when none
+	 * was read (inspect never reads one).  Flags override it. */
+	const char *config;
+	np_runconfig conf;
+	/* Dependency output (-MD, -MF FILE, -MT TARGET, --depfile FILE):
+	 * depfile NULL = none; dep_target NULL = the -o path. */
+	const char *depfile;
+	const char *dep_target;
+	np_arena *arena;             /* strings made while parsing */
 } np_cli;
 
+/* np_cli_free() must be called after np_cli_parse(), whatever it
+ * returned. */
 int np_cli_parse(np_cli *c, int argc, char **argv);
+void np_cli_free(np_cli *c);
 void np_cli_help(FILE *out);
 
 #endif

@@ -6,10 +6,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "atomic.h"
 #include "cli.h"
 #include "commands.h"
+#include "depfile.h"
 #include "ir.h"
 #include "status.h"
 
@@ -28,6 +30,36 @@ static void np_on_oom(size_t size)
 	exit(1);
 }
 
+/* The files the command read: the model and its external data, the data
+ * specs it loads, the run configuration. */
+static np_status np_collect_deps(const np_cli *c, np_deps *d, np_error *err)
+{
+	np_status st = np_deps_add_model(d, c->model, err);
+	bool nepenthe = c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0;
+	if (nepenthe || c->command == NP_CMD_FINETUNE) {
+		np_deps_add_spec(d, c->data);
+		if (nepenthe && c->val)
+			np_deps_add_spec(d, c->val);
+		if (c->test)
+			np_deps_add_spec(d, c->test);
+	}
+	if (c->conf.path)
+		np_deps_add(d, c->conf.path);
+	return st;
+}
+
+/* After the output is written: the rule for make (-MD, -MF, --depfile). */
+static np_status np_write_depfile(const np_cli *c, np_error *err)
+{
+	np_deps d;
+	np_deps_init(&d);
+	np_status st = np_collect_deps(c, &d, err);
+	if (st == NP_OK)
+		st = np_deps_write(&d, c->depfile, c->dep_target, c->output, err);
+	np_deps_free(&d);
+	return st;
+}
+
 int main(int argc, char **argv)
 {
 	np_set_oom_handler(np_on_oom);
@@ -35,8 +67,10 @@ int main(int argc, char **argv)
 	signal(SIGTERM, np_on_signal);
 	np_cli c;
 	int rc = np_cli_parse(&c, argc, argv);
-	if (rc != 0)
+	if (rc != 0) {
+		np_cli_free(&c);
 		return rc < 0 ? 0 : rc;
+	}
 	static np_status (*const run[])(const np_cli *, np_error *) = {
 		[NP_CMD_COMPILE] = np_cmd_compile,
 		[NP_CMD_INSPECT] = np_cmd_inspect,
@@ -46,8 +80,10 @@ int main(int argc, char **argv)
 	};
 	np_error err = {0};
 	np_status st = run[c.command](&c, &err);
-	if (st == NP_OK)
-		return 0;
-	fprintf(stderr, "nepenc: %s: %s\n", err.file[0] ? err.file : c.model, err.msg);
-	return np_exit_code(st);
+	if (st == NP_OK && c.depfile)
+		st = np_write_depfile(&c, &err);
+	if (st != NP_OK)
+		fprintf(stderr, "nepenc: %s: %s\n", err.file[0] ? err.file : c.model, err.msg);
+	np_cli_free(&c);
+	return st == NP_OK ? 0 : np_exit_code(st);
 }

@@ -1,0 +1,313 @@
+/* depfile.c - the dependency rule of a run; see depfile.h. */
+#include "depfile.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "atomic.h"
+#include "onnx.pb-c.h"
+
+void np_deps_init(np_deps *d)
+{
+	memset(d, 0, sizeof *d);
+	d->arena = np_arena_new();
+}
+
+void np_deps_free(np_deps *d)
+{
+	np_arena_free(d->arena);
+	memset(d, 0, sizeof *d);
+}
+
+void np_deps_add(np_deps *d, const char *path)
+{
+	for (int i = 0; i < d->n; i++)
+		if (strcmp(d->v[i], path) == 0)
+			return;
+	if (d->n == d->cap) {
+		int cap = d->cap ? 2 * d->cap : 16;
+		d->v = np_arena_grow(d->arena, d->v, (size_t)d->cap * sizeof *d->v,
+		                     (size_t)cap * sizeof *d->v);
+		d->cap = cap;
+	}
+	d->v[d->n++] = np_arena_strdup(d->arena, path);
+}
+
+static bool np_is_file(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ------------------------------------------------------- external data */
+
+static void np_deps_graph(np_deps *d, const char *dir, const Onnx__GraphProto *g);
+
+static void np_deps_tensor(np_deps *d, const char *dir, const Onnx__TensorProto *t)
+{
+	if (!t || !t->has_data_location ||
+	    t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+		return;
+	for (size_t i = 0; i < t->n_external_data; i++) {
+		const Onnx__StringStringEntryProto *e = t->external_data[i];
+		if (e->key && e->value && strcmp(e->key, "location") == 0)
+			np_deps_add(d, dir ? np_arena_printf(d->arena, "%s/%s", dir, e->value)
+			                   : e->value);
+	}
+}
+
+static void np_deps_attr(np_deps *d, const char *dir, const Onnx__AttributeProto *a)
+{
+	np_deps_tensor(d, dir, a->t);
+	for (size_t i = 0; i < a->n_tensors; i++)
+		np_deps_tensor(d, dir, a->tensors[i]);
+	if (a->g)
+		np_deps_graph(d, dir, a->g);
+	for (size_t i = 0; i < a->n_graphs; i++)
+		np_deps_graph(d, dir, a->graphs[i]);
+}
+
+static void np_deps_graph(np_deps *d, const char *dir, const Onnx__GraphProto *g)
+{
+	for (size_t i = 0; i < g->n_initializer; i++)
+		np_deps_tensor(d, dir, g->initializer[i]);
+	for (size_t i = 0; i < g->n_sparse_initializer; i++) {
+		np_deps_tensor(d, dir, g->sparse_initializer[i]->values);
+		np_deps_tensor(d, dir, g->sparse_initializer[i]->indices);
+	}
+	for (size_t i = 0; i < g->n_node; i++)
+		for (size_t k = 0; k < g->node[i]->n_attribute; k++)
+			np_deps_attr(d, dir, g->node[i]->attribute[k]);
+}
+
+/* The file, read whole (malloc); NULL + err on failure. */
+static uint8_t *np_read_all(const char *path, size_t *len, np_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	struct stat st;
+	if (!f || fstat(fileno(f), &st) != 0) {
+		np_fail_file(err, NP_ERR_IO, path, "cannot read the model again for the "
+		             "dependency rule: %s", strerror(errno));
+		if (f)
+			fclose(f);
+		return NULL;
+	}
+	uint8_t *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+	*len = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+	bool bad = !buf || ferror(f) || *len != (size_t)st.st_size;
+	fclose(f);
+	if (bad) {
+		free(buf);
+		np_fail_file(err, buf ? NP_ERR_IO : NP_ERR_NOMEM, path,
+		             "cannot read the model again for the dependency rule");
+		return NULL;
+	}
+	return buf;
+}
+
+/* The run has loaded the model already, so a failure here is unexpected;
+ * the IR keeps no external-data locations, hence the second reading. */
+np_status np_deps_add_model(np_deps *d, const char *model, np_error *err)
+{
+	np_deps_add(d, model);
+	size_t len;
+	uint8_t *buf = np_read_all(model, &len, err);
+	if (!buf)
+		return err->status;
+	Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+	free(buf);
+	if (!m)
+		return np_fail_file(err, NP_ERR_FORMAT, model, "not an ONNX model any "
+		                    "more (changed during the run?)");
+	const char *slash = strrchr(model, '/');
+	const char *dir = !slash ? NULL : slash == model ? ""
+	                  : np_arena_printf(d->arena, "%.*s", (int)(slash - model), model);
+	if (m->graph)
+		np_deps_graph(d, dir, m->graph);
+	onnx__model_proto__free_unpacked(m, NULL);
+	return NP_OK;
+}
+
+/* ------------------------------------------------------------ data files */
+
+static void np_add_if_file(np_deps *d, const char *dir, const char *name)
+{
+	char *p = np_arena_printf(d->arena, "%s/%s", dir, name);
+	if (np_is_file(p))
+		np_deps_add(d, p);
+}
+
+/* As data.c's cifar_files(). */
+static void np_deps_cifar(np_deps *d, const char *dir)
+{
+	if (np_is_file(dir)) {
+		np_deps_add(d, dir);
+		return;
+	}
+	char *first = np_arena_printf(d->arena, "%s/data_batch_1.bin", dir);
+	if (!np_is_file(first)) {
+		np_add_if_file(d, dir, "test_batch.bin");
+		return;
+	}
+	for (int i = 1; i <= 5; i++)
+		np_deps_add(d, np_arena_printf(d->arena, "%s/data_batch_%d.bin", dir, i));
+}
+
+static int np_set_cmp(const void *a, const void *b)
+{
+	long x = atol(*(const char *const *)a), y = atol(*(const char *const *)b);
+	return (x > y) - (x < y);
+}
+
+/* As data.c's pb_list_sets(): DIR itself, DIR/input_0.pb, or every
+ * DIR/test_data_set_N in numeric order. */
+static void np_deps_pb(np_deps *d, const char *dir)
+{
+	if (np_is_file(dir)) {
+		np_deps_add(d, dir);
+		return;
+	}
+	char *x = np_arena_printf(d->arena, "%s/input_0.pb", dir);
+	if (np_is_file(x)) {
+		np_deps_add(d, x);
+		np_add_if_file(d, dir, "output_0.pb");
+		return;
+	}
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return;
+	const char *prefix = "test_data_set_";
+	size_t pl = strlen(prefix);
+	const char **nums = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(dh))) {
+		const char *nm = e->d_name;
+		if (strncmp(nm, prefix, pl) || !nm[pl] || strlen(nm) > 64 ||
+		    strspn(nm + pl, "0123456789") != strlen(nm + pl))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 8;
+			nums = np_arena_grow(d->arena, nums, cap * sizeof *nums, nc * sizeof *nums);
+			cap = nc;
+		}
+		nums[n++] = np_arena_strdup(d->arena, nm + pl);
+	}
+	closedir(dh);
+	if (n)
+		qsort(nums, n, sizeof *nums, np_set_cmp);
+	for (size_t i = 0; i < n; i++) {
+		char *set = np_arena_printf(d->arena, "%s/%s%s", dir, prefix, nums[i]);
+		np_add_if_file(d, set, "input_0.pb");
+		np_add_if_file(d, set, "output_0.pb");
+	}
+}
+
+void np_deps_add_spec(np_deps *d, const char *spec)
+{
+	const char *colon = spec ? strchr(spec, ':') : NULL;
+	if (!colon)
+		return;
+	size_t kl = (size_t)(colon - spec);
+	const char *rest = colon + 1;
+	if (kl == 7 && strncmp(spec, "cifar10", kl) == 0) {
+		np_deps_cifar(d, rest);
+	} else if (kl == 2 && strncmp(spec, "pb", kl) == 0) {
+		np_deps_pb(d, rest);
+	} else {   /* idx, npy: FILE[,FILE] */
+		size_t n = strcspn(rest, ",");
+		np_deps_add(d, np_arena_printf(d->arena, "%.*s", (int)n, rest));
+		if (rest[n] == ',')
+			np_deps_add(d, rest + n + 1);
+	}
+}
+
+/* ------------------------------------------------------------ the rule */
+
+/* As libcpp's munge(): backslashes before a space or tab are doubled and
+ * the blank gets one more; '$' -> "$$"; '#' -> "\#". */
+bool np_make_escape(const char *name, char *buf, size_t size)
+{
+	size_t k = 0, slashes = 0;
+	for (const char *p = name; *p; p++) {
+		char c = *p;
+		if (c == '\n' || c == '\r')
+			return false;
+		if (k + slashes + 3 >= size)
+			return false;
+		if (c == ' ' || c == '\t') {
+			for (; slashes; slashes--)
+				buf[k++] = '\\';
+			buf[k++] = '\\';
+		} else if (c == '$') {
+			buf[k++] = '$';
+		} else if (c == '#') {
+			buf[k++] = '\\';
+		}
+		slashes = c == '\\' ? slashes + 1 : 0;
+		buf[k++] = c;
+	}
+	buf[k] = '\0';
+	return true;
+}
+
+static np_status np_escaped(const char *name, char *buf, size_t size,
+                            const char *file, np_error *err)
+{
+	if (np_make_escape(name, buf, size))
+		return NP_OK;
+	return np_fail_file(err, NP_ERR_UNSUPPORTED, file, "cannot name '%s' in a "
+	                    "dependency rule (a newline in it, or too long)", name);
+}
+
+static np_status np_rule(FILE *f, const np_deps *d, const char *target,
+                         const char *out, const char *file, np_error *err)
+{
+	char buf[4096 * 2 + 8];
+	np_status st = NP_OK;
+	if (!target) {
+		st = np_escaped(out, buf, sizeof buf, file, err);
+		target = buf;
+	}
+	if (st == NP_OK)
+		fprintf(f, "%s:", target);
+	for (int i = 0; st == NP_OK && i < d->n; i++) {
+		st = np_escaped(d->v[i], buf, sizeof buf, file, err);
+		if (st == NP_OK)
+			fprintf(f, " %s%s", buf, i + 1 < d->n ? " \\\n" : "\n");
+	}
+	if (st == NP_OK && d->n == 0)
+		fputc('\n', f);
+	/* -MP: a file removed since must not stop make ("No rule to make
+	 * target"); the model is left out as gcc leaves out the source. */
+	for (int i = 1; st == NP_OK && i < d->n; i++) {
+		st = np_escaped(d->v[i], buf, sizeof buf, file, err);
+		if (st == NP_OK)
+			fprintf(f, "\n%s:\n", buf);
+	}
+	return st;
+}
+
+np_status np_deps_write(const np_deps *d, const char *file, const char *target,
+                        const char *out, np_error *err)
+{
+	np_atomic_file *af = np_atomic_open(file, err);
+	if (!af) {
+		if (!err->file[0])
+			snprintf(err->file, sizeof err->file, "%s", file);
+		return err->status;
+	}
+	np_status st = np_rule(np_atomic_stream(af), d, target, out, file, err);
+	if (st != NP_OK) {
+		np_atomic_abort(af);
+		return st;
+	}
+	st = np_atomic_commit(af, err);
+	if (st != NP_OK && !err->file[0])
+		snprintf(err->file, sizeof err->file, "%s", file);
+	return st;
+}
