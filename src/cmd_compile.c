@@ -101,7 +101,7 @@ static void np_compile_opts(const np_cli *c, np_nepenthe_opts *o)
 	o->fold = (np_fold_policy)c->fold;
 	o->dopts = &c->dopts;
 	o->threads = c->threads;
-	o->quiet = c->quiet || c->json;
+	o->quiet = c->quiet;   /* progress and iteration lines: stderr, also with --json */
 	o->verbose = c->verbose;
 }
 
@@ -114,6 +114,8 @@ static np_status np_top1_of(const np_model *m, const np_dataset *d, const float 
 	np_rt *rt = np_rt_new((np_model *)m, c->threads, err);
 	if (!rt)
 		return err->status;
+	np_progress pr = {.quiet = c->quiet};
+	np_rt_set_progress(rt, np_progress_rt, &pr);
 	np_eval_result r;
 	np_status st = np_evaluate(rt, d, c->batch, teacher, &r, err);
 	*top1 = r.top1;
@@ -263,6 +265,8 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		np_rt_free(s.rt);
 		s.rt = np_rt_new(s.m, c->threads, err);
 		st = s.rt ? NP_OK : err->status;
+		if (s.rt)
+			np_rt_set_progress(s.rt, np_progress_rt, &s.eval_progress);
 	}
 	if (st == NP_OK)
 		st = np_compile_load(&s, c, &cd, err);

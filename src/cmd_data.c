@@ -110,7 +110,9 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 	}
 	if (st == NP_OK) {
 		np_progress p;
-		np_progress_begin(&p, "finetune", "img", c->train.batch, c->quiet || c->json);
+		/* stderr: --json (stdout) keeps its progress; only -q silences it. */
+		np_progress_begin(&p, "finetune", "img", c->train.batch, c->quiet);
+		p.epochs = c->train.epochs;
 		np_train_opts o = c->train;
 		o.progress = np_on_progress;
 		o.progress_ctx = &p;

@@ -108,7 +108,7 @@ np_status np_cmd_profile(const np_cli *c, np_error *err)
 		st = np_find_layers(s.m, &ls, err);
 	if (st == NP_OK) {
 		np_profile_opts o = {.batch = c->batch, .no_dont_care = c->no_dont_care,
-		                     .quiet = c->quiet || c->json};
+		                     .quiet = c->quiet};   /* progress: stderr */
 		st = np_profile_run(s.rt, &ls, &d, &o, &p, err);
 	}
 	if (st == NP_OK) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "onnx_io.h"
+#include "progress.h"
 
 /* At most this many validation examples for the fold check. */
 #define NP_VERIFY_EXAMPLES 256
@@ -31,6 +32,8 @@ static np_status np_model_top1(const np_model *m, const np_run_data *d,
 	np_rt *rt = np_rt_new((np_model *)m, o->threads, err);
 	if (!rt)
 		return err->status;
+	np_progress pr = {.quiet = o->quiet};
+	np_rt_set_progress(rt, np_progress_rt, &pr);
 	np_eval_result r;
 	np_status st = np_evaluate(rt, d->val, o->batch, d->teacher_val, &r, err);
 	*top1 = r.top1;

@@ -128,6 +128,7 @@ static np_status np_finetune(np_rt *rt, const np_run_data *d,
 	snprintf(what, sizeof what, "iteration %d: fine-tune", it);
 	np_progress p;
 	np_progress_begin(&p, what, "img", o->train.batch, o->quiet);
+	p.epochs = o->train.epochs;
 	np_train_opts t = o->train;
 	t.seed = o->train.seed + (uint64_t)it;   /* a new shuffle each iteration */
 	t.progress = np_on_train_progress;
@@ -160,6 +161,9 @@ static np_status np_iterate(np_rt *rt, const np_layers *ls, const np_run_data *d
 	it->zeta = zeta;
 	np_profile_opts po = o->profile;
 	po.quiet = o->quiet;
+	/* Wanda scores with the activations of the current weights: collected
+	 * in the same pass, on the same data, at every pruning step. */
+	po.input_norms = o->mask.criterion == NP_CRIT_WANDA;
 	np_status st = np_profile_run(rt, ls, d->train, &po, &it->profile, err);
 	if (st != NP_OK)
 		return st;
@@ -168,6 +172,7 @@ static np_status np_iterate(np_rt *rt, const np_layers *ls, const np_run_data *d
 		return np_fail(err, NP_ERR_NOMEM, "out of memory");
 	np_mask_opts mo = o->mask;
 	mo.zeta = zeta;
+	mo.input_norms = po.input_norms ? it->profile.norms.v : NULL;
 	if ((st = np_mask_step(rt, ls, &it->profile, &mo, it->mask, err)) != NP_OK)
 		return st;
 	it->sparsity = np_sparsity(rt, ls);
@@ -186,11 +191,32 @@ static np_status np_iterate(np_rt *rt, const np_layers *ls, const np_run_data *d
 	return st;
 }
 
-static void np_say_iteration(const np_nepenthe_opts *o, const np_iteration *it,
-                             double bar, int zero_layers, int layers)
+/* -v: one line per layer: entropy and zero-entropy neurons before
+ * masking, the score and budget of section 4, weights masked. */
+static void np_say_layers(const np_layers *ls, const np_iteration *it)
+{
+	for (int l = 0; l < ls->n; l++) {
+		const np_layer_profile *lp = &it->profile.l[l];
+		const np_mask_layer_stat *ms = &it->mask[l];
+		fprintf(stderr, "nepenc: iteration %d:   layer %d %s (%s): H %.4f bits, "
+		        "%lld/%lld neurons at zero entropy; I %.4g, budget %lld, "
+		        "masked %lld of %lld\n", it->index, l + 1,
+		        ls->v[l].rectifier->name ? ls->v[l].rectifier->name : "?",
+		        np_layer_kind_label(&ls->v[l]), lp->H_layer,
+		        (long long)lp->zero_neurons, (long long)lp->neurons, ms->I,
+		        (long long)ms->budget, (long long)ms->removed,
+		        (long long)ms->nonzero_before);
+	}
+}
+
+static void np_say_iteration(const np_nepenthe_opts *o, const np_layers *ls,
+                             const np_iteration *it, double bar,
+                             int zero_layers, int layers)
 {
 	if (o->quiet)
 		return;
+	if (o->verbose && it->mask)
+		np_say_layers(ls, it);
 	fprintf(stderr, "nepenc: iteration %d: zeta %.4g, sparsity %.2f%%, "
 	        "validation top-1 %.2f%% (bar %.2f%%) %s; zero-entropy layers "
 	        "before masking %d/%d\n", it->index, it->zeta, 100.0 * it->sparsity,
@@ -223,7 +249,7 @@ np_status np_nepenthe_loop(np_rt *rt, const np_layers *ls, const np_run_data *d,
 		}
 		it->accepted = it->val_top1 >= bar;
 		it->backoff = !it->accepted && retries < o->backoff;
-		np_say_iteration(o, it, bar, np_zero_entropy_layers(&it->profile, o->entropy_eps),
+		np_say_iteration(o, ls, it, bar, np_zero_entropy_layers(&it->profile, o->entropy_eps),
 		                 ls->n);
 		if (it->accepted) {
 			run->chosen = it->index;

@@ -20,7 +20,11 @@ np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 	if (st != NP_OK)
 		return st;
 	s->rt = np_rt_new(s->m, c->threads, err);
-	return s->rt ? NP_OK : err->status;
+	if (!s->rt)
+		return err->status;
+	s->eval_progress.quiet = c->quiet;
+	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
+	return NP_OK;
 }
 
 /* Load a data spec and check it fits the model. */

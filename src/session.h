@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "data.h"
 #include "ir.h"
+#include "progress.h"
 #include "rt.h"
 #include "status.h"
 
@@ -24,9 +25,11 @@ typedef struct np_session {
 	np_rt *rt;
 	const char *input;           /* the model's single float input */
 	int64_t classes;             /* width of its [N, classes] output */
+	np_progress eval_progress;   /* the runtime's evaluations */
 } np_session;
 
-/* Load c->model and build its runtime with c->threads threads. */
+/* Load c->model and build its runtime with c->threads threads; its
+ * evaluations draw progress unless c->quiet. */
 np_status np_session_open(np_session *s, const np_cli *c, np_error *err);
 /* Load a data spec with c's preprocessing and check it fits the model
  * (input shape; labels below the class count). */
