@@ -32,6 +32,7 @@ typedef struct conv_state {
 	edge bd_ddst, bd_wei, bd_dsrc;       /* backward data */
 	edge bw_ddst, bw_src, bw_dwei;       /* backward weights */
 	dnnl_memory_t bias, dbias;           /* plain [M], no reorder */
+	bool ref;                            /* a primitive is a ref kernel */
 } conv_state;
 
 typedef struct conv_geom {
@@ -204,6 +205,7 @@ typedef struct conv_mds {
 	dnnl_memory_desc_t any_src, any_wei, any_dst;
 	dnnl_dims_t strides, dilates, pad_l, pad_r;
 	bool has_bias;
+	bool fixed;          /* a blocked neighbour fixed any_src/any_dst */
 } conv_mds;
 
 static void conv_any_md(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md,
@@ -230,18 +232,30 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g)
 	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked);
 	conv_any_md(&m->any_wei, &m->wei, false);
 	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked);
+	m->fixed = x->in[0]->blocked || x->out[0]->blocked;
 	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
+}
+
+/* Did oneDNN fall back to a reference kernel?  (A fixed blocked layout
+ * beside a plain one can leave no jit kernel for a backward pass.) */
+static bool pd_is_ref(const_dnnl_primitive_desc_t pd)
+{
+	const char *impl = NULL;
+	return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
+	       dnnl_success && impl && strncmp(impl, "ref", 3) == 0;
 }
 
 static dnnl_status_t make_primitive(dnnl_primitive_t *p,
                                     dnnl_primitive_desc_t *pd_out,
                                     const void *desc, dnnl_engine_t eng,
-                                    const_dnnl_primitive_desc_t hint)
+                                    const_dnnl_primitive_desc_t hint,
+                                    bool *ref)
 {
 	dnnl_primitive_desc_t pd;
 	dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, NULL, eng, hint);
 	if (s)
 		return s;
+	*ref |= pd_is_ref(pd);
 	s = dnnl_primitive_create(p, pd);
 	if (s || !pd_out)
 		dnnl_primitive_desc_destroy(pd);
@@ -267,7 +281,7 @@ static dnnl_status_t conv_prepare_fwd(conv_state *c, const np_xnode *x,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
-		s = make_primitive(&c->fwd, &c->fwd_pd, &d, eng, NULL);
+		s = make_primitive(&c->fwd, &c->fwd_pd, &d, eng, NULL, &c->ref);
 	if (!s)
 		s = edge_init(&c->src, eng, &m->src, pd_md(c->fwd_pd, dnnl_query_src_md),
 		              x->in[0]->data, false, NULL);
@@ -291,7 +305,7 @@ static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
 		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
 		&m->any_dst, m->strides, m->dilates, m->pad_l, m->pad_r);
 	if (!s)
-		s = make_primitive(&c->bwd_data, &pd, &d, eng, c->fwd_pd);
+		s = make_primitive(&c->bwd_data, &pd, &d, eng, c->fwd_pd, &c->ref);
 	if (!s)
 		s = edge_init(&c->bd_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
 		              x->out[0]->grad, false, NULL);
@@ -319,7 +333,7 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
-		s = make_primitive(&c->bwd_weights, &pd, &d, eng, c->fwd_pd);
+		s = make_primitive(&c->bwd_weights, &pd, &d, eng, c->fwd_pd, &c->ref);
 	if (!s)
 		s = edge_init(&c->bw_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
 		              x->out[0]->grad, false, c->bwd_data ? &c->bd_ddst : NULL);
@@ -339,6 +353,33 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 	return s;
 }
 
+static np_status conv_build(np_xnode *x, np_rt *rt, const conv_mds *m,
+                            np_error *err)
+{
+	conv_state *c = calloc(1, sizeof *c);
+	if (!c)
+		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
+	x->state = c;
+	bool want_dx = x->in[0]->needs_grad;
+	bool want_dw = x->in[1]->needs_grad || (m->has_bias && x->in[2]->needs_grad);
+	dnnl_engine_t eng = np_rt_engine(rt);
+	np_status st = np_rt_dnnl(conv_prepare_fwd(c, x, m, want_dx || want_dw, eng), x,
+	                          "creating the convolution", err);
+	if (!st && want_dx)
+		st = np_rt_dnnl(conv_prepare_bwd_data(c, x, m, eng), x,
+		                "creating the convolution backward data", err);
+	if (!st && want_dw)
+		st = np_rt_dnnl(conv_prepare_bwd_weights(c, x, m, eng), x,
+		                "creating the convolution backward weights", err);
+	return st;
+}
+
+static void conv_destroy(np_xnode *x);
+
+/* Primitives on the neighbours' layouts; if that leaves a reference
+ * kernel anywhere, oneDNN chooses every layout itself and the edges
+ * reorder (ResNet-20's 8 -> 16 channel stride-2 conv: backward weights
+ * on a plain src and a blocked dY ran 14x slower). */
 static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 {
 	conv_geom g;
@@ -346,23 +387,14 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	np_status st = conv_geometry(x, &g, err);
 	if (st)
 		return st;
-	conv_state *c = calloc(1, sizeof *c);
-	if (!c)
-		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
-	x->state = c;
 	conv_mds_init(&m, x, &g);
-	bool want_dx = x->in[0]->needs_grad;
-	bool want_dw = x->in[1]->needs_grad || (m.has_bias && x->in[2]->needs_grad);
-	dnnl_engine_t eng = np_rt_engine(rt);
-	st = np_rt_dnnl(conv_prepare_fwd(c, x, &m, want_dx || want_dw, eng), x,
-	                "creating the convolution", err);
-	if (!st && want_dx)
-		st = np_rt_dnnl(conv_prepare_bwd_data(c, x, &m, eng), x,
-		                "creating the convolution backward data", err);
-	if (!st && want_dw)
-		st = np_rt_dnnl(conv_prepare_bwd_weights(c, x, &m, eng), x,
-		                "creating the convolution backward weights", err);
-	return st;
+	st = conv_build(x, rt, &m, err);
+	if (st || !m.fixed || !((conv_state *)x->state)->ref)
+		return st;
+	conv_destroy(x);
+	conv_any_md(&m.any_src, &m.src, false);
+	conv_any_md(&m.any_dst, &m.dst, false);
+	return conv_build(x, rt, &m, err);
 }
 
 /* ------------------------------------------------------------- run */
