@@ -4,7 +4,8 @@
 ##   test_rectifiers   patterns (GELU erf/tanh, SiLU, Clip forms) on tiny
 ##                     hand-built graphs: matches, near misses, profile,
 ##                     linearize
-##   rectifiers.test   nepenc inspect and eval on every fixture
+##   rectifiers.test   nepenc inspect and eval on every fixture; a short
+##                     main job per family, checked with onnxruntime
 
 check_PROGRAMS += tests/test_rectifiers
 tests_test_rectifiers_SOURCES = tests/test_rectifiers.c tests/graphkit.h tests/tap.h

@@ -666,6 +666,67 @@ static void conv_two_readers(gk *k)
 	gk_output(k, gk_op(k, "Add", "add", GK_IN(a, b)));
 }
 
+/* MobileNet-V2 order once the expand layer is linear: 1x1 expand, then
+ * the padded 3x3 depthwise.  Not exact (the depthwise's zero padding of
+ * the expand output is not the expand's response to zero padding). */
+static void pw_dw_padded(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 4, 6, 6));
+	np_value *a = conv(k, "expand", x, (convp){.cout = 8, .cin = 4, .k = 1, .bias = true});
+	gk_output(k, conv(k, "dw", a, (convp){.cout = 8, .cin = 8, .k = 3, .pad = 1,
+	                                      .group = 8, .bias = true}));
+}
+
+/* Depthwise with channel multiplier 2 and stride 2, then pointwise to 1
+ * channel: the dense 3x3 result (36 weights) is cheaper than the pair
+ * (72 + 8). */
+static void dw_mult_s2_pw(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 4, 9, 9));
+	np_value *a = conv(k, "dw", x, (convp){.cout = 8, .cin = 4, .k = 3, .stride = 2,
+	                                       .pad = 1, .group = 4, .bias = true});
+	gk_output(k, conv(k, "pw", a, (convp){.cout = 1, .cin = 8, .k = 1, .bias = true}));
+}
+
+/* Depthwise 3x3 then a depthwise 1x1 (a per-channel scale): equal groups,
+ * so the result stays depthwise (36 weights, not the 144 of a dense
+ * conv, which the cost model would refuse). */
+static void dw_dw1(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 4, 6, 6));
+	np_value *a = conv(k, "dw", x, (convp){.cout = 4, .cin = 4, .k = 3, .pad = 1,
+	                                       .group = 4, .bias = true});
+	gk_output(k, conv(k, "dw1", a, (convp){.cout = 4, .cin = 4, .k = 1, .group = 4,
+	                                       .bias = true}));
+}
+
+/* 1-D depthwise (3 channels, kernel 2) then pointwise to M channels.  Per
+ * output position the pair costs 2*(3*2) + 2*(M*3) FLOPs, the dense
+ * merged conv 2*(M*3*2): M = 2 ties (12 + 12 = 24, fewer parameter bytes:
+ * merged, "not more expensive"); M = 3 costs more (36 > 30: refused). */
+static void dw1d_pw(gk *k, int64_t m)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 3, 10));
+	np_value *in[3] = {x, gk_weight(k, "dw.weight", GK_SHAPE(3, 1, 2), -1, 1),
+	                   gk_weight(k, "dw.bias", GK_SHAPE(3), -1, 1)};
+	np_node *a = gk_node(k, "Conv", "dw", in, 3);
+	np_node_set_attr_int(a, "group", 3);
+	np_value *za = gk_done(k, a);
+	np_value *in2[3] = {za, gk_weight(k, "pw.weight", GK_SHAPE(m, 3, 1), -1, 1),
+	                    gk_weight(k, "pw.bias", GK_SHAPE(m), -1, 1)};
+	gk_output(k, gk_op(k, "Conv", "pw", in2, 3));
+}
+
+static void dw1d_pw2(gk *k)
+{
+	dw1d_pw(k, 2);
+}
+
+static void dw1d_pw3(gk *k)
+{
+	dw1d_pw(k, 3);
+}
+
 static void fold_conv_cases(void)
 {
 	check_case("Conv 3x3 -> Conv 1x1", conv3_conv1,
@@ -680,6 +741,21 @@ static void fold_conv_cases(void)
 	check_case("depthwise 3x3 -> pointwise x8 refused (dense costs more)", dw_pw_wide,
 	           &(expect){"fold_conv", NP_FOLD_EXACT, 2, "pw", "Conv", NULL,
 	                     "FLOPs", NULL});
+	check_case("1x1 expand -> padded depthwise refused under exact", pw_dw_padded,
+	           &(expect){"fold_conv", NP_FOLD_EXACT, 2, "dw", "Conv", NULL,
+	                     "B is padded: merging loses the intermediate zero padding", NULL});
+	check_case("depthwise x2 stride 2 -> pointwise (dense result)", dw_mult_s2_pw,
+	           &(expect){"fold_conv", NP_FOLD_EXACT, 1, "pw", "Conv",
+	                     "folded: dw (Conv)", NULL, NULL});
+	check_case("depthwise 3x3 -> depthwise 1x1 (stays depthwise)", dw_dw1,
+	           &(expect){"fold_conv", NP_FOLD_EXACT, 1, "dw1", "Conv",
+	                     "folded: dw (Conv)", NULL, NULL});
+	check_case("1-D depthwise -> pointwise x2: equal FLOPs, merged", dw1d_pw2,
+	           &(expect){"fold_conv", NP_FOLD_EXACT, 1, "pw", "Conv",
+	                     "folded: dw (Conv)", NULL, NULL});
+	check_case("1-D depthwise -> pointwise x3: more FLOPs, refused", dw1d_pw3,
+	           &(expect){"fold_conv", NP_FOLD_EXACT, 2, "pw", "Conv", NULL,
+	                     "would cost 324 FLOPs and 84 parameter bytes vs 270 and 84", NULL});
 	check_case("group 2 -> group 2 pointwise (stays grouped)", grouped_pair,
 	           &(expect){"fold_conv", NP_FOLD_EXACT, 1, "convB", "Conv",
 	                     "folded: convA (Conv)", NULL, NULL});
