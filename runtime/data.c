@@ -1361,6 +1361,37 @@ static np_status parse_spec(const char *spec, spec_parts *sp, np_error *err)
 	return NP_OK;
 }
 
+np_status np_data_files(const char *spec,
+                        void (*add)(void *ctx, const char *path), void *ctx,
+                        np_error *err)
+{
+	spec_parts sp;
+	np_status st = parse_spec(spec, &sp, err);
+	if (st != NP_OK)
+		return st;
+	if (strcmp(sp.kind, "cifar10") == 0) {
+		char files[5][PATH_BUF];
+		int nf = cifar_files(sp.a, files);
+		for (int i = 0; i < nf; i++)
+			add(ctx, files[i]);
+	} else if (strcmp(sp.kind, "pb") == 0) {
+		pb_set *sets = NULL;
+		int n = 0;
+		st = pb_list_sets(sp.a, &sets, &n, err);
+		for (int i = 0; st == NP_OK && i < n; i++) {
+			add(ctx, sets[i].xpath);
+			if (sets[i].ypath[0])
+				add(ctx, sets[i].ypath);
+		}
+		free(sets);
+	} else {
+		add(ctx, sp.a);
+		if (sp.b[0])
+			add(ctx, sp.b);
+	}
+	return st;
+}
+
 np_status np_data_load(const char *spec, const np_data_opts *opts,
                        np_dataset *out, np_error *err)
 {

@@ -49,6 +49,15 @@ typedef struct np_dataset {
 
 np_status np_data_load(const char *spec, const np_data_opts *opts,
                        np_dataset *out, np_error *err);
+
+/* Every file the spec names, in the order np_data_load() reads them
+ * (idx/npy: the one or two files; cifar10: the batch files; pb: each
+ * test_data_set_N's input_0.pb and output_0.pb): add(ctx, path) for each.
+ * For dependency files.  Errors as np_data_load()'s for a bad spec or a
+ * folder it cannot list. */
+np_status np_data_files(const char *spec,
+                        void (*add)(void *ctx, const char *path), void *ctx,
+                        np_error *err);
 void np_dataset_free(np_dataset *d);
 
 /* Check the examples fit the model input (rank + 1 with a free batch dim,

@@ -1,7 +1,6 @@
 /* depfile.c - the dependency rule of a run; see depfile.h. */
 #include "depfile.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "atomic.h"
+#include "data.h"
 #include "onnx.pb-c.h"
 
 void np_deps_init(np_deps *d)
@@ -35,12 +35,6 @@ void np_deps_add(np_deps *d, const char *path)
 		d->cap = cap;
 	}
 	d->v[d->n++] = np_arena_strdup(d->arena, path);
-}
-
-static bool np_is_file(const char *path)
-{
-	struct stat st;
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* ------------------------------------------------------- external data */
@@ -134,96 +128,19 @@ np_status np_deps_add_model(np_deps *d, const char *model, np_error *err)
 
 /* ------------------------------------------------------------ data files */
 
-static void np_add_if_file(np_deps *d, const char *dir, const char *name)
+static void np_deps_add_cb(void *ctx, const char *path)
 {
-	char *p = np_arena_printf(d->arena, "%s/%s", dir, name);
-	if (np_is_file(p))
-		np_deps_add(d, p);
+	np_deps_add(ctx, path);
 }
 
-/* As data.c's cifar_files(). */
-static void np_deps_cifar(np_deps *d, const char *dir)
-{
-	if (np_is_file(dir)) {
-		np_deps_add(d, dir);
-		return;
-	}
-	char *first = np_arena_printf(d->arena, "%s/data_batch_1.bin", dir);
-	if (!np_is_file(first)) {
-		np_add_if_file(d, dir, "test_batch.bin");
-		return;
-	}
-	for (int i = 1; i <= 5; i++)
-		np_deps_add(d, np_arena_printf(d->arena, "%s/data_batch_%d.bin", dir, i));
-}
-
-static int np_set_cmp(const void *a, const void *b)
-{
-	long x = atol(*(const char *const *)a), y = atol(*(const char *const *)b);
-	return (x > y) - (x < y);
-}
-
-/* As data.c's pb_list_sets(): DIR itself, DIR/input_0.pb, or every
- * DIR/test_data_set_N in numeric order. */
-static void np_deps_pb(np_deps *d, const char *dir)
-{
-	if (np_is_file(dir)) {
-		np_deps_add(d, dir);
-		return;
-	}
-	char *x = np_arena_printf(d->arena, "%s/input_0.pb", dir);
-	if (np_is_file(x)) {
-		np_deps_add(d, x);
-		np_add_if_file(d, dir, "output_0.pb");
-		return;
-	}
-	DIR *dh = opendir(dir);
-	if (!dh)
-		return;
-	const char *prefix = "test_data_set_";
-	size_t pl = strlen(prefix);
-	const char **nums = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *e;
-	while ((e = readdir(dh))) {
-		const char *nm = e->d_name;
-		if (strncmp(nm, prefix, pl) || !nm[pl] || strlen(nm) > 64 ||
-		    strspn(nm + pl, "0123456789") != strlen(nm + pl))
-			continue;
-		if (n == cap) {
-			size_t nc = cap ? 2 * cap : 8;
-			nums = np_arena_grow(d->arena, nums, cap * sizeof *nums, nc * sizeof *nums);
-			cap = nc;
-		}
-		nums[n++] = np_arena_strdup(d->arena, nm + pl);
-	}
-	closedir(dh);
-	if (n)
-		qsort(nums, n, sizeof *nums, np_set_cmp);
-	for (size_t i = 0; i < n; i++) {
-		char *set = np_arena_printf(d->arena, "%s/%s%s", dir, prefix, nums[i]);
-		np_add_if_file(d, set, "input_0.pb");
-		np_add_if_file(d, set, "output_0.pb");
-	}
-}
-
+/* The files data.c reads for the spec (np_data_files).  The run has
+ * loaded the spec already, so an error here cannot happen in practice;
+ * what was listed before it stays. */
 void np_deps_add_spec(np_deps *d, const char *spec)
 {
-	const char *colon = spec ? strchr(spec, ':') : NULL;
-	if (!colon)
-		return;
-	size_t kl = (size_t)(colon - spec);
-	const char *rest = colon + 1;
-	if (kl == 7 && strncmp(spec, "cifar10", kl) == 0) {
-		np_deps_cifar(d, rest);
-	} else if (kl == 2 && strncmp(spec, "pb", kl) == 0) {
-		np_deps_pb(d, rest);
-	} else {   /* idx, npy: FILE[,FILE] */
-		size_t n = strcspn(rest, ",");
-		np_deps_add(d, np_arena_printf(d->arena, "%.*s", (int)n, rest));
-		if (rest[n] == ',')
-			np_deps_add(d, rest + n + 1);
-	}
+	np_error err = {0};
+	if (spec)
+		(void)np_data_files(spec, np_deps_add_cb, d, &err);
 }
 
 /* ------------------------------------------------------------ the rule */
