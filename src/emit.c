@@ -18,8 +18,8 @@
 #define NP_VERIFY_RTOL 1e-4
 
 /* The fold passes, in order; run in rounds until nothing changes. */
-static const char *const np_fold_passes[] = {"fold_bn", "fold_gemm", "fold_conv",
-                                             "fold_residual"};
+static const char *const np_fold_passes[] = {"fold_bn", "fold_const", "fold_gemm",
+                                             "fold_conv", "fold_residual"};
 #define NP_N_FOLD_PASSES (int)(sizeof np_fold_passes / sizeof np_fold_passes[0])
 #define NP_FOLD_ROUNDS 3
 

@@ -6,3 +6,11 @@ tests_test_passes_fold_SOURCES = tests/test_passes_fold.c tests/graphkit.h tests
 tests_test_passes_fold_LDADD = $(NP_LIBS)
 
 TESTS += tests/test_passes_fold
+
+## fold_const: branches that are per-channel constants (zero-weight Conv
+## ...) replaced by the constant.
+check_PROGRAMS += tests/test_fold_const
+tests_test_fold_const_SOURCES = tests/test_fold_const.c tests/graphkit.h tests/tap.h
+tests_test_fold_const_LDADD = $(NP_LIBS)
+
+TESTS += tests/test_fold_const
