@@ -173,7 +173,9 @@ typedef struct np_run {
 	np_pass_log log;
 	/* layer names in order, for the report (arena of the input model) */
 	const char **layer_names;
-	const char **layer_kinds;
+	const char **layer_kinds;    /* family: relu, clip, gelu, ... */
+	const char **layer_labels;   /* as inspect names them: relu6,
+	                              * gelu(erf pattern), ...; may be NULL */
 } np_run;
 
 /* ---------------------------------------------------------- the loop */

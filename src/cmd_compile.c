@@ -208,9 +208,12 @@ static np_status np_compile_run(np_session *s, const np_cli *c, np_compile_data 
 	run->layers = ls.n;
 	run->layer_names = calloc((size_t)ls.n + 1, sizeof(char *));
 	run->layer_kinds = calloc((size_t)ls.n + 1, sizeof(char *));
-	for (int l = 0; run->layer_names && run->layer_kinds && l < ls.n; l++) {
+	run->layer_labels = calloc((size_t)ls.n + 1, sizeof(char *));
+	for (int l = 0; run->layer_names && run->layer_kinds && run->layer_labels &&
+	                l < ls.n; l++) {
 		run->layer_names[l] = ls.v[l].rectifier->name;
 		run->layer_kinds[l] = np_rect_kind_name(ls.v[l].kind);
+		run->layer_labels[l] = np_layer_kind_label(&ls.v[l]);
 	}
 	double bar = o.theta * run->dense_val;
 	if (st == NP_OK)

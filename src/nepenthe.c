@@ -280,5 +280,6 @@ void np_run_free(np_run *run)
 	np_pass_log_free(&run->log);
 	free(run->layer_names);
 	free(run->layer_kinds);
+	free(run->layer_labels);
 	memset(run, 0, sizeof *run);
 }

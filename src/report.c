@@ -284,13 +284,22 @@ static const char *layer_kind(const np_run *r, int i)
 	return r->layer_kinds && r->layer_kinds[i] ? r->layer_kinds[i] : "";
 }
 
+/* The kind as inspect prints it (relu6, gelu(erf pattern)), else the
+ * family. */
+static const char *layer_label(const np_run *r, int i)
+{
+	return r->layer_labels && r->layer_labels[i] ? r->layer_labels[i]
+	                                              : layer_kind(r, i);
+}
+
 /* Attributes shared by both kinds of <layer>: identity and states. */
 static void write_layer_profile(xw *x, const np_run *r, int i,
                                 const np_layer_profile *lp)
 {
 	x_int(x, "index", i + 1);
 	x_attr(x, "name", layer_name(r, i));
-	x_attr(x, "kind", layer_kind(r, i));
+	x_attr(x, "kind", layer_label(r, i));
+	x_attr(x, "family", layer_kind(r, i));
 	if (!lp)
 		return;
 	np_state_summary s;
