@@ -74,6 +74,24 @@ np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
 
 /* ------------------------------------------------------------------ log */
 
+static bool np_same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool np_log_has(const np_pass_log *log, const char *pass,
+                       const char *node, const char *into, const char *why)
+{
+	for (int i = 0; i < log->n; i++) {
+		const np_log_entry *e = &log->v[i];
+		if (e->kind == NP_LOG_REFUSED && np_same_str(e->pass, pass) &&
+		    np_same_str(e->node, node) && np_same_str(e->into, into) &&
+		    np_same_str(e->why ? e->why : "", why))
+			return true;
+	}
+	return false;
+}
+
 void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
                      const char *pass, const char *node, const char *into,
                      const char *why_fmt, ...)
@@ -89,20 +107,23 @@ void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
 		log->cap = cap;
 	}
 	(void)m;
+	char buf[512] = "";
+	if (why_fmt) {
+		va_list ap;
+		va_start(ap, why_fmt);
+		vsnprintf(buf, sizeof buf, why_fmt, ap);
+		va_end(ap);
+	}
+	/* Fold rounds run the same passes again: a refusal already logged
+	 * is not news. */
+	if (kind == NP_LOG_REFUSED && np_log_has(log, pass, node, into, buf))
+		return;
 	np_log_entry *e = &log->v[log->n++];
 	e->kind = kind;
 	e->pass = pass;
 	e->node = node ? strdup(node) : NULL;
 	e->into = into ? strdup(into) : NULL;
-	e->why = NULL;
-	if (why_fmt) {
-		char buf[512];
-		va_list ap;
-		va_start(ap, why_fmt);
-		vsnprintf(buf, sizeof buf, why_fmt, ap);
-		va_end(ap);
-		e->why = strdup(buf);
-	}
+	e->why = why_fmt ? strdup(buf) : NULL;
 }
 
 void np_pass_log_truncate(np_pass_log *log, int n)
