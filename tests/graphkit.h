@@ -224,6 +224,27 @@ static inline void gk_set_ints(np_node *n, const char *name, int count,
 	np_node_set_attr_ints(n, name, v, count);
 }
 
+/* Random inputs in [-1, 1] for every graph input of k, dynamic dims as
+ * batch; data[i] (malloc'd, the caller frees) backs in[i].  Returns the
+ * number of inputs. */
+static inline int gk_random_inputs(gk *k, np_rt_input *in, float **data,
+                                   int64_t batch)
+{
+	int n = k->g->n_inputs;
+	for (int i = 0; i < n; i++) {
+		np_value *v = k->g->inputs[i];
+		int64_t total = 1;
+		in[i] = (np_rt_input){v->name, NP_FLOAT, v->rank, {0}, NULL};
+		for (int d = 0; d < v->rank; d++) {
+			in[i].dims[d] = v->dims[d].value >= 0 ? v->dims[d].value : batch;
+			total *= in[i].dims[d];
+		}
+		data[i] = gk_random(k, total, -1, 1);
+		in[i].data = data[i];
+	}
+	return n;
+}
+
 /* Run m once in inference mode; a malloc'd copy of graph output `out`
  * (float), its element count in *nelem.  NULL with err set on failure. */
 static inline float *gk_run(np_model *m, const np_rt_input *in, int n_in,

@@ -123,24 +123,6 @@ typedef struct run_out {
 	np_rtensor shape;            /* dims of output 0 */
 } run_out;
 
-/* Random inputs for every graph input, dynamic dims as BATCH. */
-static int make_inputs(gk *k, np_rt_input *in, float **data)
-{
-	int n = k->g->n_inputs;
-	for (int i = 0; i < n; i++) {
-		np_value *v = k->g->inputs[i];
-		int64_t total = 1;
-		in[i] = (np_rt_input){v->name, NP_FLOAT, v->rank, {0}, NULL};
-		for (int d = 0; d < v->rank; d++) {
-			in[i].dims[d] = v->dims[d].value >= 0 ? v->dims[d].value : BATCH;
-			total *= in[i].dims[d];
-		}
-		data[i] = gk_random(k, total, -1, 1);
-		in[i].data = data[i];
-	}
-	return n;
-}
-
 static bool run(np_model *m, const np_rt_input *in, int n_in, run_out *o,
                 np_error *err)
 {
@@ -216,7 +198,7 @@ static void check_case(const char *what, void (*build)(gk *), const expect *e)
 	}
 	np_rt_input in[4];
 	float *data[4] = {0};
-	int n_in = make_inputs(&k, in, data);
+	int n_in = gk_random_inputs(&k, in, data, BATCH);
 	run_out before, after;
 	if (!run(k.m, in, n_in, &before, &err)) {
 		ok(0, "%s: runtime before: %s", what, err.msg);
