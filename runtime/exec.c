@@ -302,6 +302,9 @@ np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 	return rt;
 }
 
+struct np_plain_view;
+static void np_plain_view_free(struct np_plain_view *v);
+
 static void np_plan_free(np_plan *p)
 {
 	if (!p)
@@ -317,9 +320,7 @@ static void np_plan_free(np_plan *p)
 		np_rtensor *t = &p->t[i];
 		if (!t->is_param && !t->borrowed)
 			free(t->data);
-		if (t->plain)
-			free(t->plain->data);
-		free(t->plain);
+		np_plain_view_free(t->plain);
 	}
 	for (int i = 0; i < p->n_grad_bufs; i++)
 		free(p->grad_bufs[i]);
@@ -931,52 +932,79 @@ const np_rtensor *np_rt_output(const np_rt *rt, int i)
 	return &rt->cur->t[rt->m->graph->outputs[i]->id];
 }
 
-/* t's content reordered into a plain copy kept in t->plain. */
+dnnl_status_t np_rt_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *from,
+                                 const dnnl_memory_desc_t *to, dnnl_primitive_t *r)
+{
+	dnnl_primitive_desc_t pd;
+	dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL);
+	if (s)
+		return s;
+	s = dnnl_primitive_create(r, pd);
+	dnnl_primitive_desc_destroy(pd);
+	return s;
+}
+
+dnnl_status_t np_rt_reorder_run(dnnl_primitive_t r, dnnl_memory_t from,
+                                dnnl_memory_t to, dnnl_stream_t stream)
+{
+	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+	return dnnl_primitive_execute(r, stream, 2, args);
+}
+
+/* np_rt_value()'s plain copy of a blocked value, with its reorder made
+ * once per plan (profiling asks for the same values every batch). */
+struct np_plain_view {
+	np_rtensor t;
+	dnnl_memory_t from, to;
+	dnnl_primitive_t reorder;
+};
+
+static void np_plain_view_free(struct np_plain_view *v)
+{
+	if (!v)
+		return;
+	if (v->reorder)
+		dnnl_primitive_destroy(v->reorder);
+	if (v->to)
+		dnnl_memory_destroy(v->to);
+	if (v->from)
+		dnnl_memory_destroy(v->from);
+	free(v->t.data);
+	free(v);
+}
+
+static struct np_plain_view *np_plain_view_new(const np_rt *rt, const np_rtensor *t)
+{
+	struct np_plain_view *v = calloc(1, sizeof *v);
+	if (!v)
+		return NULL;
+	v->t = *t;
+	v->t.blocked = false;
+	v->t.grad = NULL;
+	v->t.plain = NULL;
+	v->t.data = np_aligned(sizeof(float) * (size_t)t->nelem);
+	dnnl_memory_desc_t md;
+	np_rt_md_plain(&md, t);
+	if (!v->t.data ||
+	    dnnl_memory_create(&v->from, &t->md, rt->engine, t->data) ||
+	    dnnl_memory_create(&v->to, &md, rt->engine, v->t.data) ||
+	    np_rt_reorder_make(rt->engine, &t->md, &md, &v->reorder)) {
+		np_plain_view_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* t's content reordered into its plain copy t->plain. */
 static const np_rtensor *np_plain_view(const np_rt *rt, np_rtensor *t)
 {
-	if (!t->plain) {
-		np_rtensor *c = calloc(1, sizeof *c);
-		if (!c)
-			return NULL;
-		*c = *t;
-		c->blocked = false;
-		c->grad = NULL;
-		c->plain = NULL;
-		c->data = np_aligned(sizeof(float) * (size_t)t->nelem);
-		if (!c->data) {
-			free(c);
-			return NULL;
-		}
-		t->plain = c;
-	}
-	dnnl_memory_desc_t md;
-	dnnl_memory_t from = NULL, to = NULL;
-	dnnl_primitive_desc_t pd = NULL;
-	dnnl_primitive_t r = NULL;
-	np_rt_md_plain(&md, t);
-	dnnl_status_t s = dnnl_memory_create(&from, &t->md, rt->engine, t->data);
-	if (!s)
-		s = dnnl_memory_create(&to, &md, rt->engine, t->plain->data);
-	if (!s)
-		s = dnnl_reorder_primitive_desc_create(&pd, &t->md, rt->engine, &md,
-		                                       rt->engine, NULL);
-	if (!s)
-		s = dnnl_primitive_create(&r, pd);
-	if (!s) {
-		dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-		s = dnnl_primitive_execute(r, rt->stream, 2, args);
-	}
-	if (!s)
-		s = dnnl_stream_wait(rt->stream);
-	if (r)
-		dnnl_primitive_destroy(r);
-	if (pd)
-		dnnl_primitive_desc_destroy(pd);
-	if (to)
-		dnnl_memory_destroy(to);
-	if (from)
-		dnnl_memory_destroy(from);
-	return s == dnnl_success ? t->plain : NULL;
+	if (!t->plain && !(t->plain = np_plain_view_new(rt, t)))
+		return NULL;
+	struct np_plain_view *v = t->plain;
+	if (np_rt_reorder_run(v->reorder, v->from, v->to, rt->stream) ||
+	    dnnl_stream_wait(rt->stream))
+		return NULL;
+	return &v->t;
 }
 
 const np_rtensor *np_rt_value(const np_rt *rt, const char *name)

@@ -77,7 +77,7 @@ typedef struct np_rtensor {
 	int n_consumers;             /* node inputs reading it in the plan */
 	bool blocked;                /* data and grad in layout md (see LAYOUT) */
 	dnnl_memory_desc_t md;       /* valid when blocked */
-	struct np_rtensor *plain;    /* np_rt_value()'s plain copy, or NULL */
+	struct np_plain_view *plain; /* np_rt_value()'s plain copy, or NULL */
 } np_rtensor;
 
 /* What layouts an op accepts on input 0 / output 0 (see LAYOUT). */
@@ -150,6 +150,13 @@ np_status np_rt_dnnl(dnnl_status_t s, const np_xnode *x, const char *what,
 void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t);
 /* t's actual layout: md when blocked, else plain. */
 void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t);
+
+/* A reorder primitive from one layout to another (same engine). */
+dnnl_status_t np_rt_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *from,
+                                 const dnnl_memory_desc_t *to, dnnl_primitive_t *r);
+/* Runs it: from -> to. */
+dnnl_status_t np_rt_reorder_run(dnnl_primitive_t r, dnnl_memory_t from,
+                                dnnl_memory_t to, dnnl_stream_t stream);
 
 /* Scratch memory owned by the rt, valid until the next call that asks for
  * scratch with the same slot. */

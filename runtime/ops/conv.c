@@ -117,7 +117,6 @@ static dnnl_status_t edge_init(edge *e, dnnl_engine_t eng,
                                const dnnl_memory_desc_t *want, void *buf,
                                bool out, const edge *share)
 {
-	dnnl_primitive_desc_t pd;
 	dnnl_status_t s;
 	e->md = *want;
 	e->out = out;
@@ -136,13 +135,8 @@ static dnnl_status_t edge_init(edge *e, dnnl_engine_t eng,
 	if (s)
 		return s;
 	e->owns_mem = true;
-	s = out ? dnnl_reorder_primitive_desc_create(&pd, want, eng, plain, eng, NULL)
-	        : dnnl_reorder_primitive_desc_create(&pd, plain, eng, want, eng, NULL);
-	if (s)
-		return s;
-	s = dnnl_primitive_create(&e->reorder, pd);
-	dnnl_primitive_desc_destroy(pd);
-	return s;
+	return out ? np_rt_reorder_make(eng, want, plain, &e->reorder)
+	           : np_rt_reorder_make(eng, plain, want, &e->reorder);
 }
 
 /* A primitive output nobody reads (e.g. dW when only the bias trains). */
@@ -158,11 +152,8 @@ static dnnl_status_t edge_run(const edge *e, dnnl_stream_t stream)
 {
 	if (!e->reorder)
 		return dnnl_success;
-	dnnl_exec_arg_t args[2] = {
-		{DNNL_ARG_FROM, e->out ? e->mem : e->user},
-		{DNNL_ARG_TO, e->out ? e->user : e->mem},
-	};
-	return dnnl_primitive_execute(e->reorder, stream, 2, args);
+	return e->out ? np_rt_reorder_run(e->reorder, e->mem, e->user, stream)
+	              : np_rt_reorder_run(e->reorder, e->user, e->mem, stream);
 }
 
 /* Points the plain side at buf (a gradient target changes per pass). */

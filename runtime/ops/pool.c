@@ -165,18 +165,6 @@ static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 	pool_md(md, &like);
 }
 
-static dnnl_status_t pool_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from,
-                                  const dnnl_memory_desc_t *to, dnnl_engine_t eng)
-{
-	dnnl_primitive_desc_t pd;
-	dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, NULL);
-	if (s)
-		return s;
-	s = dnnl_primitive_create(r, pd);
-	dnnl_primitive_desc_destroy(pd);
-	return s;
-}
-
 /* When Y's layout is not the primitive's: a buffer for the primitive and
  * a reorder between it and Y (forward: after; backward: before). */
 static dnnl_status_t pool_y_edge(dnnl_memory_t *prim, dnnl_memory_t *user,
@@ -192,15 +180,9 @@ static dnnl_status_t pool_y_edge(dnnl_memory_t *prim, dnnl_memory_t *user,
 	if (!s)
 		s = dnnl_memory_create(user, &ymd, eng, buf);
 	if (!s)
-		s = out ? pool_reorder(r, md, &ymd, eng) : pool_reorder(r, &ymd, md, eng);
+		s = out ? np_rt_reorder_make(eng, md, &ymd, r)
+		        : np_rt_reorder_make(eng, &ymd, md, r);
 	return s;
-}
-
-static dnnl_status_t pool_run_reorder(dnnl_primitive_t r, dnnl_memory_t from,
-                                      dnnl_memory_t to, dnnl_stream_t stream)
-{
-	dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-	return dnnl_primitive_execute(r, stream, 2, args);
 }
 
 static dnnl_status_t pool_make(dnnl_primitive_t *p, dnnl_primitive_desc_t *pd,
@@ -303,7 +285,7 @@ static np_status pool_forward(np_xnode *x, np_rt *rt, bool training,
 	dnnl_status_t s = dnnl_primitive_execute(ps->fwd, np_rt_stream(rt),
 	                                         ps->ws ? 3 : 2, args);
 	if (!s && ps->y_out)
-		s = pool_run_reorder(ps->y_out, ps->dst, ps->y, np_rt_stream(rt));
+		s = np_rt_reorder_run(ps->y_out, ps->dst, ps->y, np_rt_stream(rt));
 	return np_rt_dnnl(s, x, "running the pooling", err);
 }
 
@@ -321,7 +303,7 @@ static np_status pool_backward(np_xnode *x, np_rt *rt, np_error *err)
 		s = dnnl_memory_set_data_handle(ps->dy ? ps->dy : ps->ddst,
 		                                x->out[0]->grad);
 	if (!s && ps->dy_in)
-		s = pool_run_reorder(ps->dy_in, ps->dy, ps->ddst, np_rt_stream(rt));
+		s = np_rt_reorder_run(ps->dy_in, ps->dy, ps->ddst, np_rt_stream(rt));
 	if (!s)
 		s = dnnl_primitive_execute(ps->bwd, np_rt_stream(rt),
 		                           ps->ws ? 3 : 2, args);
