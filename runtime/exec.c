@@ -30,6 +30,9 @@ struct np_plan {
 	int n_grad_bufs;
 	uint64_t last_used;
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
+	bool *plain_nodes;         /* while building: nodes whose values must
+	                            * stay plain (borrowed, np_plan_build) */
+	bool fallback_added;       /* a prepare() asked for one more */
 };
 
 typedef struct np_scratch {
@@ -49,6 +52,11 @@ struct np_rt {
 	np_plan *plans[NP_RT_PLANS];
 	int n_plans;
 	np_plan *cur;
+	np_plan *building;         /* the plan being prepared, or NULL */
+	int block;                 /* channel block of activations: 16, 8, or
+	                            * 0 for plain (np_rt_probe_block) */
+	bool *fallback_logged;     /* by node index: reported once (-v) */
+	int n_logged;
 	uint64_t clock;
 	np_scratch grad_scratch[NP_RT_GRAD_SCRATCH];
 	np_rt_progress_fn progress;
@@ -105,6 +113,71 @@ void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 		*md = t->md;
 	else
 		np_rt_md_plain(md, t);
+}
+
+int np_rt_blk(const np_rtensor *t)
+{
+	if (!t->blocked || t->md.format_kind != dnnl_blocked ||
+	    t->md.format_desc.blocking.inner_nblks != 1)
+		return 1;
+	return (int)t->md.format_desc.blocking.inner_blks[0];
+}
+
+int np_rt_block(const np_rt *rt) { return rt->block; }
+
+static bool np_rt_verbose;
+
+void np_rt_set_verbose(bool on) { np_rt_verbose = on; }
+
+static bool np_pd_is_ref(const_dnnl_primitive_desc_t pd)
+{
+	const char *impl = NULL;
+	if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
+	    dnnl_success || !impl)
+		return false;
+	/* "ref:any", "bnorm_ref:any", "ref_fused...": oneDNN's reference
+	 * kernels, the implementations of last resort. */
+	return strncmp(impl, "ref", 3) == 0 || strstr(impl, "_ref") != NULL;
+}
+
+bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd) { return np_pd_is_ref(pd); }
+
+static bool np_xnode_blocked(const np_xnode *x)
+{
+	for (int i = 0; i < x->n_in; i++)
+		if (x->in[i] && x->in[i]->blocked)
+			return true;
+	for (int k = 0; k < x->n_out; k++)
+		if (x->out[k] && x->out[k]->blocked)
+			return true;
+	return false;
+}
+
+dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
+                              dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d,
+                              const_dnnl_primitive_attr_t attr,
+                              const_dnnl_primitive_desc_t hint)
+{
+	dnnl_status_t s = dnnl_primitive_desc_create(pd, d, attr, rt->engine, hint);
+	np_plan *p = rt->building;
+	if (s != dnnl_success || !p || !np_pd_is_ref(*pd) || !np_xnode_blocked(x))
+		return s;
+	/* Only a reference kernel for the blocked layout: the planner builds
+	 * the plan again with this node's values plain (np_plan_build). */
+	int i = (int)(x - p->x);
+	if (i >= 0 && i < p->n_x && !p->plain_nodes[i]) {
+		p->plain_nodes[i] = true;
+		p->fallback_added = true;
+		if (np_rt_verbose && i < rt->n_logged && !rt->fallback_logged[i]) {
+			const char *impl = "?";
+			dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl);
+			fprintf(stderr, "nepenc: runtime: %s (%s): only %s for the "
+			        "blocked layout; its values stay plain\n",
+			        x->node->name ? x->node->name : "?", x->node->op_type, impl);
+			rt->fallback_logged[i] = true;
+		}
+	}
+	return s;
 }
 
 static void *np_aligned(size_t bytes)
@@ -267,6 +340,63 @@ np_param *np_rt_param_by_name(np_rt *rt, const char *name)
 
 /* ------------------------------------------------------------ rt life */
 
+static bool np_layouts_disabled(void);
+
+/* The channel block of a layout oneDNN chose: aBcd16b -> 16, aBcd8b -> 8,
+ * anything else (plain, or blocked over other dimensions) -> 0. */
+static int np_md_channel_block(const dnnl_memory_desc_t *md)
+{
+	if (!md || md->format_kind != dnnl_blocked)
+		return 0;
+	const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+	if (b->inner_nblks != 1 || b->inner_idxs[0] != 1)
+		return 0;
+	return (int)b->inner_blks[0];
+}
+
+/* Which layout does this CPU's best convolution want for activations?
+ * Asked of oneDNN itself, for a typical 3x3 convolution of 64 channels,
+ * forward and both backward passes: 16 on AVX-512, 8 on AVX2/AVX, 0
+ * (plain) where they disagree or want plain (SSE4.1's backward passes run
+ * on plain layouts through gemm).  No constant of one ISA decides it. */
+static int np_rt_probe_block(dnnl_engine_t eng)
+{
+	dnnl_dims_t src = {32, 64, 16, 16}, wei = {64, 64, 3, 3};
+	dnnl_dims_t one = {1, 1}, pad = {1, 1}, zero = {0, 0};
+	dnnl_memory_desc_t s_md, w_md, d_md;
+	dnnl_memory_desc_init_by_tag(&s_md, 4, src, dnnl_f32, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&w_md, 4, wei, dnnl_f32, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&d_md, 4, src, dnnl_f32, dnnl_format_tag_any);
+	dnnl_convolution_desc_t fd, bd, wd;
+	dnnl_primitive_desc_t fpd = NULL, bpd = NULL, wpd = NULL;
+	int block = 0;
+	if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
+	        dnnl_convolution_direct, &s_md, &w_md, NULL, &d_md, one, zero,
+	        pad, pad) || dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL))
+		return 0;
+	block = np_md_channel_block(dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0));
+	if (block != np_md_channel_block(dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0)))
+		block = 0;
+	if (block && (dnnl_dilated_convolution_backward_data_desc_init(&bd,
+	        dnnl_convolution_direct, &s_md, &w_md, &d_md, one, zero, pad, pad) ||
+	    dnnl_primitive_desc_create(&bpd, &bd, NULL, eng, fpd) ||
+	    np_md_channel_block(dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0)) != block))
+		block = 0;
+	if (block && (dnnl_dilated_convolution_backward_weights_desc_init(&wd,
+	        dnnl_convolution_direct, &s_md, &w_md, NULL, &d_md, one, zero, pad, pad) ||
+	    dnnl_primitive_desc_create(&wpd, &wd, NULL, eng, fpd) ||
+	    np_md_channel_block(dnnl_primitive_desc_query_md(wpd, dnnl_query_src_md, 0)) != block))
+		block = 0;
+	if (block && (np_pd_is_ref(fpd) || np_pd_is_ref(bpd) || np_pd_is_ref(wpd)))
+		block = 0;
+	if (wpd)
+		dnnl_primitive_desc_destroy(wpd);
+	if (bpd)
+		dnnl_primitive_desc_destroy(bpd);
+	dnnl_primitive_desc_destroy(fpd);
+	return block == 8 || block == 16 ? block : 0;
+}
+
 np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 {
 	np_graph *g = m->graph;
@@ -292,6 +422,14 @@ np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 	    dnnl_stream_create(&rt->stream, rt->engine, dnnl_stream_default_flags) !=
 	        dnnl_success) {
 		np_fail(err, NP_ERR_UNSUPPORTED, "cannot create a oneDNN CPU engine");
+		np_rt_free(rt);
+		return NULL;
+	}
+	rt->block = np_layouts_disabled() ? 0 : np_rt_probe_block(rt->engine);
+	rt->n_logged = g->n_nodes;
+	rt->fallback_logged = calloc((size_t)g->n_nodes + 1, sizeof(bool));
+	if (!rt->fallback_logged) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory");
 		np_rt_free(rt);
 		return NULL;
 	}
@@ -352,6 +490,7 @@ void np_rt_free(np_rt *rt)
 		free(rt->grad_scratch[i].buf);
 	for (int i = 0; i < 8; i++)
 		free(rt->scratch[i]);
+	free(rt->fallback_logged);
 	if (rt->stream)
 		dnnl_stream_destroy(rt->stream);
 	if (rt->engine)
@@ -579,12 +718,12 @@ static void np_set_refuse(np_layout_sets *ls, int i)
 	ls->ok[np_set_find(ls, i)] = false;
 }
 
-/* May t itself live in nChw16c?  A 4-D float activation with whole
+/* May t itself live in nChw<block>c?  A 4-D float activation with whole
  * channel blocks (no padding: the buffer keeps nelem floats). */
-static bool np_blockable(const np_rtensor *t, const np_value *v)
+static bool np_blockable(const np_rtensor *t, const np_value *v, int block)
 {
-	return t->dtype == NP_FLOAT && t->rank == 4 && t->dims[1] > 0 &&
-	       t->dims[1] % 16 == 0 && t->nelem > 0 && !t->is_const &&
+	return block > 0 && t->dtype == NP_FLOAT && t->rank == 4 && t->dims[1] > 0 &&
+	       t->dims[1] % block == 0 && t->nelem > 0 && !t->is_const &&
 	       !t->is_param && !v->is_input && !v->is_output;
 }
 
@@ -599,7 +738,8 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
                            const np_xnode *x)
 {
 	const np_rtensor *base = p->t;
-	np_layout_rule rule = x->folded ? NP_LAYOUT_PLAIN : x->op->layout;
+	np_layout_rule rule = x->folded || p->plain_nodes[x - p->x]
+	                      ? NP_LAYOUT_PLAIN : x->op->layout;
 	/* An elementwise op broadcasting a non-scalar operand (PRelu's or a
 	 * Mul's [C,1,1]) indexes it as plain NCHW: all plain then. */
 	for (int i = 0; rule == NP_LAYOUT_FLAT && i < x->n_in; i++)
@@ -628,8 +768,9 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
 	}
 }
 
-/* Chooses nChw16c for every class of values all of whose members and
- * readers and writers allow it; the rest stay plain. */
+/* Chooses nChw<block>c (rt->block: what this CPU's convolutions want)
+ * for every class of values all of whose members and readers and writers
+ * allow it; the rest stay plain. */
 static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 {
 	np_graph *g = rt->m->graph;
@@ -644,7 +785,7 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 	}
 	for (int i = 0; i < p->n_t; i++) {
 		ls.parent[i] = i;
-		ls.ok[i] = np_blockable(&p->t[i], g->values[i]);
+		ls.ok[i] = np_blockable(&p->t[i], g->values[i], rt->block);
 	}
 	for (int i = 0; i < p->n_x; i++)
 		np_layout_node(&ls, p, &p->x[i]);
@@ -654,7 +795,8 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 			continue;
 		dnnl_dims_t d = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
 		t->blocked = true;
-		dnnl_memory_desc_init_by_tag(&t->md, 4, d, dnnl_f32, dnnl_aBcd16b);
+		dnnl_memory_desc_init_by_tag(&t->md, 4, d, dnnl_f32,
+		                             rt->block == 8 ? dnnl_aBcd8b : dnnl_aBcd16b);
 	}
 	free(ls.parent);
 	free(ls.ok);
@@ -826,8 +968,8 @@ static bool np_layouts_disabled(void)
 	return e && *e && strcmp(e, "0") != 0;
 }
 
-static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
-                              np_error *err)
+static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
+                                   bool *plain_nodes, np_error *err)
 {
 	np_graph *g = rt->m->graph;
 	np_plan *p = calloc(1, sizeof *p);
@@ -837,6 +979,7 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 	}
 	p->n_t = g->n_values;
 	p->n_x = g->n_nodes;
+	p->plain_nodes = plain_nodes;
 	p->t = calloc((size_t)p->n_t + 1, sizeof(np_rtensor));
 	p->x = calloc((size_t)p->n_x + 1, sizeof(np_xnode));
 	np_status st = p->t && p->x ? NP_OK : NP_ERR_NOMEM;
@@ -844,13 +987,15 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 		st = np_plan_values(rt, p, in, n_in, err);
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
 		st = np_plan_node(rt, p, g->nodes[i], &p->x[i], err);
-	if (st == NP_OK && !np_layouts_disabled())
+	if (st == NP_OK && rt->block > 0)
 		st = np_plan_layouts(rt, p, err);
 	if (st == NP_OK)
 		st = np_plan_grads(rt, p, err);
+	rt->building = p;
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
 		if (!p->x[i].folded && p->x[i].op->prepare)
 			st = p->x[i].op->prepare(&p->x[i], rt, err);
+	rt->building = NULL;
 	if (st == NP_OK && np_plan_signature(rt, p, in, n_in) != NP_OK)
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory planning");
 	if (st != NP_OK) {
@@ -859,6 +1004,33 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 		np_plan_free(p);
 		return NULL;
 	}
+	p->plain_nodes = NULL;
+	return p;
+}
+
+/* Builds the plan; when an op found only a reference kernel for a blocked
+ * value (np_rt_pd_create), builds it again with that op's values plain.
+ * Every round adds at least one node, so this ends. */
+static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
+                              np_error *err)
+{
+	int n = rt->m->graph->n_nodes;
+	bool *plain_nodes = calloc((size_t)n + 1, sizeof(bool));
+	if (!plain_nodes) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+		return NULL;
+	}
+	np_plan *p = NULL;
+	for (int round = 0; round <= n; round++) {
+		p = np_plan_build_once(rt, in, n_in, plain_nodes, err);
+		if (!p)
+			break;
+		if (!p->fallback_added)
+			break;
+		np_plan_free(p);
+		p = NULL;
+	}
+	free(plain_nodes);
 	return p;
 }
 

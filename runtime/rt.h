@@ -26,15 +26,22 @@
  *   np_rt_run() or np_rt_free().  Inputs are copied.
  *
  * LAYOUT
- *   Between ops, 4-D activations whose channel count is a multiple of 16
- *   stay in oneDNN's blocked layout nChw16c (aBcd16b) when every op that
- *   writes or reads them can work on it: Conv, BatchNormalization, the
- *   pools, and elementwise ops over equal shapes (np_op.layout).  Such a
- *   tensor has `blocked` set and its layout in `md`; its gradient uses the
- *   same layout; it has no padding, so nelem floats.  Everything else is
- *   plain row-major (NCHW for images).  Graph inputs and outputs are
- *   always plain, and np_rt_value() hands out plain copies: reorders only
- *   at the edges, none between Conv, BN, ReLU, Add and pools.
+ *   The CPU decides: np_rt_new() asks oneDNN which layout its convolution
+ *   picks (forward and both backward passes) for a typical shape, giving
+ *   a channel block of 16 (AVX-512: nChw16c), 8 (AVX2/AVX: nChw8c) or none
+ *   (SSE4.1, whose backward convolutions run plain).  Between ops, 4-D
+ *   activations whose channel count is a multiple of the block stay in
+ *   that blocked layout when every op that writes or reads them can work
+ *   on it: Conv, BatchNormalization, the pools, and elementwise ops over
+ *   equal shapes (np_op.layout).  Ops create their primitives through
+ *   np_rt_pd_create(): if oneDNN has only a reference kernel for a blocked
+ *   value, the plan is built again with that op's values plain (-v says
+ *   so).  A blocked tensor has `blocked` set and its layout in `md`
+ *   (np_rt_blk() gives the block); its gradient uses the same layout; it
+ *   has no padding, so nelem floats.  Everything else is plain row-major
+ *   (NCHW for images).  Graph inputs and outputs are always plain, and
+ *   np_rt_value() hands out plain copies: reorders only at the edges,
+ *   none between Conv, BN, ReLU, Add and pools.
  *
  * OPS
  *   Every op kind is one np_op (a file under runtime/ops/) listed once in
@@ -150,6 +157,23 @@ np_status np_rt_dnnl(dnnl_status_t s, const np_xnode *x, const char *what,
 void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t);
 /* t's actual layout: md when blocked, else plain. */
 void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t);
+
+/* t's channel block: 16 or 8 when blocked (nChw16c, nChw8c), else 1. */
+int np_rt_blk(const np_rtensor *t);
+/* The runtime's activation block chosen from the CPU (LAYOUT): 16, 8, 0. */
+int np_rt_block(const np_rt *rt);
+
+/* dnnl_primitive_desc_create() for node x, on the runtime's engine; a
+ * reference kernel on a blocked value of x makes the planner build the
+ * plan again with x's values plain (LAYOUT). */
+dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
+                              dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d,
+                              const_dnnl_primitive_attr_t attr,
+                              const_dnnl_primitive_desc_t hint);
+/* Is pd one of oneDNN's reference implementations ("ref:any", ...)? */
+bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd);
+/* Report layout fallbacks on stderr (the command line's -v); process-wide. */
+void np_rt_set_verbose(bool on);
 
 /* A reorder primitive from one layout to another (same engine). */
 dnnl_status_t np_rt_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *from,

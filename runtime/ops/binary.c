@@ -242,8 +242,7 @@ static np_status bin_make_dnnl(np_xnode *x, np_rt *rt, bin_state *s,
 	                                                &md0, &md1, &md0),
 	                          x, "binary descriptor", err);
 	if (!st)
-		st = np_rt_dnnl(dnnl_primitive_desc_create(&pd, &d, NULL, eng,
-		                                           NULL),
+		st = np_rt_dnnl(np_rt_pd_create(rt, x, &pd, &d, NULL, NULL),
 		                x, "binary primitive descriptor", err);
 	if (!st)
 		st = np_rt_dnnl(dnnl_primitive_create(&s->prim, pd), x,

@@ -101,11 +101,12 @@ static np_status bn_infer(np_xnode *x, np_error *err)
 
 /* ---------------------------------------------------------- prepare */
 
-static dnnl_status_t bn_make(dnnl_primitive_t *p, dnnl_primitive_desc_t *pd,
+static dnnl_status_t bn_make(np_rt *rt, const np_xnode *x,
+                             dnnl_primitive_t *p, dnnl_primitive_desc_t *pd,
                              const dnnl_batch_normalization_desc_t *d,
-                             dnnl_engine_t eng, const_dnnl_primitive_desc_t hint)
+                             const_dnnl_primitive_desc_t hint)
 {
-	dnnl_status_t s = dnnl_primitive_desc_create(pd, d, NULL, eng, hint);
+	dnnl_status_t s = np_rt_pd_create(rt, x, pd, d, NULL, hint);
 	return s ? s : dnnl_primitive_create(p, *pd);
 }
 
@@ -120,9 +121,9 @@ static dnnl_status_t bn_vec(dnnl_memory_t *m, const bn_state *b,
 }
 
 static dnnl_status_t bn_prepare_fwd(bn_state *b, const np_xnode *x,
-                                    dnnl_engine_t eng,
-                                    dnnl_primitive_desc_t *train_pd)
+                                    np_rt *rt, dnnl_primitive_desc_t *train_pd)
 {
+	dnnl_engine_t eng = np_rt_engine(rt);
 	const unsigned ss = dnnl_use_scale | dnnl_use_shift;
 	dnnl_memory_desc_t md;
 	dnnl_batch_normalization_desc_t d;
@@ -131,14 +132,14 @@ static dnnl_status_t bn_prepare_fwd(bn_state *b, const np_xnode *x,
 	dnnl_status_t s = dnnl_batch_normalization_forward_desc_init(
 		&d, dnnl_forward_inference, &md, b->eps, ss | dnnl_use_global_stats);
 	if (!s)
-		s = bn_make(&b->fwd_infer, &pd, &d, eng, NULL);
+		s = bn_make(rt, x, &b->fwd_infer, &pd, &d, NULL);
 	if (pd)
 		dnnl_primitive_desc_destroy(pd);
 	if (!s)
 		s = dnnl_batch_normalization_forward_desc_init(
 			&d, dnnl_forward_training, &md, b->eps, ss);
 	if (!s)
-		s = bn_make(&b->fwd_train, train_pd, &d, eng, NULL);
+		s = bn_make(rt, x, &b->fwd_train, train_pd, &d, NULL);
 	if (!s)
 		s = dnnl_memory_create(&b->src, &md, eng, x->in[0]->data);
 	if (!s)
@@ -154,9 +155,9 @@ static dnnl_status_t bn_prepare_fwd(bn_state *b, const np_xnode *x,
 
 /* Gradients that no input wants still need a place to go. */
 static dnnl_status_t bn_prepare_bwd(bn_state *b, const np_xnode *x,
-                                    dnnl_engine_t eng,
-                                    const_dnnl_primitive_desc_t hint)
+                                    np_rt *rt, const_dnnl_primitive_desc_t hint)
 {
+	dnnl_engine_t eng = np_rt_engine(rt);
 	dnnl_memory_desc_t md;
 	dnnl_batch_normalization_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
@@ -164,7 +165,7 @@ static dnnl_status_t bn_prepare_bwd(bn_state *b, const np_xnode *x,
 	dnnl_status_t s = dnnl_batch_normalization_backward_desc_init(
 		&d, dnnl_backward, &md, &md, b->eps, dnnl_use_scale | dnnl_use_shift);
 	if (!s)
-		s = bn_make(&b->bwd, &pd, &d, eng, hint);
+		s = bn_make(rt, x, &b->bwd, &pd, &d, hint);
 	if (pd)
 		dnnl_primitive_desc_destroy(pd);
 	if (!s)
@@ -199,12 +200,11 @@ static np_status bn_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	if (!b->batch_mean || !b->batch_var)
 		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
 	dnnl_primitive_desc_t train_pd = NULL;
-	dnnl_engine_t eng = np_rt_engine(rt);
 	bool any_grad = X->needs_grad || x->in[1]->needs_grad || x->in[2]->needs_grad;
-	np_status st = np_rt_dnnl(bn_prepare_fwd(b, x, eng, &train_pd), x,
+	np_status st = np_rt_dnnl(bn_prepare_fwd(b, x, rt, &train_pd), x,
 	                          "creating the batch normalization", err);
 	if (!st && any_grad)
-		st = np_rt_dnnl(bn_prepare_bwd(b, x, eng, train_pd), x,
+		st = np_rt_dnnl(bn_prepare_bwd(b, x, rt, train_pd), x,
 		                "creating the batch normalization backward", err);
 	if (train_pd)
 		dnnl_primitive_desc_destroy(train_pd);
@@ -272,8 +272,8 @@ static void bn_backward_affine(const np_xnode *x, const bn_state *b,
 	const float *var = x->in[4]->data;
 	int64_t c = b->c, inner = b->inner, n = b->n;
 	/* Element (i, ch, k) sits at base(i, ch) + k * step: plain NC...,
-	 * or nChw16c (ch's block, then 16 lanes per position). */
-	int64_t blk = x->in[0]->blocked ? 16 : 1;
+	 * or nChw<blk>c (ch's block, then blk lanes per position). */
+	int64_t blk = np_rt_blk(x->in[0]);
 	#pragma omp parallel for
 	for (int64_t ch = 0; ch < c; ch++) {
 		float inv = 1 / sqrtf(var[ch] + b->eps);

@@ -227,15 +227,9 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g)
 	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
 }
 
-/* Did oneDNN fall back to a reference kernel?  (A fixed blocked layout
- * beside a plain one can leave no jit kernel for a backward pass.) */
-static bool pd_is_ref(const_dnnl_primitive_desc_t pd)
-{
-	const char *impl = NULL;
-	return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
-	       dnnl_success && impl && strncmp(impl, "ref", 3) == 0;
-}
-
+/* Records whether oneDNN fell back to a reference kernel (a fixed
+ * blocked layout beside a plain one can leave no jit kernel for a
+ * backward pass; conv_prepare then lets oneDNN choose every layout). */
 static dnnl_status_t make_primitive(dnnl_primitive_t *p,
                                     dnnl_primitive_desc_t *pd_out,
                                     const void *desc, dnnl_engine_t eng,
@@ -246,7 +240,7 @@ static dnnl_status_t make_primitive(dnnl_primitive_t *p,
 	dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, NULL, eng, hint);
 	if (s)
 		return s;
-	*ref |= pd_is_ref(pd);
+	*ref |= np_rt_pd_is_ref(pd);
 	s = dnnl_primitive_create(p, pd);
 	if (s || !pd_out)
 		dnnl_primitive_desc_destroy(pd);

@@ -181,8 +181,7 @@ static np_status elt_make_primitive(const np_xnode *x, np_rt *rt,
                                     dnnl_primitive_desc_t *pd,
                                     dnnl_primitive_t *p, np_error *err)
 {
-	if (np_rt_dnnl(dnnl_primitive_desc_create(pd, desc, NULL,
-	                                          np_rt_engine(rt), hint),
+	if (np_rt_dnnl(np_rt_pd_create(rt, x, pd, desc, NULL, hint),
 	               x, "eltwise primitive descriptor", err))
 		return err->status;
 	return np_rt_dnnl(dnnl_primitive_create(p, *pd), x,

@@ -149,8 +149,8 @@ static void pool_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 	dnnl_memory_desc_init_by_strides(md, t->rank, dims, dt, NULL);
 }
 
-/* The primitive's dst: Y's shape in X's layout (both blocked: nChw16c,
- * the only blocked layout the planner picks). */
+/* The primitive's dst: Y's shape in X's layout (X blocked: nChw<blk>c
+ * with X's block). */
 static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 {
 	const np_rtensor *X = x->in[0];
@@ -160,7 +160,8 @@ static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 		dnnl_dims_t d;
 		memcpy(d, like.dims, sizeof(int64_t) * (size_t)like.rank);
 		dnnl_memory_desc_init_by_tag(&like.md, like.rank, d, dnnl_f32,
-		                             dnnl_aBcd16b);
+		                             np_rt_blk(X) == 8 ? dnnl_aBcd8b
+		                                               : dnnl_aBcd16b);
 	}
 	pool_md(md, &like);
 }
@@ -185,19 +186,20 @@ static dnnl_status_t pool_y_edge(dnnl_memory_t *prim, dnnl_memory_t *user,
 	return s;
 }
 
-static dnnl_status_t pool_make(dnnl_primitive_t *p, dnnl_primitive_desc_t *pd,
+static dnnl_status_t pool_make(np_rt *rt, const np_xnode *x,
+                               dnnl_primitive_t *p, dnnl_primitive_desc_t *pd,
                                const dnnl_pooling_v2_desc_t *d,
-                               dnnl_engine_t eng,
                                const_dnnl_primitive_desc_t hint)
 {
-	dnnl_status_t s = dnnl_primitive_desc_create(pd, d, NULL, eng, hint);
+	dnnl_status_t s = np_rt_pd_create(rt, x, pd, d, NULL, hint);
 	return s ? s : dnnl_primitive_create(p, *pd);
 }
 
 static dnnl_status_t pool_prepare_fwd(pool_state *ps, const np_xnode *x,
-                                      const pool_geom *g, dnnl_engine_t eng,
+                                      const pool_geom *g, np_rt *rt,
                                       dnnl_primitive_desc_t *pd)
 {
+	dnnl_engine_t eng = np_rt_engine(rt);
 	dnnl_memory_desc_t src, dst;
 	dnnl_dims_t strides, dil, pl, pr, kernel;
 	dnnl_pooling_v2_desc_t d;
@@ -210,7 +212,7 @@ static dnnl_status_t pool_prepare_fwd(pool_state *ps, const np_xnode *x,
 	dnnl_status_t s = dnnl_pooling_v2_forward_desc_init(
 		&d, prop, g->alg, &src, &dst, strides, kernel, dil, pl, pr);
 	if (!s)
-		s = pool_make(&ps->fwd, pd, &d, eng, NULL);
+		s = pool_make(rt, x, &ps->fwd, pd, &d, NULL);
 	if (!s)
 		s = dnnl_memory_create(&ps->src, &src, eng, x->in[0]->data);
 	if (!s)
@@ -224,9 +226,10 @@ static dnnl_status_t pool_prepare_fwd(pool_state *ps, const np_xnode *x,
 }
 
 static dnnl_status_t pool_prepare_bwd(pool_state *ps, const np_xnode *x,
-                                      const pool_geom *g, dnnl_engine_t eng,
+                                      const pool_geom *g, np_rt *rt,
                                       const_dnnl_primitive_desc_t hint)
 {
+	dnnl_engine_t eng = np_rt_engine(rt);
 	dnnl_memory_desc_t src, dst;
 	dnnl_dims_t strides, dil, pl, pr, kernel;
 	dnnl_pooling_v2_desc_t d;
@@ -238,7 +241,7 @@ static dnnl_status_t pool_prepare_bwd(pool_state *ps, const np_xnode *x,
 	dnnl_status_t s = dnnl_pooling_v2_backward_desc_init(
 		&d, g->alg, &src, &dst, strides, kernel, dil, pl, pr);
 	if (!s)
-		s = pool_make(&ps->bwd, &pd, &d, eng, hint);
+		s = pool_make(rt, x, &ps->bwd, &pd, &d, hint);
 	if (!s)
 		s = dnnl_memory_create(&ps->dsrc, &src, eng, DNNL_MEMORY_NONE);
 	if (!s)
@@ -260,11 +263,10 @@ static np_status pool_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	if (!ps)
 		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
 	x->state = ps;
-	dnnl_engine_t eng = np_rt_engine(rt);
-	st = np_rt_dnnl(pool_prepare_fwd(ps, x, &g, eng, &fwd_pd), x,
+	st = np_rt_dnnl(pool_prepare_fwd(ps, x, &g, rt, &fwd_pd), x,
 	                "creating the pooling", err);
 	if (!st && x->in[0]->needs_grad)
-		st = np_rt_dnnl(pool_prepare_bwd(ps, x, &g, eng, fwd_pd), x,
+		st = np_rt_dnnl(pool_prepare_bwd(ps, x, &g, rt, fwd_pd), x,
 		                "creating the pooling backward", err);
 	if (fwd_pd)
 		dnnl_primitive_desc_destroy(fwd_pd);
