@@ -242,31 +242,45 @@ void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
  * biases of Conv/Gemm/MatMul, BN scale and shift, PRelu slopes and
  * non-scalar Add operands (a MatMul's bias) are; BN running statistics
  * (state), Clip bounds, exponents and other scalar constants are not:
- * moving ReLU6's 6 or a Pow's 2 by SGD would change the function. */
-static bool np_use_is_trainable(const np_node *n, int index, int64_t nelem)
+ * moving ReLU6's 6 or a Pow's 2 by SGD would change the function.  An
+ * Identity passes the question on to the readers of its output: exporters
+ * feed one de-duplicated initializer to several BNs through Identity
+ * nodes (torchvision's untrained models: equal running statistics), and
+ * a running variance reached that way is still state. */
+static bool np_value_is_trainable(const np_value *v, int64_t nelem, int depth);
+
+static bool np_use_is_trainable(const np_node *n, int index, int64_t nelem,
+                                int depth)
 {
 	const char *op = n->op_type;
 	if (strcmp(op, "Conv") == 0 || strcmp(op, "Gemm") == 0 ||
-	    strcmp(op, "MatMul") == 0 || strcmp(op, "ConvTranspose") == 0)
+	    strcmp(op, "MatMul") == 0)
 		return true;
 	if (strcmp(op, "BatchNormalization") == 0)
 		return index == 1 || index == 2;
 	if (strcmp(op, "PRelu") == 0)
 		return index == 1;
-	if (strcmp(op, "Add") == 0 || strcmp(op, "Identity") == 0)
+	if (strcmp(op, "Add") == 0)
 		return nelem > 1;
+	if (strcmp(op, "Identity") == 0 && n->n_outputs == 1 && n->outputs[0])
+		return depth < 16 && np_value_is_trainable(n->outputs[0], nelem, depth + 1);
 	return false;
 }
 
-static bool np_is_trainable(const np_value *v)
+static bool np_value_is_trainable(const np_value *v, int64_t nelem, int depth)
 {
 	if (v->n_uses == 0)
 		return false;
 	for (int u = 0; u < v->n_uses; u++)
 		if (v->uses[u].index < 0 ||
-		    !np_use_is_trainable(v->uses[u].node, v->uses[u].index, v->init->nelem))
+		    !np_use_is_trainable(v->uses[u].node, v->uses[u].index, nelem, depth))
 			return false;
 	return true;
+}
+
+static bool np_is_trainable(const np_value *v)
+{
+	return np_value_is_trainable(v, v->init->nelem, 0);
 }
 
 static np_status np_rt_init_params(np_rt *rt, np_error *err)

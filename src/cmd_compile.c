@@ -260,16 +260,7 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.nodes_before = s.m->graph->n_nodes;
 		run.depth_before = np_graph_depth(s.m->graph);
 		/* Equal parameters the exporter stored once train separately. */
-		np_pass_ctx ctx = {.fold = (np_fold_policy)c->fold, .log = &run.log};
-		st = np_run_passes(s.m, "untie", &ctx, err);
-	}
-	/* untie changed the graph the runtime was built on: build anew. */
-	if (st == NP_OK) {
-		np_rt_free(s.rt);
-		s.rt = np_rt_new(s.m, c->threads, err);
-		st = s.rt ? NP_OK : err->status;
-		if (s.rt)
-			np_rt_set_progress(s.rt, np_progress_rt, &s.eval_progress);
+		st = np_session_untie(&s, c, &run.log, err);
 	}
 	if (st == NP_OK)
 		st = np_compile_load(&s, c, &cd, err);

@@ -98,6 +98,9 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 	float *teacher = NULL;
 	double before = -1, after = -1, loss = 0, t0 = 0, seconds = 0;
 	np_status st = np_session_open(&s, c, err);
+	/* Equal parameters the exporter stored once train separately. */
+	if (st == NP_OK)
+		st = np_session_untie(&s, c, NULL, err);
 	if (st == NP_OK)
 		st = np_session_data(&s, c, c->data, &train, err);
 	if (st == NP_OK && c->test)

@@ -3,6 +3,7 @@
 #include "session.h"
 
 #include "onnx_io.h"
+#include "pass.h"
 #include "train.h"
 
 void np_session_close(np_session *s)
@@ -23,6 +24,21 @@ np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 	if (!s->rt)
 		return err->status;
 	s->eval_progress.quiet = c->quiet;
+	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
+	return NP_OK;
+}
+
+np_status np_session_untie(np_session *s, const np_cli *c,
+                           struct np_pass_log *log, np_error *err)
+{
+	np_pass_ctx ctx = {.fold = (np_fold_policy)c->fold, .log = log};
+	np_status st = np_run_passes(s->m, "untie", &ctx, err);
+	if (st != NP_OK || ctx.changes == 0)
+		return st;
+	np_rt_free(s->rt);
+	s->rt = np_rt_new(s->m, c->threads, err);
+	if (!s->rt)
+		return err->status;
 	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
 	return NP_OK;
 }

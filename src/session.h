@@ -31,6 +31,12 @@ typedef struct np_session {
 /* Load c->model and build its runtime with c->threads threads; its
  * evaluations draw progress unless c->quiet. */
 np_status np_session_open(np_session *s, const np_cli *c, np_error *err);
+/* Before training: give every parameter the exporter stored once and
+ * recreated with Identity its own initializer (passes/untie.c; log may be
+ * NULL), then build the runtime anew on the changed graph. */
+struct np_pass_log;
+np_status np_session_untie(np_session *s, const np_cli *c,
+                           struct np_pass_log *log, np_error *err);
 /* Load a data spec with c's preprocessing and check it fits the model
  * (input shape; labels below the class count). */
 np_status np_session_data(const np_session *s, const np_cli *c,

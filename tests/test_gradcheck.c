@@ -257,6 +257,45 @@ static np_status train_every_input(np_rt *rt, np_error *err)
 	return NP_OK;
 }
 
+/* The runtime's own choice of what to train (no train_every_input):
+ * what finetune uses.  BN running statistics stay frozen however they are
+ * reached (an Identity included), BN shifts and weights train, and a
+ * training step plans and runs. */
+static void default_trainable(const char *what, void (*build)(gc *))
+{
+	gc c;
+	np_error err = {0};
+	gc_init(&c, 13, 1);
+	build(&c);
+	np_rt *rt = np_rt_new(c.m, 1, &err);
+	int stats = 0, trained = 0;
+	for (int i = 0; rt && i < np_rt_n_params(rt); i++) {
+		np_param *p = np_rt_param(rt, i);
+		for (int u = 0; u < p->value->n_uses; u++) {
+			const np_node *n = p->value->uses[u].node;
+			int k = p->value->uses[u].index;
+			if (strcmp(n->op_type, "BatchNormalization") != 0)
+				continue;
+			if (k >= 3) {
+				stats++;
+				ok(!p->trainable, "%s: %s (BN input %d) is state, not trained",
+				   what, p->value->name, k);
+			} else if (k >= 1) {
+				trained++;
+				ok(p->trainable, "%s: %s (BN input %d) is trained", what,
+				   p->value->name, k);
+			}
+		}
+	}
+	ok(rt && stats > 0 && trained > 0, "%s: %d statistics, %d scale/shift "
+	   "inputs seen", what, stats, trained);
+	ok(rt && np_rt_run(rt, NULL, 0, NP_RT_TRAIN, &err) == NP_OK,
+	   "%s: a training step with the default parameters plans and runs%s%s",
+	   what, err.msg[0] ? ": " : "", err.msg);
+	np_rt_free(rt);
+	np_model_free(c.m);
+}
+
 static bool np_plain_layout(void)
 {
 	const char *e = getenv("NEPENC_PLAIN_LAYOUT");
@@ -658,6 +697,32 @@ static void small_net(gc *c)
 	set_output(c, done(c, node(c, "Gemm", gin, 3)));
 }
 
+/* What torch.onnx.export makes of two BNs with equal tensors: one
+ * initializer, read by the second BN through an Identity node (running
+ * statistics of an untrained model; shifts tied by equal gradients in a
+ * trained ResNet's block and its shortcut).  Statistics reached through
+ * Identity stay state, not parameters; a shift reached so is trained. */
+static void bn_through_identity(gc *c)
+{
+	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 2, 3, 3), P(&UNIT, 3, 2, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *z = done(c, n);
+	np_value *shift = P(&UNIT, 3), *mean = P(&UNIT, 3), *v = P(&var, 3);
+	np_value *b1in[5] = {z, P(&POSITIVE, 3), shift, mean, v};
+	np_value *b1 = done(c, node(c, "BatchNormalization", b1in, 5));
+	np_value *b2in[5] = {z, P(&POSITIVE, 3), op1(c, "Identity", shift),
+	                     op1(c, "Identity", mean), op1(c, "Identity", v)};
+	np_value *b2 = done(c, node(c, "BatchNormalization", b2in, 5));
+	np_value *s = op2(c, "Add", b1, b2);
+	c->kink_value = s->name;
+	c->n_kinks = 1;
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", op1(c, "Relu", s)));
+	np_value *gin[3] = {f, P(&UNIT, 3, 5), P(&UNIT, 5)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+}
+
 /* 16 channels, so the activations between Conv, BN, Relu, Add and
  * MaxPool stay blocked (nChw16c or nChw8c, as the CPU wants): Conv -> BN -> Relu -> Conv -> Add
  * (residual: Relu's output read twice) -> AveragePool -> Sigmoid ->
@@ -831,10 +896,12 @@ int main(void)
 		{"Reshape by Shape arithmetic", 13, reshape_by_shape},
 		{"residual Relu(Conv(x)) + x", 13, residual},
 		{"Conv-BN-Relu-GAP-Gemm", 13, small_net},
+		{"BN statistics and shift through Identity", 13, bn_through_identity},
 		{"16 channels, blocked layout", 13, blocked_net},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);
+	default_trainable("BN through Identity", bn_through_identity);
 	layout_parity("16 channels", blocked_net);
 	layout_parity("Conv -> PRelu [16,1,1] -> Conv", prelu_between_convs);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv", mul_between_convs);
