@@ -55,6 +55,7 @@ struct np_rt {
 	np_plan *building;         /* the plan being prepared, or NULL */
 	int block;                 /* channel block of activations: 16, 8, or
 	                            * 0 for plain (np_rt_probe_block) */
+	bool bf16;                 /* Conv/Gemm/MatMul read bf16 (PRECISION) */
 	bool *fallback_logged;     /* by node index: reported once (-v) */
 	int n_logged;
 	uint64_t clock;
@@ -124,6 +125,43 @@ int np_rt_blk(const np_rtensor *t)
 }
 
 int np_rt_block(const np_rt *rt) { return rt->block; }
+
+bool np_rt_bf16(const np_rt *rt) { return rt->bf16; }
+
+/* oneDNN's ISA enum nests: every ISA's bits include its predecessors'. */
+bool np_rt_bf16_supported(void)
+{
+	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+	unsigned bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+	return (isa & bf16) == bf16;
+}
+
+np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err)
+{
+	if (on && !np_rt_bf16_supported())
+		return np_fail(err, NP_ERR_UNSUPPORTED,
+		               "bf16 needs a CPU with AVX512_BF16 or AMX (oneDNN runs %s)",
+		               np_rt_isa_name());
+	if (rt->n_plans > 0)
+		return np_fail(err, NP_ERR_INVALID, "precision set after the first run");
+	rt->bf16 = on;
+	return NP_OK;
+}
+
+const char *np_rt_isa_name(void)
+{
+	switch (dnnl_get_effective_cpu_isa()) {
+	case dnnl_cpu_isa_sse41: return "SSE4.1";
+	case dnnl_cpu_isa_avx: return "AVX";
+	case dnnl_cpu_isa_avx2: return "AVX2";
+	case dnnl_cpu_isa_avx2_vnni: return "AVX2 VNNI";
+	case dnnl_cpu_isa_avx512_core: return "AVX-512";
+	case dnnl_cpu_isa_avx512_core_vnni: return "AVX-512 VNNI";
+	case dnnl_cpu_isa_avx512_core_bf16: return "AVX-512 BF16";
+	case dnnl_cpu_isa_avx512_core_amx: return "AVX-512 AMX";
+	default: return "an x86-64 baseline";
+	}
+}
 
 static bool np_rt_verbose;
 

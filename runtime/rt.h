@@ -172,6 +172,18 @@ dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
                               const_dnnl_primitive_desc_t hint);
 /* Is pd one of oneDNN's reference implementations ("ref:any", ...)? */
 bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd);
+/* PRECISION: by default everything computes in f32.  With bf16 on (only
+ * where the CPU has AVX512_BF16 or AMX: np_rt_bf16_supported()),
+ * convolutions and matrix products read their inputs, weights and output
+ * gradients as bf16 and write f32; activations, master weights,
+ * gradients, BN statistics and the loss stay f32, and masked weights
+ * exact zeros.  Set before the first np_rt_run(). */
+bool np_rt_bf16_supported(void);
+np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err);
+bool np_rt_bf16(const np_rt *rt);
+/* The ISA oneDNN runs ("AVX2", "AVX-512 AMX", ...), for messages. */
+const char *np_rt_isa_name(void);
+
 /* Report layout fallbacks on stderr (the command line's -v); process-wide. */
 void np_rt_set_verbose(bool on);
 

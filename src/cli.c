@@ -3,6 +3,7 @@
 
 #include "cli.h"
 #include "nepenthe.h"
+#include "rt.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +32,7 @@ enum {
 	OPT_PASSES = 256, OPT_EXTERNAL_DATA, OPT_JSON, OPT_DATA, OPT_VAL, OPT_TEST,
 	OPT_MEAN, OPT_STD, OPT_SCALE, OPT_LIMIT, OPT_BATCH, OPT_THREADS, OPT_SEED,
 	OPT_EPOCHS, OPT_LR, OPT_MOMENTUM, OPT_WEIGHT_DECAY, OPT_NESTEROV,
-	OPT_LR_SCHEDULE, OPT_AUGMENT, OPT_TEMPERATURE, OPT_NO_DONT_CARE,
+	OPT_LR_SCHEDULE, OPT_PRECISION, OPT_AUGMENT, OPT_TEMPERATURE, OPT_NO_DONT_CARE,
 	OPT_ZETA, OPT_THETA, OPT_MAX_ITER, OPT_BACKOFF, OPT_ENTROPY_EPS, OPT_METHOD,
 	OPT_CRITERION, OPT_FOLD, OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
 	OPT_REPORT, OPT_PLOT, OPT_CONFIG, OPT_DEPFILE,
@@ -77,6 +78,7 @@ static const np_opt np_opts[] = {
 	{{"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY}, C_TRAIN},
 	{{"nesterov", no_argument, NULL, OPT_NESTEROV}, C_TRAIN},
 	{{"lr-schedule", required_argument, NULL, OPT_LR_SCHEDULE}, C_TRAIN},
+	{{"precision", required_argument, NULL, OPT_PRECISION}, C_TRAIN},
 	{{"augment", required_argument, NULL, OPT_AUGMENT}, C_TRAIN},
 	{{"temperature", required_argument, NULL, OPT_TEMPERATURE}, C_TRAIN},
 	{{"config", required_argument, NULL, OPT_CONFIG}, C_DATA},
@@ -167,6 +169,8 @@ void np_cli_help(FILE *out)
 "      --weight-decay X   L2 weight decay (default 1e-4)\n"
 "      --nesterov         Nesterov momentum\n"
 "      --lr-schedule S    constant (default), cosine, or step:EPOCHS:GAMMA\n"
+"      --precision P      fp32 (default) or bf16 (Conv/Gemm/MatMul read\n"
+"                         bf16; needs AVX512_BF16 or AMX)\n"
 "      --augment LIST     flip and/or shift=N, comma-separated (default none)\n"
 "      --temperature T    distillation temperature without labels (default 4)\n"
 "      --seed N           seed of shuffling and augmentation (default 0)\n"
@@ -405,6 +409,16 @@ static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
 		break;
 	case OPT_LR_SCHEDULE:
 		if (np_parse_schedule(arg, &c->train)) return true;
+		break;
+	case OPT_PRECISION:
+		if (strcmp(arg, "bf16") == 0 && !np_rt_bf16_supported())
+			return snprintf(why, size, "%s bf16 needs a CPU with AVX512_BF16 "
+			                "or AMX; oneDNN runs %s here", label,
+			                np_rt_isa_name()), false;
+		if (strcmp(arg, "fp32") == 0 || strcmp(arg, "bf16") == 0) {
+			c->bf16 = arg[0] == 'b';
+			return true;
+		}
 		break;
 	case OPT_AUGMENT:
 		if (np_parse_augment(arg, &c->train.augment)) return true;

@@ -57,6 +57,7 @@ typedef struct np_cli {
 	np_data_opts dopts;
 	int64_t batch;
 	int threads;
+	bool bf16;                   /* --precision bf16 */
 	np_train_opts train;
 	/* The run configuration (DESIGN.md section 8): --config FILE, else
 	 * MODEL.nepenc.xml, else ./nepenc.xml; conf.path is NULL when none

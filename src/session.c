@@ -12,6 +12,17 @@ void np_session_close(np_session *s)
 	np_model_free(s->m);
 }
 
+/* The session's runtime for s->m, with c's threads and precision. */
+static np_status np_session_rt(np_session *s, const np_cli *c, np_error *err)
+{
+	np_rt_free(s->rt);
+	s->rt = np_rt_new(s->m, c->threads, err);
+	if (!s->rt)
+		return err->status;
+	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
+	return np_rt_set_bf16(s->rt, c->bf16, err);
+}
+
 np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 {
 	s->m = np_onnx_load(c->model, err);
@@ -20,12 +31,8 @@ np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 	np_status st = np_model_io(s->m, &s->input, &s->classes, err);
 	if (st != NP_OK)
 		return st;
-	s->rt = np_rt_new(s->m, c->threads, err);
-	if (!s->rt)
-		return err->status;
 	s->eval_progress.quiet = c->quiet;
-	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
-	return NP_OK;
+	return np_session_rt(s, c, err);
 }
 
 np_status np_session_untie(np_session *s, const np_cli *c,
@@ -35,12 +42,7 @@ np_status np_session_untie(np_session *s, const np_cli *c,
 	np_status st = np_run_passes(s->m, "untie", &ctx, err);
 	if (st != NP_OK || ctx.changes == 0)
 		return st;
-	np_rt_free(s->rt);
-	s->rt = np_rt_new(s->m, c->threads, err);
-	if (!s->rt)
-		return err->status;
-	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
-	return NP_OK;
+	return np_session_rt(s, c, err);
 }
 
 /* Load a data spec and check it fits the model. */

@@ -40,12 +40,17 @@ ZOO = {"resnet18_cifar": resnet18_cifar, "mobilenet_v2": mobilenet_v2}
 
 def load_onnx_weights(model, onnx_path):
     """Copies the ONNX file's initializers into the PyTorch model by name
-    (the export keeps state_dict names: BatchNormalization is kept), so
-    both sides of a benchmark start from the same weights."""
+    (the export keeps state_dict names: BatchNormalization is kept; a
+    tensor equal to another is an Identity of it), so both sides of a
+    benchmark start from the same weights."""
     import onnx
     from onnx import numpy_helper
-    inits = {i.name: numpy_helper.to_array(i)
-             for i in onnx.load(onnx_path).graph.initializer}
+    g = onnx.load(onnx_path).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    # Equal tensors are stored once, the copies made by Identity nodes.
+    for n in g.node:
+        if n.op_type == "Identity" and n.input[0] in inits:
+            inits[n.output[0]] = inits[n.input[0]]
     sd = model.state_dict()
     missing = [k for k in sd if k not in inits and not k.endswith("num_batches_tracked")]
     if missing:

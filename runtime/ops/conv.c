@@ -190,10 +190,17 @@ static void conv_weights_md(dnnl_memory_desc_t *md, const np_rtensor *W,
 	dnnl_memory_desc_init_by_strides(md, r, d, dnnl_f32, NULL);
 }
 
-/* Descriptors every conv primitive starts from: plain and "any". */
+/* Descriptors every conv primitive starts from: plain and "any".  In
+ * bf16 (np_rt_bf16) forward and backward data run on bf16 tensors (lp_*;
+ * the edges convert from and to the f32 activations and gradients), and
+ * backward weights stays f32: weight gradients sum over the whole batch,
+ * and oneDNN 2.6's AMX backward-weights kernel ran 8x slower than the f32
+ * one here (ResNet-18, docs/performance.md) while AMX forward ran 3.5x
+ * and backward data 2.5x faster.  Master weights stay f32. */
 typedef struct conv_mds {
 	dnnl_memory_desc_t src, wei, dst, bias;          /* plain */
 	dnnl_memory_desc_t any_src, any_wei, any_dst;
+	dnnl_memory_desc_t lp_src, lp_wei, lp_dst;       /* what is read */
 	dnnl_dims_t strides, dilates, pad_l, pad_r;
 	bool has_bias;
 	bool fixed;          /* a blocked neighbour fixed any_src/any_dst */
@@ -209,7 +216,8 @@ static void conv_any_md(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md,
 		                             dnnl_format_tag_any);
 }
 
-static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g)
+static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g,
+                          bool bf16)
 {
 	memset(m, 0, sizeof *m);
 	np_rt_md(&m->src, x->in[0]);
@@ -223,6 +231,15 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g)
 	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked);
 	conv_any_md(&m->any_wei, &m->wei, false);
 	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked);
+	m->lp_src = m->any_src, m->lp_wei = m->any_wei, m->lp_dst = m->any_dst;
+	if (bf16) {
+		dnnl_memory_desc_init_by_tag(&m->lp_src, m->src.ndims, m->src.dims,
+		                             dnnl_bf16, dnnl_format_tag_any);
+		dnnl_memory_desc_init_by_tag(&m->lp_wei, m->wei.ndims, m->wei.dims,
+		                             dnnl_bf16, dnnl_format_tag_any);
+		dnnl_memory_desc_init_by_tag(&m->lp_dst, m->dst.ndims, m->dst.dims,
+		                             dnnl_bf16, dnnl_format_tag_any);
+	}
 	m->fixed = x->in[0]->blocked || x->out[0]->blocked;
 	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
 }
@@ -262,8 +279,8 @@ static dnnl_status_t conv_prepare_fwd(conv_state *c, const np_xnode *x,
 	dnnl_convolution_desc_t d;
 	dnnl_status_t s = dnnl_dilated_convolution_forward_desc_init(
 		&d, train ? dnnl_forward_training : dnnl_forward_inference,
-		dnnl_convolution_direct, &m->any_src, &m->any_wei,
-		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
+		dnnl_convolution_direct, &m->lp_src, &m->lp_wei,
+		m->has_bias ? &m->bias : NULL, &m->lp_dst, m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
 		s = make_primitive(&c->fwd, &c->fwd_pd, &d, eng, NULL, &c->ref);
@@ -287,8 +304,8 @@ static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
 	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_status_t s = dnnl_dilated_convolution_backward_data_desc_init(
-		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
-		&m->any_dst, m->strides, m->dilates, m->pad_l, m->pad_r);
+		&d, dnnl_convolution_direct, &m->lp_src, &m->lp_wei,
+		&m->lp_dst, m->strides, m->dilates, m->pad_l, m->pad_r);
 	if (!s)
 		s = make_primitive(&c->bwd_data, &pd, &d, eng, c->fwd_pd, &c->ref);
 	if (!s)
@@ -318,7 +335,9 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
-		s = make_primitive(&c->bwd_weights, &pd, &d, eng, c->fwd_pd, &c->ref);
+		s = make_primitive(&c->bwd_weights, &pd, &d, eng,
+		                   m->lp_src.data_type == dnnl_f32 ? c->fwd_pd : NULL,
+		                   &c->ref);
 	if (!s)
 		s = edge_init(&c->bw_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
 		              x->out[0]->grad, false, c->bwd_data ? &c->bd_ddst : NULL);
@@ -372,13 +391,15 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	np_status st = conv_geometry(x, &g, err);
 	if (st)
 		return st;
-	conv_mds_init(&m, x, &g);
+	conv_mds_init(&m, x, &g, np_rt_bf16(rt));
 	st = conv_build(x, rt, &m, err);
 	if (st || !m.fixed || !((conv_state *)x->state)->ref)
 		return st;
 	conv_destroy(x);
 	conv_any_md(&m.any_src, &m.src, false);
 	conv_any_md(&m.any_dst, &m.dst, false);
+	if (!np_rt_bf16(rt))
+		m.lp_src = m.any_src, m.lp_dst = m.any_dst;
 	return conv_build(x, rt, &m, err);
 }
 
