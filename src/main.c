@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "atomic.h"
 #include "cli.h"
@@ -60,8 +61,32 @@ static np_status np_write_depfile(const np_cli *c, np_error *err)
 	return st;
 }
 
+/* How long an idle OpenMP thread spins before it sleeps.  libgomp's
+ * default (300,000 spins, a few hundred microseconds here) keeps both
+ * threads spinning between oneDNN's parallel regions: on a machine where
+ * another process wants a core, the spinner holds it while the thread
+ * that has work waits, and runs slowed down 6-12x.  A bounded count keeps
+ * idle speed (docs/performance.md: measured against the default, PASSIVE
+ * and other counts) and removes that cliff. */
+#define NP_GOMP_SPINCOUNT "10000"
+
+/* libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when it is
+ * loaded, before main: to change the default nepenc sets GOMP_SPINCOUNT
+ * and runs itself again (once: the variable is then set).  A user's own
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone; if the exec fails,
+ * nepenc runs on with libgomp's default. */
+static void np_bound_omp_spinning(char **argv)
+{
+	if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+		return;
+	if (setenv("GOMP_SPINCOUNT", NP_GOMP_SPINCOUNT, 1) != 0)
+		return;
+	execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+	np_bound_omp_spinning(argv);
 	np_set_oom_handler(np_on_oom);
 	signal(SIGINT, np_on_signal);
 	signal(SIGTERM, np_on_signal);
