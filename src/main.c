@@ -62,13 +62,14 @@ static np_status np_write_depfile(const np_cli *c, np_error *err)
 }
 
 /* How long an idle OpenMP thread spins before it sleeps.  libgomp's
- * default (300,000 spins, a few hundred microseconds here) keeps both
- * threads spinning between oneDNN's parallel regions: on a machine where
- * another process wants a core, the spinner holds it while the thread
- * that has work waits, and runs slowed down 6-12x.  A bounded count keeps
- * idle speed (docs/performance.md: measured against the default, PASSIVE
- * and other counts) and removes that cliff. */
-#define NP_GOMP_SPINCOUNT "10000"
+ * default (300,000 spins) keeps both threads spinning between oneDNN's
+ * parallel regions: when another process wants a core, the spinner holds
+ * it while the thread that has work waits.  resnet14 fine-tuning, 6,400
+ * images, 2 threads, 2-core Xeon (docs/performance.md), idle / beside one
+ * busy process: default 1460-1492 / 310-316 img/s, 3000 spins 1449-1460 /
+ * 461-472, OMP_WAIT_POLICY=PASSIVE 1307-1316 / 442-449.  3000 keeps idle
+ * speed (-1%) and is the fastest beside a competitor. */
+#define NP_GOMP_SPINCOUNT "3000"
 
 /* libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when it is
  * loaded, before main: to change the default nepenc sets GOMP_SPINCOUNT
