@@ -172,6 +172,11 @@ typedef struct np_attr {
 	/* GRAPH, SPARSE_TENSOR, TYPE_PROTO: one packed blob; the plural kinds:
 	 * n packed blobs.  Written back verbatim. */
 	np_bytes *blobs;
+	/* With ref_attr_name: the file gave a value as well; it is kept and
+	 * written back (ONNX says to use the reference, but the value is
+	 * part of the file).  Without ref_attr_name the value is always
+	 * there and this is false. */
+	bool ref_has_value;
 } np_attr;
 
 /* --------------------------------------------------------------- nodes */
