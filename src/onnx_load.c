@@ -473,26 +473,6 @@ static np_status ext_fields(loader *L, const Onnx__TensorProto *tp,
 	return NP_OK;
 }
 
-/* Lexically: not absolute, and no ".." climbing above the folder. */
-static bool path_stays_inside(const char *loc)
-{
-	if (loc[0] == '/')
-		return false;
-	long depth = 0;
-	for (const char *p = loc; *p;) {
-		size_t len = strcspn(p, "/");
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			if (--depth < 0)
-				return false;
-		} else if (len && !(len == 1 && p[0] == '.')) {
-			depth++;
-		}
-		p += len;
-		p += *p == '/';
-	}
-	return true;
-}
-
 static np_status leaves_folder(loader *L, const char *loc, const char *label)
 {
 	return np_fail(L->err, NP_ERR_INVALID, "external data path '%s' leaves "
@@ -507,7 +487,7 @@ static np_status ext_resolve(loader *L, const char *loc, const char *label,
 	if (!L->base_dir)
 		return np_fail(L->err, NP_ERR_UNSUPPORTED, "tensor '%s' has "
 		               "external data, but %s is unknown", label, L->folder);
-	if (!path_stays_inside(loc))
+	if (!np_path_inside(loc))
 		return leaves_folder(L, loc, label);
 	if (!L->base_real && !(L->base_real = realpath(L->base_dir, NULL)))
 		return np_fail(L->err, NP_ERR_IO, "cannot resolve %s '%s': %s",

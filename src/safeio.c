@@ -51,6 +51,25 @@ int np_open_input(const char *path, const char **why)
 	return fd;
 }
 
+bool np_path_inside(const char *rel)
+{
+	if (rel[0] == '/')
+		return false;
+	long depth = 0;
+	for (const char *p = rel; *p;) {
+		size_t len = strcspn(p, "/");
+		if (len == 2 && p[0] == '.' && p[1] == '.') {
+			if (--depth < 0)
+				return false;
+		} else if (len && !(len == 1 && p[0] == '.')) {
+			depth++;
+		}
+		p += len;
+		p += *p == '/';
+	}
+	return true;
+}
+
 int64_t np_input_size(int fd)
 {
 	struct stat st;

@@ -40,6 +40,10 @@ typedef enum np_input_fail {
 uint8_t *np_read_input(const char *path, uint64_t max, size_t *len,
                        np_input_fail *how, const char **why);
 
+/* Lexically, without looking at the file system: rel is not absolute
+ * and no ".." climbs above the folder it is relative to. */
+bool np_path_inside(const char *rel);
+
 /* a * b and a + b into *out; false (and *out untouched) on overflow. */
 static inline bool np_mul_size(size_t a, size_t b, size_t *out)
 {
