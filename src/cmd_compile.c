@@ -261,7 +261,8 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.depth_before = np_graph_depth(s.m->graph);
 		/* Equal parameters the exporter stored once train separately. */
 		np_pass_ctx ctx = {.fold = (np_fold_policy)c->fold, .log = &run.log};
-		st = np_run_passes(s.m, "untie", &ctx, err);
+		st = run.depth_before < 0 ? np_fail(err, NP_ERR_NOMEM, "out of memory")
+		                          : np_run_passes(s.m, "untie", &ctx, err);
 	}
 	/* untie changed the graph the runtime was built on: build anew. */
 	if (st == NP_OK) {
@@ -292,7 +293,8 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.nodes_after = out->graph->n_nodes;
 		run.depth_after = np_graph_depth(out->graph);
 		run.seconds = np_now() - t0;
-		st = np_compile_outputs(out, c, &run, err);
+		st = run.depth_after < 0 ? np_fail(err, NP_ERR_NOMEM, "out of memory")
+		                         : np_compile_outputs(out, c, &run, err);
 	}
 	if (st == NP_OK)
 		np_summary(&run, c);

@@ -343,7 +343,8 @@ void np_node_set_attr_ints(np_node *n, const char *name,
 void np_node_set_attr_string(np_node *n, const char *name, const char *v);
 void np_node_remove_attr(np_node *n, const char *name);
 
-/* Longest path (in nodes) from a graph input to a graph output. */
+/* Longest path (in nodes) from a graph input to a graph output; -1 when
+ * out of memory (callers must not print it). */
 int np_graph_depth(const np_graph *g);
 
 #endif

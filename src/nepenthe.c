@@ -18,10 +18,14 @@ typedef struct np_snapshot {
 
 static void np_snapshot_free(np_snapshot *s)
 {
+	/* Any of the three arrays may be missing after a failed take. */
 	for (int i = 0; i < s->n; i++) {
-		free(s->data[i]);
-		free(s->momentum[i]);
-		free(s->mask[i]);
+		if (s->data)
+			free(s->data[i]);
+		if (s->momentum)
+			free(s->momentum[i]);
+		if (s->mask)
+			free(s->mask[i]);
 	}
 	free(s->data);
 	free(s->momentum);

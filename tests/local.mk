@@ -28,3 +28,13 @@ clean-local: clean-local-script-tests
 clean-local-script-tests:
 	-rm -rf tests/*.tmp.*
 .PHONY: clean-local-script-tests
+
+# Allocation-failure injection (issue 11): nepenc itself, with every
+# allocation call of its own code wrapped (tests/allocfail.c).
+check_PROGRAMS += tests/nepenc-allocfail
+tests_nepenc_allocfail_SOURCES = src/main.c tests/allocfail.c
+tests_nepenc_allocfail_LDADD = $(NP_LIBS)
+tests_nepenc_allocfail_LDFLAGS = $(AM_LDFLAGS) \
+	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=aligned_alloc
+TESTS += tests/allocfail.test tests/iofault.test
+dist_check_SCRIPTS += tests/allocfail.test tests/iofault.test
