@@ -377,7 +377,7 @@ static np_status df_read_labels(dfile *f, elem k, int64_t count, int32_t **out,
 	}
 	for (int64_t i = 0; i < count; i++) {
 		int64_t v = elem_int(raw + i * elem_size(k), k);
-		if (v < 0 || v > INT32_MAX) {
+		if (v < 0 || v >= INT32_MAX) {
 			free(raw);
 			free(y);
 			return np_fail_file(err, NP_ERR_FORMAT, f->path,
@@ -1202,7 +1202,7 @@ static np_status pb_labels(const pb_set *s, int32_t *y, np_error *err)
 				}
 			}
 		}
-		if (v < 0 || v > INT32_MAX)
+		if (v < 0 || v >= INT32_MAX)
 			return np_fail_file(err, NP_ERR_FORMAT, path,
 			                    "label %lld at example %lld is not a class "
 			                    "index", (long long)v, (long long)i);
@@ -1372,6 +1372,8 @@ static np_status normalise(np_dataset *d, const np_data_opts *o,
 	return NP_OK;
 }
 
+/* Labels are below INT32_MAX (the readers refuse larger ones), so
+ * max + 1 fits. */
 static void count_classes(np_dataset *d)
 {
 	int32_t max = -1;

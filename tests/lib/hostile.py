@@ -542,6 +542,23 @@ def finding9(tap, tmp):
     shutil.rmtree(d)
 
 
+def campaign_findings(tap, tmp):
+    """Found by the 1M-execution campaign (docs/reliability.md): an int32
+    IDX label of 2^31-1 made the class count overflow (UBSan)."""
+    images = os.path.join(tmp, "img.idx")
+    labels = os.path.join(tmp, "lab.idx")
+    write(images, struct.pack(">BBBBIII", 0, 0, 8, 3, 2, 2, 2) + bytes(8))
+    write(labels, struct.pack(">BBBBI", 0, 0, 0x0C, 1, 2) +
+          struct.pack(">ii", 1, 2**31 - 1))
+    one_error(tap, "campaign: an IDX label of 2^31-1",
+              run(["eval", good_model(), "--data",
+                   "idx:%s,%s" % (images, labels)]),
+              "label 2147483647 at example 1 is not a class index",
+              name=labels)
+    os.remove(images)
+    os.remove(labels)
+
+
 def main():
     tap = Tap()
     try:
@@ -551,7 +568,7 @@ def main():
         return 0
     tmp = nptest.work_dir("hostile")
     for f in (finding1, finding2, finding3, finding4, finding5, finding6,
-              finding7, finding8, finding9):
+              finding7, finding8, finding9, campaign_findings):
         f(tap, tmp)
     if tap.failed or nptest.env("NEPENC_KEEP_TMP"):
         tap.comment("scratch folder kept: %s" % tmp)
