@@ -22,6 +22,7 @@
 #include <zlib.h>
 
 #include "onnx_io.h"
+#include "safeio.h"
 
 #define PATH_BUF 4096
 #define CHUNK_BYTES ((int64_t)1 << 20)
@@ -147,16 +148,13 @@ static np_status df_open(dfile *f, const char *path, np_error *err)
 {
 	memset(f, 0, sizeof *f);
 	f->path = path;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Regular files only, opened without blocking: a FIFO would wait
+	 * for a writer forever, a device would never end. */
+	const char *why;
+	int fd = np_open_input(path, &why);
 	if (fd < 0)
-		return np_fail_file(err, NP_ERR_IO, path, "cannot open: %s",
-		                    strerror(errno));
-	struct stat st;
+		return np_fail_file(err, NP_ERR_IO, path, "cannot open: %s", why);
 	uint8_t magic[2] = {0, 0};
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return np_fail_file(err, NP_ERR_IO, path, "not a regular file");
-	}
 	ssize_t got = read(fd, magic, 2);
 	if (got < 0 || lseek(fd, 0, SEEK_SET) != 0) {
 		int e = errno;
@@ -165,7 +163,7 @@ static np_status df_open(dfile *f, const char *path, np_error *err)
 		                    strerror(e));
 	}
 	f->gzipped = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-	f->size = st.st_size;
+	f->size = np_input_size(fd);
 	f->gz = gzdopen(fd, "rb");
 	if (!f->gz) {
 		close(fd);
@@ -280,57 +278,82 @@ nomem:
 	                    "out of memory reading %lld bytes", (long long)len);
 }
 
-/* Read count examples of es elements of kind k into a float buffer that
- * grows as data arrives (chunks of whole elements, not whole examples, so
- * a header claiming giant examples cannot force a giant chunk).
- * *n_read < count when the data ends early. */
+/* Convert n elements of kind k at the start of buf (a malloc'd block
+ * of n * elem_size(k) bytes) to floats in place, growing the block to
+ * n floats.  Narrower elements are first moved to the end of the grown
+ * block: converting front to back, element i is read before float i is
+ * written, and float i never reaches element i + 1.  So a uint8 file
+ * costs its own size while it is read, not four times it. */
+static float *widen_in_place(uint8_t *buf, elem k, int64_t n, float scale)
+{
+	int sz = elem_size(k);
+	uint8_t *src = buf;
+	if (sz < (int)sizeof(float)) {
+		uint8_t *nb = realloc(buf, (size_t)(n ? n : 1) * sizeof(float));
+		if (!nb) {
+			free(buf);
+			return NULL;
+		}
+		src = nb + (size_t)n * (sizeof(float) - (size_t)sz);
+		memmove(src, nb, (size_t)n * (size_t)sz);
+		buf = nb;
+	}
+	decode_floats(src, k, n, scale, (float *)(void *)buf);
+	if (sz > (int)sizeof(float)) {
+		uint8_t *nb = realloc(buf, (size_t)(n ? n : 1) * sizeof(float));
+		if (nb)
+			buf = nb;
+	}
+	return (float *)(void *)buf;
+}
+
+/* Read count examples of es elements of kind k as floats.  The raw bytes
+ * go into a buffer that grows only as data arrives (df_read_alloc), so a
+ * header that claims more than the file holds fails as "truncated" after
+ * holding no more than the data; they are converted once all are there.
+ * Float data must be finite: a NaN or an infinity is refused with the
+ * example's index.  *n_read < count when the data ends early. */
 static np_status df_read_examples(dfile *f, elem k, int64_t count, int64_t es,
                                   float scale, float **out, int64_t *n_read,
                                   np_error *err)
 {
-	int sz = elem_size(k);
-	int64_t total = count * es, per_chunk = CHUNK_BYTES / sz;
-	int64_t cap = df_left(f) >= total * sz || total < per_chunk
-		? total : per_chunk;
-	float *x = malloc((size_t)(cap ? cap : 1) * sizeof *x);
-	uint8_t *chunk = malloc((size_t)CHUNK_BYTES);
-	int64_t have = 0;
+	int64_t total, bytes, got;
 	*out = NULL;
 	*n_read = 0;
-	if (!x || !chunk)
-		goto nomem;
-	while (have < total) {
-		int64_t want = total - have < per_chunk ? total - have : per_chunk;
-		int64_t got = df_read(f, chunk, want * sz, err);
-		if (got < 0)
-			goto fail;
-		int64_t whole = got / sz;
-		if (have + whole > cap) {
-			cap = cap > total / 2 ? total : 2 * cap;
-			float *nx = realloc(x, (size_t)cap * sizeof *x);
-			if (!nx)
-				goto nomem;
-			x = nx;
-		}
-		decode_floats(chunk, k, whole, scale, x + have);
-		have += whole;
-		if (got < want * sz)
-			break;
+	if (!np_mul_i64(count, es, &total) ||
+	    !np_mul_i64(total, elem_size(k), &bytes) ||
+	    (uint64_t)total > SIZE_MAX / sizeof(float))
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "%lld examples of %lld values: too large",
+		                    (long long)count, (long long)es);
+	uint8_t *raw;
+	np_status st = df_read_alloc(f, bytes, &raw, &got, err);
+	if (st != NP_OK)
+		return st;
+	if (!raw) {
+		*n_read = got / elem_size(k) / es;
+		return NP_OK;
 	}
-	free(chunk);
-	*n_read = have / es;
-	if (have < total)
-		free(x);
-	else
-		*out = x;
+	float *x = widen_in_place(raw, k, total, scale);
+	if (!x)
+		return np_fail_file(err, NP_ERR_NOMEM, f->path, "out of memory "
+		                    "for %lld examples", (long long)count);
+	if (elem_is_float(k)) {
+		for (int64_t i = 0; i < total; i++) {
+			if (!isfinite(x[i])) {
+				float v = x[i];
+				free(x);
+				return np_fail_file(err, NP_ERR_FORMAT, f->path,
+				                    "example %lld has %s (value %lld of "
+				                    "the example)", (long long)(i / es),
+				                    isnan(v) ? "a NaN" : "an infinity",
+				                    (long long)(i % es));
+			}
+		}
+	}
+	*out = x;
+	*n_read = count;
 	return NP_OK;
-nomem:
-	np_fail_file(err, NP_ERR_NOMEM, f->path, "out of memory for %lld examples",
-	             (long long)count);
-fail:
-	free(x);
-	free(chunk);
-	return err->status;
 }
 
 /* Labels: count integers of kind k into int32, refusing negative ones. */
@@ -338,8 +361,13 @@ static np_status df_read_labels(dfile *f, elem k, int64_t count, int32_t **out,
                                 int64_t *got_bytes, np_error *err)
 {
 	uint8_t *raw;
+	int64_t bytes;
 	*out = NULL;
-	np_status st = df_read_alloc(f, count * elem_size(k), &raw, got_bytes, err);
+	if (!np_mul_i64(count, elem_size(k), &bytes) ||
+	    (uint64_t)count >= SIZE_MAX / sizeof(int32_t))
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "%lld labels: too many", (long long)count);
+	np_status st = df_read_alloc(f, bytes, &raw, got_bytes, err);
 	if (st != NP_OK || !raw)
 		return st;
 	int32_t *y = malloc((size_t)(count ? count : 1) * sizeof *y);
@@ -349,7 +377,7 @@ static np_status df_read_labels(dfile *f, elem k, int64_t count, int32_t **out,
 	}
 	for (int64_t i = 0; i < count; i++) {
 		int64_t v = elem_int(raw + i * elem_size(k), k);
-		if (v < 0 || v > INT32_MAX) {
+		if (v < 0 || v >= INT32_MAX) {
 			free(raw);
 			free(y);
 			return np_fail_file(err, NP_ERR_FORMAT, f->path,
@@ -405,10 +433,12 @@ static np_status set_example_dims(np_dataset *d, const int64_t *dims, int rank,
 	return NP_OK;
 }
 
-/* count * es * elsize fits in int64 (es is already bounded). */
-static bool bytes_fit(int64_t count, int64_t es, int elsize)
+/* *bytes = count * es * elsize, false when it does not fit in int64. */
+static bool bytes_of(int64_t count, int64_t es, int elsize, int64_t *bytes)
 {
-	return count >= 0 && count <= INT64_MAX / es / elsize;
+	int64_t t;
+	return count >= 0 && np_mul_i64(count, es, &t) &&
+	       np_mul_i64(t, elsize, bytes);
 }
 
 static int64_t take(int64_t n, int64_t limit)
@@ -493,11 +523,11 @@ static np_status idx_images(dfile *f, const idx_header *h, float scale,
 	int sz = elem_size(h->kind);
 	char shape[128], tail[96];
 	fmt_dims_x(shape, sizeof shape, h->dims + 1, h->ndim - 1);
-	if (!bytes_fit(n, d->example_size, sz))
+	int64_t need;
+	if (!bytes_of(n, d->example_size, sz, &need))
 		return np_fail_file(err, NP_ERR_FORMAT, f->path,
 		                    "IDX header says %lld images of %s: too large",
 		                    (long long)n, shape);
-	int64_t need = n * d->example_size * sz;
 	if (df_left(f) >= 0 && df_left(f) < need) {
 		truncation_tail(f, tail, sizeof tail);
 		return np_fail_file(err, NP_ERR_FORMAT, f->path,
@@ -527,9 +557,13 @@ static np_status idx_labels(dfile *f, const idx_header *h, int64_t keep,
 		                    "IDX labels must be integers of one dimension, "
 		                    "this file has %d (magic 0x%08x)", h->ndim,
 		                    h->magic);
-	int64_t n = h->dims[0], got;
+	int64_t n = h->dims[0], got, need;
 	char tail[96];
-	if (df_left(f) >= 0 && df_left(f) < n * elem_size(h->kind)) {
+	if (!bytes_of(n, 1, elem_size(h->kind), &need))
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "IDX header says %lld labels: too many",
+		                    (long long)n);
+	if (df_left(f) >= 0 && df_left(f) < need) {
 		truncation_tail(f, tail, sizeof tail);
 		return np_fail_file(err, NP_ERR_FORMAT, f->path,
 		                    "truncated IDX file: header says %lld labels, %s",
@@ -675,7 +709,11 @@ static np_status load_cifar(const char *dir, float scale, int64_t limit,
 	np_status st = set_example_dims(d, ex, 3, dir, err);
 	if (st != NP_OK)
 		return st;
-	d->x = malloc((size_t)(keep * CIFAR_PIXELS) * sizeof *d->x);
+	size_t xbytes;
+	if (!np_mul_size((size_t)keep, CIFAR_PIXELS * sizeof *d->x, &xbytes))
+		return np_fail_file(err, NP_ERR_NOMEM, dir, "out of memory for %lld "
+		                    "CIFAR-10 images", (long long)keep);
+	d->x = malloc(xbytes);
 	d->y = malloc((size_t)keep * sizeof *d->y);
 	if (!d->x || !d->y)
 		return np_fail_file(err, NP_ERR_NOMEM, dir, "out of memory for %lld "
@@ -880,10 +918,10 @@ static np_status npy_x(dfile *f, float scale, int64_t limit, np_dataset *d,
 		return st;
 	int64_t n = nh.shape[0], got;
 	*n_total = n;
-	if (!bytes_fit(n, d->example_size, elem_size(k)))
+	int64_t need;
+	if (!bytes_of(n, d->example_size, elem_size(k), &need))
 		return np_fail_file(err, NP_ERR_FORMAT, f->path,
 		                    "npy array too large");
-	int64_t need = n * d->example_size * elem_size(k);
 	if (df_left(f) >= 0 && df_left(f) < need)
 		return npy_truncated(f, &nh, need, err);
 	int64_t keep = take(n, limit);
@@ -917,7 +955,11 @@ static np_status npy_y(dfile *f, int64_t n_x, np_dataset *d, np_error *err)
 		return np_fail_file(err, NP_ERR_INVALID, f->path,
 		                    "npy examples (%lld) and labels (%lld) differ in "
 		                    "count", (long long)n_x, (long long)nh.shape[0]);
-	int64_t need = nh.shape[0] * elem_size(k), got;
+	int64_t need, got;
+	if (!bytes_of(nh.shape[0], 1, elem_size(k), &need))
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "npy labels: %lld of '%s' are too many",
+		                    (long long)nh.shape[0], nh.descr);
 	if (df_left(f) >= 0 && df_left(f) < need)
 		return npy_truncated(f, &nh, need, err);
 	st = df_read_labels(f, k, d->n, &d->y, &got, err);
@@ -1160,7 +1202,7 @@ static np_status pb_labels(const pb_set *s, int32_t *y, np_error *err)
 				}
 			}
 		}
-		if (v < 0 || v > INT32_MAX)
+		if (v < 0 || v >= INT32_MAX)
 			return np_fail_file(err, NP_ERR_FORMAT, path,
 			                    "label %lld at example %lld is not a class "
 			                    "index", (long long)v, (long long)i);
@@ -1176,11 +1218,18 @@ static np_status pb_concat(const pb_set *s, int nset, float scale,
 	                                s[0].xpath, err);
 	if (st != NP_OK)
 		return st;
-	int64_t total = 0;
+	int64_t total = 0, xn;
+	size_t xbytes;
 	for (int i = 0; i < nset; i++)
-		total += s[i].x->dims[0];
+		if (!np_add_i64(total, s[i].x->dims[0], &total))
+			return np_fail_file(err, NP_ERR_FORMAT, s[i].xpath,
+			                    "too many examples");
 	int64_t keep = take(total, limit);
-	d->x = malloc((size_t)(keep * d->example_size) * sizeof *d->x);
+	if (!np_mul_i64(keep, d->example_size, &xn) ||
+	    !np_mul_size((size_t)xn, sizeof *d->x, &xbytes))
+		return np_fail_file(err, NP_ERR_FORMAT, s[0].xpath,
+		                    "too many examples");
+	d->x = malloc(xbytes ? xbytes : 1);
 	if (s[0].y)
 		d->y = malloc((size_t)keep * sizeof *d->y);
 	if (!d->x || (s[0].y && !d->y))
@@ -1190,8 +1239,17 @@ static np_status pb_concat(const pb_set *s, int nset, float scale,
 		elem k = EL_F32LE;
 		pb_float_kind(s[i].x->dtype, &k);   /* checked already */
 		int64_t m = take(s[i].x->dims[0], keep - d->n);
+		float *dst = d->x + d->n * d->example_size;
 		decode_floats(s[i].x->data, k, m * d->example_size,
-		              k == EL_U8 ? scale : 1.0f, d->x + d->n * d->example_size);
+		              k == EL_U8 ? scale : 1.0f, dst);
+		for (int64_t j = 0; k != EL_U8 && j < m * d->example_size; j++)
+			if (!isfinite(dst[j]))
+				return np_fail_file(err, NP_ERR_FORMAT, s[i].xpath,
+				                    "example %lld has %s (value %lld of "
+				                    "the example)",
+				                    (long long)(j / d->example_size),
+				                    isnan(dst[j]) ? "a NaN" : "an infinity",
+				                    (long long)(j % d->example_size));
 		if (s[i].y) {
 			ys = malloc((size_t)(s[i].x->dims[0] ? s[i].x->dims[0] : 1) *
 			            sizeof *ys);
@@ -1314,6 +1372,8 @@ static np_status normalise(np_dataset *d, const np_data_opts *o,
 	return NP_OK;
 }
 
+/* Labels are below INT32_MAX (the readers refuse larger ones), so
+ * max + 1 fits. */
 static void count_classes(np_dataset *d)
 {
 	int32_t max = -1;

@@ -20,7 +20,8 @@ demo=yes
 packages="gcc make autoconf automake pkg-config
   libdnnl-dev libprotobuf-c-dev protobuf-c-compiler libxml2-dev libonnx-dev zlib1g-dev
   libxml2-utils python3 python3-onnx python3-numpy libonnx-testdata
-  dataset-fashion-mnist librsvg2-bin groff-base python3-torch python3-torchvision libopenblas0-pthread"
+  dataset-fashion-mnist librsvg2-bin groff-base python3-torch python3-torchvision libopenblas0-pthread
+  clang libclang-rt-dev libomp-dev gdb"
 
 missing=""
 for p in $packages; do

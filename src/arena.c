@@ -18,9 +18,13 @@ struct np_arena {
 	np_block *head;
 };
 
+static void *np_oom(size_t size);
+
+/* Never NULL: failure goes to the OOM handler, as for np_arena_alloc. */
 np_arena *np_arena_new(void)
 {
-	return calloc(1, sizeof(np_arena));
+	np_arena *a = calloc(1, sizeof(np_arena));
+	return a ? a : np_oom(sizeof(np_arena));
 }
 
 void np_arena_free(np_arena *a)

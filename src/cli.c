@@ -606,6 +606,13 @@ static int np_config_apply(np_cli *c, const bool *given)
 		if (o->lo.has_arg == no_argument &&
 		    strcmp(s->value, "true") != 0 && strcmp(s->value, "1") != 0)
 			continue;
+		if (s->escapes)
+			return np_config_error(c->conf.path, s->line, "<%s> '%s' "
+			                       "leaves the folder of this run "
+			                       "configuration, which nepenc found "
+			                       "by itself: give it with --%s or read "
+			                       "the file with --config", s->name,
+			                       s->value, s->name);
 		char why[256], label[64];
 		snprintf(label, sizeof label, "<%s>", s->name);
 		if (!np_cli_set(c, o->lo.val, label, s->value, why, sizeof why))
@@ -629,7 +636,9 @@ static int np_config_read(np_cli *c, const bool *given)
 			known[n++] = np_opts[i].lo.name;
 	known[n] = NULL;
 	np_error err = {0};
-	if (np_runconfig_load(path, known, &c->conf, &err) != NP_OK) {
+	/* A file found beside the model (or here) came with it; only one
+	 * named by --config may send outputs out of its folder. */
+	if (np_runconfig_load(path, known, !c->config, &c->conf, &err) != NP_OK) {
 		fprintf(stderr, "nepenc: %s: %s\n", err.file[0] ? err.file : path, err.msg);
 		return 2;
 	}

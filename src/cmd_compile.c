@@ -260,7 +260,8 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.nodes_before = s.m->graph->n_nodes;
 		run.depth_before = np_graph_depth(s.m->graph);
 		/* Equal parameters the exporter stored once train separately. */
-		st = np_session_untie(&s, c, &run.log, err);
+		st = run.depth_before < 0 ? np_fail(err, NP_ERR_NOMEM, "out of memory")
+		                          : np_session_untie(&s, c, &run.log, err);
 	}
 	if (st == NP_OK)
 		st = np_compile_load(&s, c, &cd, err);
@@ -283,7 +284,8 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.nodes_after = out->graph->n_nodes;
 		run.depth_after = np_graph_depth(out->graph);
 		run.seconds = np_now() - t0;
-		st = np_compile_outputs(out, c, &run, err);
+		st = run.depth_after < 0 ? np_fail(err, NP_ERR_NOMEM, "out of memory")
+		                         : np_compile_outputs(out, c, &run, err);
 	}
 	if (st == NP_OK)
 		np_summary(&run, c);

@@ -43,11 +43,6 @@ np_status np_cmd_eval(const np_cli *c, np_error *err)
 	return st;
 }
 
-static void np_on_progress(void *ctx, int64_t done, int64_t total, double loss)
-{
-	np_progress_update(ctx, done, total, loss);
-}
-
 /* Test top-1 of the session's current weights, or -1 without --test. */
 static np_status np_score(const np_session *s, const np_dataset *test,
                           const np_cli *c, double *top1, np_error *err)
@@ -117,10 +112,13 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 		np_progress_begin(&p, "finetune", "img", c->train.batch, c->quiet);
 		p.epochs = c->train.epochs;
 		np_train_opts o = c->train;
-		o.progress = np_on_progress;
-		o.progress_ctx = &p;
+		np_loss_watch w = {.p = &p};
+		o.progress = np_loss_watch_step;
+		o.progress_ctx = &w;
 		t0 = np_now();
 		st = np_train(s.rt, &train, &o, teacher, &c->dopts, &loss, err);
+		if (st == NP_OK)
+			st = np_loss_watch_check(&w, "fine-tuning", err);
 		seconds = np_now() - t0;
 		np_progress_end(&p);
 	}

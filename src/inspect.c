@@ -85,7 +85,8 @@ static int np_real_inputs(const np_graph *g, np_value **dst)
 }
 
 static void np_inspect_json(const np_model *m, const np_layers *ls,
-                            const np_op_count *ops, int n_ops, FILE *out)
+                            const np_op_count *ops, int n_ops, int depth,
+                            np_value **in, FILE *out)
 {
 	const np_graph *g = m->graph;
 	np_json j;
@@ -94,10 +95,8 @@ static void np_inspect_json(const np_model *m, const np_layers *ls,
 	np_json_int(&j, "opset", np_model_opset(m, ""));
 	np_json_int(&j, "ir_version", m->ir_version);
 	np_json_string(&j, "producer", m->producer_name);
-	np_value **in = malloc(sizeof(np_value *) * ((size_t)g->n_inputs + 1));
-	int n_in = in ? np_real_inputs(g, in) : 0;
+	int n_in = np_real_inputs(g, in);
 	np_json_values(&j, "inputs", in, n_in);
-	free(in);
 	np_json_values(&j, "outputs", g->outputs, g->n_outputs);
 	np_json_int(&j, "nodes", g->n_nodes);
 	np_json_begin_object(&j, "ops");
@@ -105,7 +104,7 @@ static void np_inspect_json(const np_model *m, const np_layers *ls,
 		np_json_int(&j, ops[i].op, ops[i].count);
 	np_json_end(&j);
 	np_json_int(&j, "params", np_model_param_count(m));
-	np_json_int(&j, "depth", np_graph_depth(g));
+	np_json_int(&j, "depth", depth);
 	np_json_begin_array(&j, "rectified_layers");
 	for (int i = 0; i < ls->n; i++) {
 		const np_layer *L = &ls->v[i];
@@ -128,7 +127,8 @@ static void np_inspect_json(const np_model *m, const np_layers *ls,
 }
 
 static void np_inspect_text(const np_model *m, const np_layers *ls,
-                            const np_op_count *ops, int n_ops, FILE *out)
+                            const np_op_count *ops, int n_ops, int depth,
+                            FILE *out)
 {
 	const np_graph *g = m->graph;
 	char buf[256];
@@ -146,7 +146,7 @@ static void np_inspect_text(const np_model *m, const np_layers *ls,
 		fprintf(out, "output:      %s %s %s\n", g->outputs[i]->name,
 		        np_dtype_name(g->outputs[i]->dtype),
 		        np_shape_str(g->outputs[i], buf, sizeof buf));
-	fprintf(out, "nodes:       %d, longest path %d\n", g->n_nodes, np_graph_depth(g));
+	fprintf(out, "nodes:       %d, longest path %d\n", g->n_nodes, depth);
 	for (int i = 0; i < n_ops; i++)
 		fprintf(out, "  %-22s %d\n", ops[i].op, ops[i].count);
 	fprintf(out, "parameters:  %lld\n", (long long)np_model_param_count(m));
@@ -174,13 +174,20 @@ np_status np_inspect(const np_model *m, FILE *out, bool json, np_error *err)
 		np_layers_free(&ls);
 		return st;
 	}
+	/* Everything that allocates comes before the first line printed: a
+	 * failure prints nothing but the error. */
 	int n_ops = 0;
 	np_op_count *ops = np_count_ops(m->graph, &n_ops);
-	if (json)
-		np_inspect_json(m, &ls, ops, n_ops, out);
+	int depth = np_graph_depth(m->graph);
+	np_value **in = malloc(sizeof(np_value *) * ((size_t)m->graph->n_inputs + 1));
+	if (!ops || depth < 0 || !in)
+		st = np_fail(err, NP_ERR_NOMEM, "out of memory");
+	else if (json)
+		np_inspect_json(m, &ls, ops, n_ops, depth, in, out);
 	else
-		np_inspect_text(m, &ls, ops, n_ops, out);
+		np_inspect_text(m, &ls, ops, n_ops, depth, out);
+	free(in);
 	free(ops);
 	np_layers_free(&ls);
-	return NP_OK;
+	return st;
 }

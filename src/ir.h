@@ -172,6 +172,11 @@ typedef struct np_attr {
 	/* GRAPH, SPARSE_TENSOR, TYPE_PROTO: one packed blob; the plural kinds:
 	 * n packed blobs.  Written back verbatim. */
 	np_bytes *blobs;
+	/* With ref_attr_name: the file gave a value as well; it is kept and
+	 * written back (ONNX says to use the reference, but the value is
+	 * part of the file).  Without ref_attr_name the value is always
+	 * there and this is false. */
+	bool ref_has_value;
 } np_attr;
 
 /* --------------------------------------------------------------- nodes */
@@ -338,7 +343,8 @@ void np_node_set_attr_ints(np_node *n, const char *name,
 void np_node_set_attr_string(np_node *n, const char *name, const char *v);
 void np_node_remove_attr(np_node *n, const char *name);
 
-/* Longest path (in nodes) from a graph input to a graph output. */
+/* Longest path (in nodes) from a graph input to a graph output; -1 when
+ * out of memory (callers must not print it). */
 int np_graph_depth(const np_graph *g);
 
 #endif

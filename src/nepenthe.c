@@ -18,10 +18,14 @@ typedef struct np_snapshot {
 
 static void np_snapshot_free(np_snapshot *s)
 {
+	/* Any of the three arrays may be missing after a failed take. */
 	for (int i = 0; i < s->n; i++) {
-		free(s->data[i]);
-		free(s->momentum[i]);
-		free(s->mask[i]);
+		if (s->data)
+			free(s->data[i]);
+		if (s->momentum)
+			free(s->momentum[i]);
+		if (s->mask)
+			free(s->mask[i]);
 	}
 	free(s->data);
 	free(s->momentum);
@@ -114,11 +118,6 @@ static int np_zero_entropy_layers(const np_profile *p, double eps)
 	return k;
 }
 
-static void np_on_train_progress(void *ctx, int64_t done, int64_t total, double loss)
-{
-	np_progress_update(ctx, done, total, loss);
-}
-
 static np_status np_finetune(np_rt *rt, const np_run_data *d,
                              const np_nepenthe_opts *o, int it, np_error *err)
 {
@@ -131,9 +130,14 @@ static np_status np_finetune(np_rt *rt, const np_run_data *d,
 	p.epochs = o->train.epochs;
 	np_train_opts t = o->train;
 	t.seed = o->train.seed + (uint64_t)it;   /* a new shuffle each iteration */
-	t.progress = np_on_train_progress;
-	t.progress_ctx = &p;
+	np_loss_watch w = {.p = &p};
+	t.progress = np_loss_watch_step;
+	t.progress_ctx = &w;
 	np_status st = np_train(rt, d->train, &t, d->teacher_train, o->dopts, NULL, err);
+	if (st == NP_OK) {
+		snprintf(what, sizeof what, "iteration %d: fine-tuning", it);
+		st = np_loss_watch_check(&w, what, err);
+	}
 	np_progress_end(&p);
 	return st;
 }

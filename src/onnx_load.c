@@ -21,10 +21,16 @@
 #include <unistd.h>
 
 #include "onnx.pb-c.h"
+#include "safeio.h"
 
 /* Nested graphs (If/Loop/Scan bodies) deeper than this are refused rather
  * than walked recursively without bound. */
 #define NP_MAX_NESTING 64
+/* Protobuf messages nested deeper than this are refused before
+ * protobuf-c unpacks them (it recurses once per level on the C stack).
+ * A graph level is three messages (Graph, Node, Attribute); types nest
+ * too (TypeProto sequence of sequence of ...). */
+#define NP_MAX_MESSAGE_DEPTH 256
 
 typedef struct loader {
 	np_model *m;
@@ -33,6 +39,7 @@ typedef struct loader {
 	const char *base_dir;     /* NULL: external data refused */
 	char *base_real;          /* malloc: realpath(base_dir), lazily */
 	np_error *err;
+	const char *folder;       /* for messages: "the model's folder" */
 } loader;
 
 /* ------------------------------------------------------------ name sets */
@@ -94,6 +101,42 @@ static bool strset_add(np_arena *a, strset *s, const char *str)
 	s->items[s->n++] = str;
 	*strset_slot(s, str) = str;
 	return true;
+}
+
+/* A map from borrowed strings to counters (zero when absent). */
+typedef struct strcount {
+	const char **keys;
+	unsigned *vals;
+	size_t cap, n;
+} strcount;
+
+static unsigned *strcount_at(np_arena *a, strcount *m, const char *key)
+{
+	if (2 * (m->n + 1) > m->cap) {
+		strcount t = { 0 };
+		t.cap = m->cap ? 2 * m->cap : 16;
+		t.keys = np_arena_alloc(a, t.cap * sizeof *t.keys);
+		t.vals = np_arena_alloc(a, t.cap * sizeof *t.vals);
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!m->keys[i])
+				continue;
+			size_t j = str_hash(m->keys[i]) & (t.cap - 1);
+			while (t.keys[j])
+				j = (j + 1) & (t.cap - 1);
+			t.keys[j] = m->keys[i];
+			t.vals[j] = m->vals[i];
+		}
+		t.n = m->n;
+		*m = t;
+	}
+	size_t i = str_hash(key) & (m->cap - 1);
+	while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+		i = (i + 1) & (m->cap - 1);
+	if (!m->keys[i]) {
+		m->keys[i] = key;
+		m->n++;
+	}
+	return &m->vals[i];
 }
 
 /* -------------------------------------------------------------- helpers */
@@ -430,30 +473,10 @@ static np_status ext_fields(loader *L, const Onnx__TensorProto *tp,
 	return NP_OK;
 }
 
-/* Lexically: not absolute, and no ".." climbing above the folder. */
-static bool path_stays_inside(const char *loc)
-{
-	if (loc[0] == '/')
-		return false;
-	long depth = 0;
-	for (const char *p = loc; *p;) {
-		size_t len = strcspn(p, "/");
-		if (len == 2 && p[0] == '.' && p[1] == '.') {
-			if (--depth < 0)
-				return false;
-		} else if (len && !(len == 1 && p[0] == '.')) {
-			depth++;
-		}
-		p += len;
-		p += *p == '/';
-	}
-	return true;
-}
-
 static np_status leaves_folder(loader *L, const char *loc, const char *label)
 {
 	return np_fail(L->err, NP_ERR_INVALID, "external data path '%s' leaves "
-	               "the model's folder (tensor '%s')", loc, label);
+	               "%s (tensor '%s')", loc, L->folder, label);
 }
 
 /* The real path of the external file, checked to lie inside base_dir even
@@ -463,12 +486,12 @@ static np_status ext_resolve(loader *L, const char *loc, const char *label,
 {
 	if (!L->base_dir)
 		return np_fail(L->err, NP_ERR_UNSUPPORTED, "tensor '%s' has "
-		               "external data, but the model has no folder", label);
-	if (!path_stays_inside(loc))
+		               "external data, but %s is unknown", label, L->folder);
+	if (!np_path_inside(loc))
 		return leaves_folder(L, loc, label);
 	if (!L->base_real && !(L->base_real = realpath(L->base_dir, NULL)))
-		return np_fail(L->err, NP_ERR_IO, "cannot resolve the model's "
-		               "folder '%s': %s", L->base_dir, strerror(errno));
+		return np_fail(L->err, NP_ERR_IO, "cannot resolve %s '%s': %s",
+		               L->folder, L->base_dir, strerror(errno));
 	size_t bl = strlen(L->base_dir), ll = strlen(loc);
 	char *full = malloc(bl + ll + 2);
 	if (!full)
@@ -552,11 +575,13 @@ static np_tensor *external_tensor(loader *L, const Onnx__TensorProto *tp,
 	if (ext_fields(L, tp, label, &x) ||
 	    ext_resolve(L, x.location, label, &real))
 		return NULL;
-	int fd = open(real, O_RDONLY | O_CLOEXEC);
+	/* A FIFO or a device named by the model would block or never end. */
+	const char *why;
+	int fd = np_open_input(real, &why);
 	free(real);
 	if (fd < 0) {
 		np_fail(L->err, NP_ERR_IO, "cannot read external data '%s' "
-		        "(tensor '%s'): %s", x.location, label, strerror(errno));
+		        "(tensor '%s'): %s", x.location, label, why);
 		return NULL;
 	}
 	np_tensor *t = ext_load(L, tp, label, sh, &x, fd);
@@ -866,6 +891,28 @@ static np_status attr_lists(loader *L, np_attr *at,
 	return NP_OK;
 }
 
+/* The field of the attribute's type is set. */
+static bool attr_has_value(const Onnx__AttributeProto *ap, int type)
+{
+	switch (type) {
+	case NP_ATTR_FLOAT: return ap->has_f;
+	case NP_ATTR_INT: return ap->has_i;
+	case NP_ATTR_STRING: return ap->has_s;
+	case NP_ATTR_TENSOR: return ap->t != NULL;
+	case NP_ATTR_GRAPH: return ap->g != NULL;
+	case NP_ATTR_SPARSE_TENSOR: return ap->sparse_tensor != NULL;
+	case NP_ATTR_TYPE_PROTO: return ap->tp != NULL;
+	case NP_ATTR_FLOATS: return ap->n_floats;
+	case NP_ATTR_INTS: return ap->n_ints;
+	case NP_ATTR_STRINGS: return ap->n_strings;
+	case NP_ATTR_TENSORS: return ap->n_tensors;
+	case NP_ATTR_GRAPHS: return ap->n_graphs;
+	case NP_ATTR_SPARSE_TENSORS: return ap->n_sparse_tensors;
+	case NP_ATTR_TYPE_PROTOS: return ap->n_type_protos;
+	default: return false;
+	}
+}
+
 static np_status convert_attr(loader *L, np_attr *at,
                               const Onnx__AttributeProto *ap,
                               const attr_ctx *c)
@@ -877,6 +924,13 @@ static np_status convert_attr(loader *L, np_attr *at,
 	at->doc_string = adup(L, ap->doc_string);
 	at->ref_attr_name = adup(L, ap->ref_attr_name);
 	at->type = infer_attr_type(ap);
+	/* A reference to a function's attribute needs no value; one that has
+	 * a value keeps it, so the emitter can write the file back whole. */
+	if (nonempty(ap->ref_attr_name)) {
+		if (!attr_has_value(ap, at->type))
+			return NP_OK;
+		at->ref_has_value = true;
+	}
 	switch (at->type) {
 	case NP_ATTR_FLOAT: at->f = ap->f; return NP_OK;
 	case NP_ATTR_INT: at->i = ap->i; return NP_OK;
@@ -892,9 +946,6 @@ static np_status convert_attr(loader *L, np_attr *at,
 	case NP_ATTR_TYPE_PROTOS:
 		return attr_blobs(L, at, ap, c);
 	default:
-		/* A reference to a function's attribute carries no value. */
-		if (nonempty(ap->ref_attr_name))
-			return NP_OK;
 		return np_fail(L->err, NP_ERR_INVALID, "attribute '%s' has "
 		               "unknown type %d (node %s, op %s)", at->name,
 		               at->type, c->node, c->op);
@@ -913,21 +964,26 @@ typedef struct pending {
 
 /* Unique node names: given names win over generated ones (the first of
  * duplicates keeps its name, later ones become name_1, ...); unnamed
- * nodes become <OpType>_<index>. */
+ * nodes become <OpType>_<index>.  next remembers, per base name, the
+ * first suffix not tried yet: suffixes below it are taken for good, so
+ * k duplicates of one name cost O(k), not O(k^2). */
 static const char *pick_node_name(loader *L, const strset *given_names,
-                                  strset *taken, const Onnx__NodeProto *np,
-                                  size_t index)
+                                  strset *taken, strcount *next,
+                                  const Onnx__NodeProto *np, size_t index)
 {
 	bool given = nonempty(np->name);
-	const char *name = given ? np->name :
+	const char *base = given ? np->name :
 		np_arena_printf(L->a, "%s_%zu", np->op_type, index);
+	const char *name = base;
 	bool ok = given ? !strset_has(taken, name) :
 		!strset_has(taken, name) && !strset_has(given_names, name);
-	for (unsigned k = 1; !ok; k++) {
-		name = np_arena_printf(L->a, "%s_%u", given ? np->name :
-		                       np_arena_printf(L->a, "%s_%zu",
-		                                       np->op_type, index), k);
-		ok = !strset_has(taken, name) && !strset_has(given_names, name);
+	if (!ok) {
+		unsigned *k = strcount_at(L->a, next, base);
+		do {
+			name = np_arena_printf(L->a, "%s_%u", base, ++*k);
+			ok = !strset_has(taken, name) &&
+			     !strset_has(given_names, name);
+		} while (!ok);
 	}
 	name = adup(L, name);
 	strset_add(L->a, taken, name);
@@ -947,6 +1003,7 @@ static np_status declare_nodes(loader *L, const Onnx__GraphProto *gp,
                                pending *pn)
 {
 	strset given = { 0 }, taken = { 0 };
+	strcount next = { 0 };
 	for (size_t i = 0; i < gp->n_node; i++) {
 		const Onnx__NodeProto *np = gp->node[i];
 		if (!nonempty(np->op_type))
@@ -960,7 +1017,7 @@ static np_status declare_nodes(loader *L, const Onnx__GraphProto *gp,
 	}
 	for (size_t i = 0; i < gp->n_node; i++) {
 		const Onnx__NodeProto *np = gp->node[i];
-		pn[i].name = pick_node_name(L, &given, &taken, np, i);
+		pn[i].name = pick_node_name(L, &given, &taken, &next, np, i);
 		if (check_count(L, np->n_output, "node outputs") ||
 		    check_count(L, np->n_input, "node inputs") ||
 		    check_count(L, np->n_attribute, "attributes"))
@@ -1242,6 +1299,94 @@ static np_status convert_model(loader *L, Onnx__ModelProto *mp)
 	return convert_graph(L, mp->graph);
 }
 
+/* ------------------------------------------------------ wire pre-scan */
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return true;
+	}
+	return false;
+}
+
+/* protobuf-c unpacks nested messages recursively on the C stack, so a
+ * file of a few thousand nested If bodies (94 KB) overflows it before
+ * any check of ours could run.  This walks the wire format first, with
+ * an explicit stack, descending only into fields that the schema (the
+ * generated descriptors) says are messages, and refuses more than
+ * NP_MAX_NESTING nested graphs or NP_MAX_MESSAGE_DEPTH nested messages.
+ * Malformed wire data is refused here too: protobuf-c would refuse it,
+ * perhaps only after recursing somewhere deep. */
+static np_status wire_prescan(const uint8_t *buf, size_t len,
+                              const ProtobufCMessageDescriptor *root,
+                              const char *what, np_error *err)
+{
+	struct frame {
+		const uint8_t *p, *end;
+		const ProtobufCMessageDescriptor *d;
+	} st[NP_MAX_MESSAGE_DEPTH];
+	int top = 0, graphs = root == &onnx__graph_proto__descriptor;
+	st[0] = (struct frame){ buf, buf + len, root };
+	while (top >= 0) {
+		struct frame *f = &st[top];
+		if (f->p == f->end) {
+			graphs -= f->d == &onnx__graph_proto__descriptor;
+			top--;
+			continue;
+		}
+		uint64_t tag, v;
+		size_t at = (size_t)(f->p - buf);
+		if (!wire_varint(&f->p, f->end, &tag) || (tag >> 3) == 0 ||
+		    (tag >> 3) > UINT32_MAX)
+			goto bad;
+		switch (tag & 7) {
+		case 0:
+			if (!wire_varint(&f->p, f->end, &v))
+				goto bad;
+			continue;
+		case 1:
+		case 5: {
+			size_t n = (tag & 7) == 1 ? 8 : 4;
+			if ((size_t)(f->end - f->p) < n)
+				goto bad;
+			f->p += n;
+			continue;
+		}
+		case 2:
+			break;
+		default:        /* groups: protobuf-c does not take them */
+			goto bad;
+		}
+		if (!wire_varint(&f->p, f->end, &v) ||
+		    v > (uint64_t)(f->end - f->p))
+			goto bad;
+		const uint8_t *body = f->p;
+		f->p += v;
+		const ProtobufCFieldDescriptor *fd =
+			protobuf_c_message_descriptor_get_field(f->d, (unsigned)(tag >> 3));
+		if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const ProtobufCMessageDescriptor *sub = fd->descriptor;
+		int g = graphs + (sub == &onnx__graph_proto__descriptor);
+		if (g > NP_MAX_NESTING + 1)
+			return np_fail(err, NP_ERR_UNSUPPORTED, "graphs nested deeper "
+			               "than %d (at byte %zu)", NP_MAX_NESTING, at);
+		if (top + 1 >= NP_MAX_MESSAGE_DEPTH)
+			return np_fail(err, NP_ERR_UNSUPPORTED, "protobuf messages "
+			               "nested deeper than %d (at byte %zu)",
+			               NP_MAX_MESSAGE_DEPTH, at);
+		graphs = g;
+		st[++top] = (struct frame){ body, body + v, sub };
+	}
+	return NP_OK;
+bad:
+	return np_fail(err, NP_ERR_FORMAT, "not %s (protobuf parse failed)", what);
+}
+
 static Onnx__ModelProto *unpack_model(const uint8_t *buf, size_t len,
                                       np_error *err)
 {
@@ -1249,6 +1394,9 @@ static Onnx__ModelProto *unpack_model(const uint8_t *buf, size_t len,
 		np_fail(err, NP_ERR_FORMAT, "not an ONNX model (empty file)");
 		return NULL;
 	}
+	if (wire_prescan(buf, len, &onnx__model_proto__descriptor,
+	                 "an ONNX model", err))
+		return NULL;
 	Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, buf);
 	if (!mp) {
 		np_fail(err, NP_ERR_FORMAT,
@@ -1271,7 +1419,8 @@ static np_model *convert_and_free(Onnx__ModelProto *mp, const char *base_dir,
 	if (!m) {
 		np_fail(err, NP_ERR_NOMEM, "out of memory");
 	} else {
-		loader L = { m, m->arena, m->graph, base_dir, NULL, err };
+		loader L = { m, m->arena, m->graph, base_dir, NULL, err,
+		             "the model's folder" };
 		np_status st = convert_model(&L, mp);
 		free(L.base_real);
 		if (st != NP_OK) {
@@ -1292,43 +1441,22 @@ np_model *np_onnx_load_buffer(const uint8_t *buf, size_t len,
 
 /* ----------------------------------------------------------------- file */
 
-/* Whole file into a malloc'd buffer; the size is a hint only, so pipes
- * and files that change while read work too. */
+/* Whole file into a malloc'd buffer: a regular file (a FIFO would
+ * block, /dev/zero would never end) of at most 2 GiB, the most a
+ * protobuf message can be. */
 static np_status read_file(const char *path, uint8_t **out, size_t *len,
                            np_error *err)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return np_fail(err, NP_ERR_IO, "cannot read: %s", strerror(errno));
-	struct stat st;
-	size_t cap = 1 << 16, n = 0;
-	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size < SIZE_MAX - 1)
-		cap = (size_t)st.st_size + 1;
-	uint8_t *buf = malloc(cap);
-	int e = 0;
-	while (buf) {
-		n += fread(buf + n, 1, cap - n, f);
-		if (n < cap || cap > SIZE_MAX / 2)
-			break;
-		uint8_t *nb = realloc(buf, cap * 2);
-		if (!nb)
-			free(buf);
-		buf = nb;
-		cap *= 2;
-	}
-	if (ferror(f))
-		e = errno ? errno : EIO;
-	fclose(f);
-	if (!buf)
-		return np_fail(err, NP_ERR_NOMEM, "cannot read: out of memory");
-	if (e) {
-		free(buf);
-		return np_fail(err, NP_ERR_IO, "cannot read: %s", strerror(e));
-	}
-	*out = buf;
-	*len = n;
-	return NP_OK;
+	np_input_fail how;
+	const char *why;
+	*out = np_read_input(path, NP_MAX_MODEL_BYTES, len, &how, &why);
+	if (*out)
+		return NP_OK;
+	if (how == NP_INPUT_TOO_BIG)
+		return np_fail(err, NP_ERR_FORMAT, "cannot read: larger than 2 GiB, "
+		               "the most a protobuf file can be");
+	return np_fail(err, how == NP_INPUT_NOMEM ? NP_ERR_NOMEM : NP_ERR_IO,
+	               "cannot read: %s", why);
 }
 
 /* dirname() without modifying path: malloc'd. */
@@ -1377,8 +1505,14 @@ np_tensor *np_onnx_read_tensor(np_model *m, const char *path, np_error *err)
 	size_t len = 0;
 	if (read_file(path, &buf, &len, err))
 		return NULL;
-	Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);
+	Onnx__TensorProto *tp = NULL;
+	np_status st = wire_prescan(buf, len, &onnx__tensor_proto__descriptor,
+	                            "an ONNX TensorProto", err);
+	if (st == NP_OK)
+		tp = onnx__tensor_proto__unpack(NULL, len, buf);
 	free(buf);
+	if (st != NP_OK)
+		return NULL;
 	if (!tp) {
 		np_fail(err, NP_ERR_FORMAT, "not an ONNX TensorProto (protobuf parse failed)");
 		return NULL;
@@ -1388,7 +1522,8 @@ np_tensor *np_onnx_read_tensor(np_model *m, const char *path, np_error *err)
 	if (!dir) {
 		np_fail(err, NP_ERR_NOMEM, "out of memory");
 	} else {
-		loader L = { m, m->arena, m->graph, dir, NULL, err };
+		loader L = { m, m->arena, m->graph, dir, NULL, err,
+		             "the tensor file's folder" };
 		t = convert_tensor(&L, tp, tp->name && *tp->name ? tp->name : "tensor");
 		free(L.base_real);
 	}

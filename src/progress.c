@@ -102,6 +102,28 @@ void np_progress_update(np_progress *p, int64_t done, int64_t total,
 	p->drawn = true;
 }
 
+void np_loss_watch_step(void *ctx, int64_t done, int64_t total, double loss)
+{
+	np_loss_watch *w = ctx;
+	if (!isfinite(loss) && !w->bad_step) {
+		w->bad_step = done;
+		w->total = total;
+		w->bad_loss = loss;
+	}
+	np_progress_update(w->p, done, total, loss);
+}
+
+np_status np_loss_watch_check(const np_loss_watch *w, const char *what,
+                              np_error *err)
+{
+	if (!w->bad_step)
+		return NP_OK;
+	return np_fail(err, NP_ERR_INVALID, "%s diverged: the loss is %s at "
+	               "step %lld of %lld (try a smaller --lr)", what,
+	               isnan(w->bad_loss) ? "NaN" : "infinite",
+	               (long long)w->bad_step, (long long)w->total);
+}
+
 void np_progress_end(np_progress *p)
 {
 	if (!p->quiet && p->tty && p->drawn)

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "status.h"
+
 typedef struct np_progress {
 	FILE *out;
 	bool tty, quiet, drawn;
@@ -33,6 +35,22 @@ void np_progress_begin(np_progress *p, const char *what, const char *unit,
 void np_progress_update(np_progress *p, int64_t done, int64_t total,
                         double loss);
 void np_progress_end(np_progress *p);
+
+/* Training progress that also watches the loss: np_loss_watch_step is an
+ * np_train_opts.progress callback (ctx: an np_loss_watch) that draws on
+ * w->p and remembers the first step whose loss is not finite; after
+ * np_train, np_loss_watch_check turns that into an error, so a run
+ * that diverged writes nothing. */
+typedef struct np_loss_watch {
+	np_progress *p;
+	int64_t bad_step;          /* 0: every loss so far was finite */
+	int64_t total;
+	double bad_loss;
+} np_loss_watch;
+
+void np_loss_watch_step(void *ctx, int64_t done, int64_t total, double loss);
+np_status np_loss_watch_check(const np_loss_watch *w, const char *what,
+                              np_error *err);
 
 /* An np_rt_progress_fn (runtime/rt.h) drawing "evaluate" lines on ctx, an
  * np_progress whose quiet field says whether to print at all. */

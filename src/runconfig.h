@@ -30,6 +30,10 @@ typedef struct np_setting {
 	const char *name;    /* the long option, e.g. "zeta" */
 	const char *value;   /* trimmed text, paths rebased */
 	int line;            /* of the element, for messages */
+	/* An output path (output, report, plot, depfile) that is absolute
+	 * or climbs out of the file's folder with "..", in a file that was
+	 * not named by --config (see np_runconfig_load). */
+	bool escapes;
 } np_setting;
 
 /* Everything below lives in the arena, freed by np_runconfig_free(). */
@@ -41,12 +45,16 @@ typedef struct np_runconfig {
 } np_runconfig;
 
 /* Read and validate PATH.  known: NULL-terminated names of the options the
- * program has, only used to word messages ("unknown setting <x>").  On
+ * program has, only used to word messages ("unknown setting <x>").
+ * confine: the file was found rather than named (MODEL.nepenc.xml,
+ * ./nepenc.xml): it may come with a model fetched from anywhere, so its
+ * output paths are flagged (escapes) when they leave its folder, and
+ * the caller refuses those it would use.  On
  * failure returns NP_ERR_USAGE (or NP_ERR_NOMEM), err->file is "PATH:LINE"
  * (or PATH when no line applies) and err->msg one line saying what is
  * wrong; rc is left empty. */
 np_status np_runconfig_load(const char *path, const char *const *known,
-                            np_runconfig *rc, np_error *err);
+                            bool confine, np_runconfig *rc, np_error *err);
 void np_runconfig_free(np_runconfig *rc);
 
 /* "dir/model.onnx" -> "dir/model.nepenc.xml" (a name without the .onnx
