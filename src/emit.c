@@ -11,6 +11,7 @@
 
 #include "onnx_io.h"
 #include "progress.h"
+#include "top1.h"
 
 /* At most this many validation examples for the fold check. */
 #define NP_VERIFY_EXAMPLES 256
@@ -25,20 +26,12 @@ static const char *const np_fold_passes[] = {"fold_bn", "fold_const", "fold_gemm
 
 /* ------------------------------------------------------- evaluation */
 
-static np_status np_model_top1(const np_model *m, const np_run_data *d,
-                               const np_nepenthe_opts *o, double *top1,
-                               np_error *err)
+/* Validation top-1 of m (section 5's theta check). */
+static np_status np_val_top1(const np_model *m, const np_run_data *d,
+                             const np_nepenthe_opts *o, double *top1, np_error *err)
 {
-	np_rt *rt = np_rt_new((np_model *)m, o->threads, err);
-	if (!rt)
-		return err->status;
-	np_progress pr = {.quiet = o->quiet};
-	np_rt_set_progress(rt, np_progress_rt, &pr);
-	np_eval_result r;
-	np_status st = np_evaluate(rt, d->val, o->batch, d->teacher_val, &r, err);
-	*top1 = r.top1;
-	np_rt_free(rt);
-	return st;
+	return np_model_top1(m, d->val, o->batch, d->teacher_val, o->threads, o->quiet,
+	                     top1, err);
 }
 
 static np_status np_model_logits(const np_model *m, const np_dataset *sample,
@@ -155,8 +148,12 @@ static np_status np_choose_linearized(const np_model *stored, const np_layers *l
 		double top1 = 0;
 		st = np_linearized(stored, ls, prof, order, n_use, o, run, &m, err);
 		if (st == NP_OK && n_use > 0)
-			st = np_model_top1(m, d, o, &top1, err);
-		if (st != NP_OK || n_use == 0 || top1 >= bar) {
+			st = np_val_top1(m, d, o, &top1, err);
+		if (st != NP_OK) {
+			np_model_free(m);
+			break;
+		}
+		if (n_use == 0 || top1 >= bar) {
 			*out = m;
 			break;
 		}
@@ -261,7 +258,7 @@ static np_status np_fold_verified(const np_model *lin, const np_run_data *d,
 	/* --fold approx merges inexact pairs: the theta bar decides. */
 	bool approx = o->fold == NP_FOLD_APPROX;
 	if (st == NP_OK && approx)
-		st = np_model_top1(m, d, o, &top1, err);
+		st = np_val_top1(m, d, o, &top1, err);
 	bool good = st == NP_OK && (approx ? top1 >= bar : gap <= NP_VERIFY_RTOL);
 	if (st == NP_OK && !good) {
 		np_model_free(m);
