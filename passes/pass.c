@@ -72,6 +72,22 @@ np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
 	return NP_OK;
 }
 
+bool np_pass_may_fold(const np_pass_ctx *ctx, const np_node *n)
+{
+	if (ctx->max_folds > 0 && ctx->folds >= ctx->max_folds)
+		return false;
+	for (int i = 0; i < ctx->n_skip; i++)
+		if (n->name && strcmp(ctx->skip[i], n->name) == 0)
+			return false;
+	return true;
+}
+
+void np_pass_folded(np_pass_ctx *ctx, const np_node *n)
+{
+	ctx->folds++;
+	ctx->folded_at = n->name;
+}
+
 /* ------------------------------------------------------------------ log */
 
 static bool np_same_str(const char *a, const char *b)

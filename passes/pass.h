@@ -63,7 +63,23 @@ typedef struct np_pass_ctx {
 	/* Layers to linearize (passes/linearize.c): see nepenthe.h. */
 	const struct np_linearize_plan *linearize;
 	int changes;                 /* bumped by passes that changed the graph */
+	/* Fold by fold (src/emit.c undoes a fold that fails verification,
+	 * not its whole pass): with max_folds > 0 the fold passes stop after
+	 * that many folds; they never fold at a candidate node named in
+	 * skip.  folds counts the folds done; folded_at names the candidate
+	 * node of the last one (a string of the model's arena).  Use
+	 * np_pass_may_fold() and np_pass_folded(). */
+	int max_folds;
+	const char *const *skip;
+	int n_skip;
+	int folds;
+	const char *folded_at;
 } np_pass_ctx;
+
+/* May a fold pass fold at candidate n now?  (budget and skip list) */
+bool np_pass_may_fold(const np_pass_ctx *ctx, const np_node *n);
+/* A fold pass folded at candidate n: count it. */
+void np_pass_folded(np_pass_ctx *ctx, const np_node *n);
 
 typedef struct np_pass {
 	const char *name;
