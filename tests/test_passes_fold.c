@@ -964,6 +964,97 @@ static void emit_approx_case(double bar, bool want_merged)
 	gk_free(&k);
 }
 
+/* ---------------------------------------- the pass manager's checks */
+
+/* Passes that break a shape on purpose: replace a Gemm's weight by one of
+ * other dims, through the mutation API (the use-def links stay right). */
+static int64_t bad_dims[2];
+static const char *bad_node;
+
+static np_status break_weight(np_model *m, np_pass_ctx *ctx, np_error *err)
+{
+	(void)ctx;
+	np_node *n = gk_find_node(m->graph, bad_node);
+	np_value *w = np_new_float_init(m, "bad.weight", 2, bad_dims, err);
+	if (!n || !w)
+		return np_fail(err, NP_ERR_INVALID, "test pass: no node %s", bad_node);
+	np_node_set_input(n, 1, w);
+	return NP_OK;
+}
+
+/* fc1 made 5 wide and fc2 reading 5 features: consistent, but fc1's
+ * output changed shape. */
+static np_status narrow_hidden(np_model *m, np_pass_ctx *ctx, np_error *err)
+{
+	bad_node = "fc1";
+	bad_dims[0] = 5, bad_dims[1] = 6;
+	np_status st = break_weight(m, ctx, err);
+	np_node *fc1 = gk_find_node(m->graph, "fc1");
+	if (st == NP_OK)
+		np_node_set_input(fc1, 2, np_new_float_init(m, "bad.bias", 1, bad_dims, err));
+	bad_node = "fc2";
+	bad_dims[0] = 4, bad_dims[1] = 5;
+	return st == NP_OK ? break_weight(m, ctx, err) : st;
+}
+
+static np_status no_change(np_model *m, np_pass_ctx *ctx, np_error *err)
+{
+	(void)m, (void)ctx, (void)err;
+	return NP_OK;
+}
+
+/* x[N,6] -> fc1 (6 -> 8) -> fc2 (8 -> 4), output declared [N, 4]. */
+static void two_gemms(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 6));
+	np_value *h = gemm(k, "fc1", x, (gemmp){.k = 6, .n = 8, .trans_b = true, .bias = true});
+	np_value *y = gemm(k, "fc2", h, (gemmp){.k = 8, .n = 4, .trans_b = true});
+	y->has_type = y->has_shape = true;
+	y->dtype = NP_FLOAT;
+	y->rank = 2;
+	y->dims = np_arena_alloc(k->m->arena, 2 * sizeof(np_dim));
+	y->dims[0].value = -1;
+	y->dims[1].value = 4;
+	gk_output(k, y);
+}
+
+static void shape_check_case(const char *what, const char *node, int64_t d0, int64_t d1,
+                             const char *want)
+{
+	gk k;
+	gk_init(&k, 13, 3);
+	two_gemms(&k);
+	np_pass_log log = {0};
+	np_pass_ctx ctx = {.fold = NP_FOLD_EXACT, .log = &log};
+	np_error err = {0};
+	bad_node = node;
+	bad_dims[0] = d0;
+	bad_dims[1] = d1;
+	np_pass p = {"break_shape", "test", !node ? no_change :
+	             strcmp(node, "hidden") == 0 ? narrow_hidden : break_weight};
+	np_status st = np_run_pass(k.m, &p, &ctx, &err);
+	if (!want)
+		ok(st == NP_OK, "pass manager: %s: accepted %s", what, err.msg);
+	else
+		ok(st == NP_ERR_INVALID && strstr(err.msg, "pass break_shape broke the shapes") &&
+		   strstr(err.msg, want), "pass manager: %s: '%s'", what, err.msg);
+	np_pass_log_free(&log);
+	gk_free(&k);
+}
+
+static void pass_manager_cases(void)
+{
+	shape_check_case("a pass that changes nothing", NULL, 0, 0, NULL);
+	shape_check_case("a weight swapped for one of the same dims", "fc2", 4, 8, NULL);
+	shape_check_case("fc2 weight of 7 columns for 8 features", "fc2", 4, 7,
+	                 "node fc2, op Gemm: inner dimensions");
+	shape_check_case("fc1 made 5 wide", "fc1", 5, 6, "node fc2, op Gemm: inner");
+	shape_check_case("fc2 made 3 wide (declared [N,4])", "fc2", 3, 8,
+	                 "value 'fc2' is declared [-1,4] but computes to [1,3]");
+	shape_check_case("fc1 and fc2 both made 5 wide", "hidden", 0, 0,
+	                 "value 'fc1' was [1,8] and is now [1,5]");
+}
+
 static void emit_cases(void)
 {
 	emit_approx_case(0.0, true);
@@ -977,6 +1068,7 @@ int main(void)
 	fold_conv_cases();
 	pipeline_cases();
 	cost_cases();
+	pass_manager_cases();
 	emit_cases();
 	return done_testing();
 }
