@@ -650,11 +650,19 @@ np_status np_fold_run(np_model *m, np_pass_ctx *ctx, np_fold_fn fn,
 	for (;;) {
 		np_shapes s;
 		np_pass_log_free(&refused);
+		if (ctx->max_folds > 0 && ctx->folds >= ctx->max_folds)
+			break;
 		if (np_shapes_infer(m->graph, &s, err) != NP_OK)
 			return err->status;
 		int r = NP_TRY_NONE;
-		for (int i = 0; i < m->graph->n_nodes && r == NP_TRY_NONE; i++)
-			r = fn(m, ctx, m->graph->nodes[i], &s, &refused, err);
+		for (int i = 0; i < m->graph->n_nodes && r == NP_TRY_NONE; i++) {
+			np_node *n = m->graph->nodes[i];
+			if (!np_pass_may_fold(ctx, n))
+				continue;
+			r = fn(m, ctx, n, &s, &refused, err);
+			if (r == NP_TRY_DONE)
+				np_pass_folded(ctx, n);
+		}
 		np_shapes_free(&s);
 		if (r == NP_TRY_ERROR) {
 			np_pass_log_free(&refused);

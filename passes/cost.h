@@ -105,7 +105,9 @@ typedef int (*np_fold_fn)(np_model *m, np_pass_ctx *ctx, np_node *n,
 /* Drive a fold: scan the graph in order, restart after every fold (with
  * fresh shapes) until nothing folds; then copy the refusals of the last
  * scan into ctx->log, so each refused pair is reported once.  Does
- * nothing under NP_FOLD_NONE. */
+ * nothing under NP_FOLD_NONE.  Honours ctx->max_folds and ctx->skip (the
+ * candidate n given to fn is what a skip entry names); stopped by
+ * max_folds, it logs no refusals (its last scan was not complete). */
 np_status np_fold_run(np_model *m, np_pass_ctx *ctx, np_fold_fn fn,
                       np_error *err);
 

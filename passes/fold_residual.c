@@ -111,7 +111,8 @@ static np_status np_fold_residual_run(np_model *m, np_pass_ctx *ctx, np_error *e
 	for (int i = 0; i < n && st == NP_OK; i++) {
 		np_node *a = nodes[i];
 		np_value *x = NULL;
-		np_node *c = a->removed ? NULL : np_residual_conv(a, &x);
+		np_node *c = a->removed || !np_pass_may_fold(ctx, a) ? NULL
+		             : np_residual_conv(a, &x);
 		if (!c)
 			continue;
 		const char *why = np_residual_refusal(c, x);
@@ -133,6 +134,7 @@ static np_status np_fold_residual_run(np_model *m, np_pass_ctx *ctx, np_error *e
 		np_pass_log_add(ctx->log, m, NP_LOG_FOLDED, "fold_residual", a->name, c->name,
 		                "identity shortcut into the centre tap of %s", c->name);
 		ctx->changes++;
+		np_pass_folded(ctx, a);
 	}
 	free(nodes);
 	return st;

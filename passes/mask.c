@@ -159,27 +159,26 @@ static np_status np_layer_collect(np_rt *rt, const np_layer *L, const np_layer_p
 }
 
 /* Integers b[l] summing to B from real shares (floor, then the largest
- * remainders, ties to the lower layer index). */
+ * remainders, ties to the lower layer index); rem: n scratch doubles. */
 static void np_apportion(const double *share, const bool *in, int n, int64_t B,
-                         int64_t *b)
+                         int64_t *b, double *rem)
 {
 	double total = 0;
 	for (int l = 0; l < n; l++)
 		if (in[l])
 			total += share[l];
 	int64_t given = 0;
-	double *rem = calloc((size_t)n + 1, sizeof(double));
 	for (int l = 0; l < n; l++) {
 		b[l] = 0;
+		rem[l] = -1;
 		if (!in[l] || total <= 0)
 			continue;
 		double exact = (double)B * share[l] / total;
 		b[l] = (int64_t)floor(exact);
-		if (rem)
-			rem[l] = exact - (double)b[l];
+		rem[l] = exact - (double)b[l];
 		given += b[l];
 	}
-	while (rem && given < B) {
+	while (given < B) {
 		int best = -1;
 		for (int l = 0; l < n; l++)
 			if (in[l] && rem[l] >= 0 && (best < 0 || rem[l] > rem[best]))
@@ -190,7 +189,6 @@ static void np_apportion(const double *share, const bool *in, int n, int64_t B,
 		rem[best] = -1;
 		given++;
 	}
-	free(rem);
 }
 
 static void np_prune(np_param *p, int64_t idx)
@@ -216,8 +214,10 @@ static int64_t np_prune_layer(np_lstate *s, int64_t b)
 	return b;
 }
 
-/* IMP: global magnitude pruning of zeta of what remains. */
-static void np_prune_global(np_lstate *s, int n, double zeta, np_mask_layer_stat *stats)
+/* IMP: global magnitude pruning of zeta of what remains; head: n
+ * scratch counters. */
+static void np_prune_global(np_lstate *s, int n, double zeta, int64_t *head,
+                            np_mask_layer_stat *stats)
 {
 	int64_t total = 0, nonzero = 0;
 	for (int l = 0; l < n; l++) {
@@ -229,8 +229,8 @@ static void np_prune_global(np_lstate *s, int n, double zeta, np_mask_layer_stat
 	 * the smallest head wins, the earlier layer on ties. */
 	for (int l = 0; l < n; l++)
 		qsort(s[l].cand, (size_t)s[l].n_cand, sizeof(np_cand), np_cmp_cand);
-	int64_t *head = calloc((size_t)n + 1, sizeof(int64_t));
-	for (int64_t r = 0; head && r < B && r < total; r++) {
+	memset(head, 0, sizeof(int64_t) * (size_t)n);
+	for (int64_t r = 0; r < B && r < total; r++) {
 		int best = -1;
 		for (int l = 0; l < n; l++)
 			if (head[l] < s[l].n_cand &&
@@ -245,7 +245,6 @@ static void np_prune_global(np_lstate *s, int n, double zeta, np_mask_layer_stat
 	}
 	for (int l = 0; stats && l < n; l++)
 		stats[l].budget = stats[l].removed;
-	free(head);
 }
 
 np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
@@ -257,10 +256,21 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	double *share = calloc((size_t)n + 1, sizeof(double));
 	bool *in = calloc((size_t)n + 1, sizeof(bool));
 	int64_t *b = calloc((size_t)n + 1, sizeof(int64_t));
-	np_status st = s && share && in && b ? NP_OK
+	/* Scratch: the remainders of np_apportion, the heads of IMP's merge. */
+	double *rem = calloc((size_t)n + 1, sizeof(double));
+	int64_t *head = calloc((size_t)n + 1, sizeof(int64_t));
+	/* A failed allocation is an error, never "nothing to prune" (which
+	 * would end the loop as if the model were exhausted). */
+	np_status st = s && share && in && b && rem && head ? NP_OK
 	               : np_fail(err, NP_ERR_NOMEM, "out of memory masking");
 	if (st == NP_OK && o->criterion == NP_CRIT_WANDA && !o->input_norms)
 		st = np_fail(err, NP_ERR_INVALID, "--criterion wanda: no input norms were collected");
+	/* DESIGN section 11: an option the method does not have is refused
+	 * (the command line refuses it first; this guards other callers). */
+	if (st == NP_OK && o->method == NP_METHOD_IMP &&
+	    (o->no_entropy_budget || o->no_neuron_selection))
+		st = np_fail(err, NP_ERR_USAGE, "--%s does not apply to --method imp",
+		             o->no_entropy_budget ? "no-entropy-budget" : "no-neuron-selection");
 	np_mask_opts imp = *o;
 	if (o->method == NP_METHOD_IMP)
 		imp.no_neuron_selection = true;   /* IMP ignores entropy */
@@ -275,7 +285,7 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 		}
 	}
 	if (st == NP_OK && o->method == NP_METHOD_IMP) {
-		np_prune_global(s, n, o->zeta, stats);
+		np_prune_global(s, n, o->zeta, head, stats);
 	} else if (st == NP_OK) {
 		/* L: layers still with entropy and score (section 4). */
 		double Imax = 0;
@@ -301,7 +311,7 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 			if (stats)
 				stats[l].R = R;
 		}
-		np_apportion(share, in, n, B, b);
+		np_apportion(share, in, n, B, b, rem);
 		for (int l = 0; l < n; l++) {
 			int64_t removed = in[l] ? np_prune_layer(&s[l], b[l]) : 0;
 			if (stats) {
@@ -318,5 +328,7 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	free(share);
 	free(in);
 	free(b);
+	free(rem);
+	free(head);
 	return st;
 }

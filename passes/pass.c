@@ -1,6 +1,8 @@
 /* pass.c - the pass manager and helpers shared by passes; see pass.h. */
 #include "pass.h"
 
+#include "cost.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,18 +33,168 @@ const np_pass *const *np_pass_list(int *n)
 	return np_passes;
 }
 
-static np_status np_run_one(np_model *m, const np_pass *p, np_pass_ctx *ctx,
-                            np_error *err)
+/* ------------------------------------------------------ shape checks */
+
+static void np_dims_str(char *buf, size_t n, const np_shape *s)
 {
-	np_status st = p->run(m, ctx, err);
-	if (st != NP_OK)
-		return st;
+	size_t k = (size_t)snprintf(buf, n, "[");
+	for (int i = 0; i < s->rank && k < n; i++)
+		k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "",
+		                      (long long)s->dims[i]);
+	if (k < n)
+		snprintf(buf + k, n - k, "]");
+}
+
+/* A value something reads or the graph outputs, with a live source. */
+static bool np_value_live(const np_value *v)
+{
+	bool source = v->init || v->is_input || (v->producer && !v->producer->removed);
+	return source && (v->n_uses > 0 || v->is_output);
+}
+
+static bool np_dim_differs(int64_t a, int64_t b)
+{
+	return a >= 0 && b >= 0 && a != b;
+}
+
+/* Node n's inputs agree where its op says they must (the inference of
+ * cost.c computes outputs and cannot see these): Conv input channels =
+ * weight's x group; Gemm and MatMul inner dims; BatchNormalization's four
+ * vectors = channels; element-wise operands broadcast.  NULL if they do
+ * (or a shape is unknown), else why not in buf. */
+static const char *np_node_shapes_bad(const np_node *n, const np_shapes *s,
+                                      char *buf, size_t len)
+{
+	const np_shape *a = n->n_inputs > 0 ? np_shape_get(s, n->inputs[0]) : NULL;
+	const np_shape *b = n->n_inputs > 1 ? np_shape_get(s, n->inputs[1]) : NULL;
+	char da[128], db[128];
+	if (!a || !b)
+		return NULL;
+	np_dims_str(da, sizeof da, a);
+	np_dims_str(db, sizeof db, b);
+	if (np_node_is(n, "Conv") && a->rank >= 3 && b->rank == a->rank &&
+	    np_dim_differs(a->dims[1], b->dims[1] * np_node_attr_int(n, "group", 1)))
+		return snprintf(buf, len, "input %s has not the channels its weight %s "
+		                "reads", da, db), buf;
+	if (np_node_is(n, "Gemm") && a->rank == 2 && b->rank == 2 &&
+	    np_dim_differs(a->dims[np_node_attr_int(n, "transA", 0) ? 0 : 1],
+	                   b->dims[np_node_attr_int(n, "transB", 0) ? 1 : 0]))
+		return snprintf(buf, len, "inner dimensions of %s and %s differ", da, db), buf;
+	if (np_node_is(n, "MatMul") && a->rank >= 2 && b->rank >= 2 &&
+	    np_dim_differs(a->dims[a->rank - 1], b->dims[b->rank - 2]))
+		return snprintf(buf, len, "inner dimensions of %s and %s differ", da, db), buf;
+	if (np_node_is(n, "BatchNormalization") && a->rank >= 2)
+		for (int i = 1; i < n->n_inputs && i < 5; i++) {
+			const np_shape *p = np_shape_get(s, n->inputs[i]);
+			if (p && (p->rank != 1 || np_dim_differs(p->dims[0], a->dims[1])))
+				return snprintf(buf, len, "input %s has %lld channels, its "
+				                "parameter '%s' does not", da, (long long)a->dims[1],
+				                n->inputs[i]->name), buf;
+		}
+	if (np_node_is(n, "Add") || np_node_is(n, "Sub") || np_node_is(n, "Mul") ||
+	    np_node_is(n, "Div"))
+		for (int i = 1; i <= a->rank && i <= b->rank; i++) {
+			int64_t x = a->dims[a->rank - i], y = b->dims[b->rank - i];
+			if (x != 1 && y != 1 && np_dim_differs(x, y))
+				return snprintf(buf, len, "operands %s and %s do not broadcast",
+				                da, db), buf;
+		}
+	return NULL;
+}
+
+/* The shape a value records (value_info, graph input/output), as
+ * np_shape; false if it records none. */
+static bool np_recorded_shape(const np_value *v, np_shape *o)
+{
+	if (!v->has_shape || v->init || v->rank > NP_MAX_RANK)
+		return false;
+	o->rank = v->rank;
+	for (int i = 0; i < v->rank; i++)
+		o->dims[i] = v->dims[i].value;
+	return true;
+}
+
+/* Whether g's shapes agree: recorded shapes with the inferred ones (the
+ * batch axis of a value of rank >= 2 excepted: inference takes a dynamic
+ * batch as 1), and every node's inputs with its op.  NULL if they do,
+ * else why not in buf. */
+static const char *np_shapes_bad(const np_graph *g, const np_shapes *s, char *buf,
+                                 size_t len)
+{
+	char why[512], dr[128], di[128];
+	for (int i = 0; i < g->n_nodes; i++) {
+		const np_node *n = g->nodes[i];
+		if (np_node_shapes_bad(n, s, why, sizeof why))
+			return snprintf(buf, len, "node %s, op %s: %s", n->name, n->op_type,
+			                why), buf;
+	}
+	for (int i = 0; i < g->n_values; i++) {
+		const np_value *v = g->values[i];
+		const np_shape *inf = np_shape_get(s, v);
+		np_shape rec;
+		if (!inf || !np_value_live(v) || !np_recorded_shape(v, &rec))
+			continue;
+		bool bad = rec.rank != inf->rank;
+		for (int k = rec.rank >= 2 ? 1 : 0; !bad && k < rec.rank; k++)
+			bad = np_dim_differs(rec.dims[k], inf->dims[k]);
+		if (bad) {
+			np_dims_str(dr, sizeof dr, &rec);
+			np_dims_str(di, sizeof di, inf);
+			return snprintf(buf, len, "value '%s' is declared %s but computes to %s",
+			                v->name, dr, di), buf;
+		}
+	}
+	return NULL;
+}
+
+/* After a pass: shapes that held before still hold, and every value that
+ * was there before and still is keeps its shape. */
+static const char *np_shapes_changed(const np_graph *g, const np_shapes *before,
+                                     bool consistent_before, const np_shapes *after,
+                                     char *buf, size_t len)
+{
+	if (consistent_before && np_shapes_bad(g, after, buf, len))
+		return buf;
+	char d0[128], d1[128];
+	for (int i = 0; i < g->n_values && i < before->n; i++) {
+		const np_value *v = g->values[i];
+		const np_shape *b = np_shape_get(before, v), *a = np_shape_get(after, v);
+		if (!a || !b || !np_value_live(v))
+			continue;
+		bool bad = a->rank != b->rank;
+		for (int k = 0; !bad && k < a->rank; k++)
+			bad = np_dim_differs(a->dims[k], b->dims[k]);
+		if (bad) {
+			np_dims_str(d0, sizeof d0, b);
+			np_dims_str(d1, sizeof d1, a);
+			return snprintf(buf, len, "value '%s' was %s and is now %s", v->name,
+			                d0, d1), buf;
+		}
+	}
+	return NULL;
+}
+
+np_status np_run_pass(np_model *m, const np_pass *p, np_pass_ctx *ctx, np_error *err)
+{
+	np_shapes before = {0}, after = {0};
+	char why[1024];
+	np_status st = np_shapes_infer(m->graph, &before, err);
+	bool consistent = st == NP_OK && !np_shapes_bad(m->graph, &before, why, sizeof why);
+	if (st == NP_OK)
+		st = p->run(m, ctx, err);
 	np_error verr = {0};
-	if (np_graph_toposort(m->graph, &verr) != NP_OK ||
-	    np_graph_verify(m->graph, &verr) != NP_OK)
-		return np_fail(err, NP_ERR_INVALID, "pass %s broke the graph: %s",
-		               p->name, verr.msg);
-	return NP_OK;
+	if (st == NP_OK && (np_graph_toposort(m->graph, &verr) != NP_OK ||
+	                    np_graph_verify(m->graph, &verr) != NP_OK))
+		st = np_fail(err, NP_ERR_INVALID, "pass %s broke the graph: %s", p->name,
+		             verr.msg);
+	if (st == NP_OK)
+		st = np_shapes_infer(m->graph, &after, err);
+	if (st == NP_OK && np_shapes_changed(m->graph, &before, consistent, &after, why,
+	                                     sizeof why))
+		st = np_fail(err, NP_ERR_INVALID, "pass %s broke the shapes: %s", p->name, why);
+	np_shapes_free(&before);
+	np_shapes_free(&after);
+	return st;
 }
 
 np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
@@ -52,7 +204,7 @@ np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
 		return NP_OK;
 	if (strcmp(list, "default") == 0) {
 		for (int i = 0; i < NP_N_PASSES; i++) {
-			np_status st = np_run_one(m, np_passes[i], ctx, err);
+			np_status st = np_run_pass(m, np_passes[i], ctx, err);
 			if (st != NP_OK)
 				return st;
 		}
@@ -65,11 +217,27 @@ np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
 		const np_pass *p = np_pass_find(tok);
 		if (!p)
 			return np_fail(err, NP_ERR_USAGE, "unknown pass '%s'", tok);
-		np_status st = np_run_one(m, p, ctx, err);
+		np_status st = np_run_pass(m, p, ctx, err);
 		if (st != NP_OK)
 			return st;
 	}
 	return NP_OK;
+}
+
+bool np_pass_may_fold(const np_pass_ctx *ctx, const np_node *n)
+{
+	if (ctx->max_folds > 0 && ctx->folds >= ctx->max_folds)
+		return false;
+	for (int i = 0; i < ctx->n_skip; i++)
+		if (n->name && strcmp(ctx->skip[i], n->name) == 0)
+			return false;
+	return true;
+}
+
+void np_pass_folded(np_pass_ctx *ctx, const np_node *n)
+{
+	ctx->folds++;
+	ctx->folded_at = n->name;
 }
 
 /* ------------------------------------------------------------------ log */

@@ -5,8 +5,9 @@
  * precondition before it rewires (other consumers?  graph output?  the
  * fold exact and not more expensive?), and leaves orphans to dead-code
  * removal.  The pass manager runs passes in order and, after each, sorts
- * the graph and verifies its use-def links (np_graph_verify): a pass that
- * breaks the graph is a bug reported as an error, not a corrupt output.
+ * the graph and verifies its use-def links (np_graph_verify) and its
+ * shapes (np_run_pass): a pass that breaks the graph is a bug reported as
+ * an error, not a corrupt output.
  *
  * Passes record what they did in np_pass_log so the report and the
  * output's doc_strings can say it ("folded /bn2 into /conv2").
@@ -63,7 +64,23 @@ typedef struct np_pass_ctx {
 	/* Layers to linearize (passes/linearize.c): see nepenthe.h. */
 	const struct np_linearize_plan *linearize;
 	int changes;                 /* bumped by passes that changed the graph */
+	/* Fold by fold (src/emit.c undoes a fold that fails verification,
+	 * not its whole pass): with max_folds > 0 the fold passes stop after
+	 * that many folds; they never fold at a candidate node named in
+	 * skip.  folds counts the folds done; folded_at names the candidate
+	 * node of the last one (a string of the model's arena).  Use
+	 * np_pass_may_fold() and np_pass_folded(). */
+	int max_folds;
+	const char *const *skip;
+	int n_skip;
+	int folds;
+	const char *folded_at;
 } np_pass_ctx;
+
+/* May a fold pass fold at candidate n now?  (budget and skip list) */
+bool np_pass_may_fold(const np_pass_ctx *ctx, const np_node *n);
+/* A fold pass folded at candidate n: count it. */
+void np_pass_folded(np_pass_ctx *ctx, const np_node *n);
 
 typedef struct np_pass {
 	const char *name;
@@ -77,9 +94,19 @@ const np_pass *np_pass_find(const char *name);
 const np_pass *const *np_pass_list(int *n);
 
 /* Run the comma-separated list ("none" = nothing; "default" = the
- * default pipeline), verifying the graph after each pass. */
+ * default pipeline), each with np_run_pass(). */
 np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
                         np_error *err);
+/* Run one pass, then sort the graph and check it: use-def links
+ * (np_graph_verify), and shapes (with np_shapes_infer of cost.h): every
+ * value that was there before and still is keeps its inferred shape;
+ * if the shapes agreed before the pass, they still do (recorded shapes
+ * of graph outputs and value_info against the inferred ones; Conv, Gemm,
+ * MatMul, BatchNormalization and element-wise operands against each
+ * other).  A pass that breaks either is a bug: NP_ERR_INVALID naming
+ * the pass. */
+np_status np_run_pass(np_model *m, const np_pass *p, np_pass_ctx *ctx,
+                      np_error *err);
 
 /* Doc string helper: append "; text" to a node's doc_string (arena). */
 void np_node_doc_append(np_model *m, np_node *n, const char *text);

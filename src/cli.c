@@ -670,6 +670,41 @@ static int np_cli_model(np_cli *c, int argc, char **argv)
 	return 0;
 }
 
+/* What --passes none still takes: it writes the model back through the
+ * IR, so an option of the NEPENTHE job given with it would be ignored. */
+static bool np_passes_none_takes(int id)
+{
+	switch (id) {
+	case 'o': case 'q': case 'v': case OPT_PASSES: case OPT_EXTERNAL_DATA:
+	case OPT_JSON: case OPT_CONFIG: case OPT_DEPFILE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Options that cannot apply together; given: what the command line set
+ * (a setting of the configuration file the run does not use is ignored,
+ * as for any command). */
+static int np_cli_conflicts(const np_cli *c, const bool *given)
+{
+	if (c->command != NP_CMD_COMPILE)
+		return 0;
+	if (strcmp(c->passes, "none") == 0)
+		for (size_t i = 0; i < NP_N_OPTS; i++) {
+			int id = np_opts[i].lo.val;
+			if (given[id] && !np_passes_none_takes(id))
+				return np_usage("--passes none writes the model back unchanged: "
+				                "--%s does not apply to it", np_opts[i].lo.name);
+		}
+	/* DESIGN section 11: options a method does not have are refused. */
+	if (c->method == NP_METHOD_IMP && (c->no_entropy_budget || c->no_neuron_selection))
+		return np_usage("--%s does not apply to --method imp (global magnitude "
+		                "pruning has no entropy budget and no neuron selection)",
+		                c->no_entropy_budget ? "no-entropy-budget" : "no-neuron-selection");
+	return 0;
+}
+
 /* Required options per command, once flags and file are merged. */
 static int np_cli_check(np_cli *c)
 {
@@ -751,6 +786,8 @@ static int np_cli_run(np_cli *c, int argc, char **argv)
 		rc = np_config_read(c, given);
 	if (rc == 0)
 		rc = np_dep_settle(c, &df);
+	if (rc == 0)
+		rc = np_cli_conflicts(c, given);
 	return rc ? rc : np_cli_check(c);
 }
 

@@ -22,6 +22,7 @@
 #include "progress.h"
 #include "report.h"
 #include "session.h"
+#include "top1.h"
 
 /* The data of a run, owned here. */
 typedef struct np_compile_data {
@@ -103,24 +104,6 @@ static void np_compile_opts(const np_cli *c, np_nepenthe_opts *o)
 	o->threads = c->threads;
 	o->quiet = c->quiet;   /* progress and iteration lines: stderr, also with --json */
 	o->verbose = c->verbose;
-}
-
-static np_status np_top1_of(const np_model *m, const np_dataset *d, const float *teacher,
-                            const np_cli *c, double *top1, np_error *err)
-{
-	*top1 = -1;
-	if (!d)
-		return NP_OK;
-	np_rt *rt = np_rt_new((np_model *)m, c->threads, err);
-	if (!rt)
-		return err->status;
-	np_progress pr = {.quiet = c->quiet};
-	np_rt_set_progress(rt, np_progress_rt, &pr);
-	np_eval_result r;
-	np_status st = np_evaluate(rt, d, c->batch, teacher, &r, err);
-	*top1 = r.top1;
-	np_rt_free(rt);
-	return st;
 }
 
 /* nepenthe.* metadata and a graph doc_string summarising the run. */
@@ -270,16 +253,20 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.max_iter = c->max_iter, run.epochs = c->train.epochs, run.backoff = c->backoff;
 		run.method = (np_method)c->method, run.criterion = (np_criterion)c->criterion;
 		run.fold = (np_fold_policy)c->fold;
-		st = np_top1_of(s.m, cd.rd.val, cd.teacher_val, c, &run.dense_val, err);
+		st = np_model_top1(s.m, cd.rd.val, c->batch, cd.teacher_val, c->threads,
+		                   c->quiet, &run.dense_val, err);
 	}
 	if (st == NP_OK)
-		st = np_top1_of(s.m, cd.rd.test, cd.teacher_test, c, &run.dense_test, err);
+		st = np_model_top1(s.m, cd.rd.test, c->batch, cd.teacher_test, c->threads,
+		                   c->quiet, &run.dense_test, err);
 	if (st == NP_OK)
 		st = np_compile_run(&s, c, &cd, &run, &out, err);
 	if (st == NP_OK)
-		st = np_top1_of(out, cd.rd.val, cd.teacher_val, c, &run.final_val, err);
+		st = np_model_top1(out, cd.rd.val, c->batch, cd.teacher_val, c->threads,
+		                   c->quiet, &run.final_val, err);
 	if (st == NP_OK)
-		st = np_top1_of(out, cd.rd.test, cd.teacher_test, c, &run.final_test, err);
+		st = np_model_top1(out, cd.rd.test, c->batch, cd.teacher_test, c->threads,
+		                   c->quiet, &run.final_test, err);
 	if (st == NP_OK) {
 		run.nodes_after = out->graph->n_nodes;
 		run.depth_after = np_graph_depth(out->graph);

@@ -9,6 +9,7 @@
 #include "progress.h"
 #include "rt.h"
 #include "session.h"
+#include "top1.h"
 #include "train.h"
 
 np_status np_cmd_eval(const np_cli *c, np_error *err)
@@ -43,21 +44,13 @@ np_status np_cmd_eval(const np_cli *c, np_error *err)
 	return st;
 }
 
-/* Test top-1 of the session's current weights, or -1 without --test. */
-static np_status np_score(const np_session *s, const np_dataset *test,
-                          const np_cli *c, double *top1, np_error *err)
-{
-	np_eval_result r;
-	*top1 = -1;
-	if (!test->x)
-		return NP_OK;
-	np_status st = np_evaluate(s->rt, test, c->batch, NULL, &r, err);
-	if (st == NP_OK)
-		*top1 = r.top1;
-	return st;
-}
+/* Top-1 on a split before and after fine-tuning; before < 0: no such
+ * split. */
+typedef struct np_split_score {
+	double before, after;
+} np_split_score;
 
-static void np_finetune_report(const np_cli *c, double before, double after,
+static void np_finetune_report(const np_cli *c, np_split_score val, np_split_score test,
                                double loss, double seconds, int64_t images)
 {
 	double rate = seconds > 0 ? (double)images / seconds : 0;
@@ -70,9 +63,13 @@ static void np_finetune_report(const np_cli *c, double before, double after,
 		np_json_double(&j, "seconds", seconds);
 		np_json_double(&j, "img_per_s", rate);
 		np_json_double(&j, "loss", loss);
-		if (before >= 0) {
-			np_json_double(&j, "test_top1_before", before);
-			np_json_double(&j, "test_top1", after);
+		if (val.before >= 0) {
+			np_json_double(&j, "val_top1_before", val.before);
+			np_json_double(&j, "val_top1", val.after);
+		}
+		if (test.before >= 0) {
+			np_json_double(&j, "test_top1_before", test.before);
+			np_json_double(&j, "test_top1", test.after);
 		}
 		np_json_end(&j);
 		return;
@@ -81,31 +78,53 @@ static void np_finetune_report(const np_cli *c, double before, double after,
 		return;
 	printf("fine-tuned %d epoch(s), %lld images in %.1f s (%.0f img/s), last epoch loss %.4f\n",
 	       c->train.epochs, (long long)images, seconds, rate, loss);
-	if (before >= 0)
-		printf("test top-1 %.2f%% -> %.2f%%\n", before, after);
+	if (val.before >= 0)
+		printf("validation top-1 %.2f%% -> %.2f%%\n", val.before, val.after);
+	if (test.before >= 0)
+		printf("test top-1 %.2f%% -> %.2f%%\n", test.before, test.after);
 	printf("wrote %s\n", c->output);
+}
+
+/* Teacher logits of the input model for data without labels: fine-tuning
+ * distils them, and a validation split without labels is scored as
+ * agreement with them (as the main job does). */
+static np_status np_teacher(const np_session *s, const np_dataset *d, const np_cli *c,
+                            float **teacher, np_error *err)
+{
+	int64_t classes;
+	if (!d->x || d->y)
+		return NP_OK;
+	return np_predict(s->rt, d, c->batch, teacher, &classes, err);
 }
 
 np_status np_cmd_finetune(const np_cli *c, np_error *err)
 {
 	np_session s = {0};
-	np_dataset train = {0}, test = {0};
-	float *teacher = NULL;
-	double before = -1, after = -1, loss = 0, t0 = 0, seconds = 0;
+	np_dataset train = {0}, val = {0}, test = {0};
+	float *teacher = NULL, *teacher_val = NULL;
+	np_split_score vs = {-1, -1}, ts = {-1, -1};
+	double loss = 0, t0 = 0, seconds = 0;
 	np_status st = np_session_open(&s, c, err);
 	/* Equal parameters the exporter stored once train separately. */
 	if (st == NP_OK)
 		st = np_session_untie(&s, c, NULL, err);
 	if (st == NP_OK)
 		st = np_session_data(&s, c, c->data, &train, err);
+	/* --limit is of --data only (as in the main job). */
+	np_cli whole = *c;
+	whole.dopts.limit = 0;
+	if (st == NP_OK && c->val)
+		st = np_session_data(&s, &whole, c->val, &val, err);
 	if (st == NP_OK && c->test)
-		st = np_session_data(&s, c, c->test, &test, err);
+		st = np_session_data(&s, &whole, c->test, &test, err);
 	if (st == NP_OK)
-		st = np_score(&s, &test, c, &before, err);
-	if (st == NP_OK && !train.y) {
-		int64_t classes;
-		st = np_predict(s.rt, &train, c->batch, &teacher, &classes, err);
-	}
+		st = np_teacher(&s, &train, c, &teacher, err);
+	if (st == NP_OK)
+		st = np_teacher(&s, &val, c, &teacher_val, err);
+	if (st == NP_OK && val.x)
+		st = np_top1(s.rt, &val, c->batch, teacher_val, &vs.before, err);
+	if (st == NP_OK && test.x)
+		st = np_top1(s.rt, &test, c->batch, NULL, &ts.before, err);
 	if (st == NP_OK) {
 		np_progress p;
 		/* stderr: --json (stdout) keeps its progress; only -q silences it. */
@@ -124,8 +143,10 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 	}
 	if (st == NP_OK)
 		st = np_rt_store(s.rt, s.m, err);
-	if (st == NP_OK)
-		st = np_score(&s, &test, c, &after, err);
+	if (st == NP_OK && val.x)
+		st = np_top1(s.rt, &val, c->batch, teacher_val, &vs.after, err);
+	if (st == NP_OK && test.x)
+		st = np_top1(s.rt, &test, c->batch, NULL, &ts.after, err);
 	if (st == NP_OK) {
 		np_save_opts so = {.external_data = c->external_data};
 		st = np_onnx_save(s.m, c->output, &so, err);
@@ -133,10 +154,11 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 			snprintf(err->file, sizeof err->file, "%s", c->output);
 	}
 	if (st == NP_OK)
-		np_finetune_report(c, before, after, loss, seconds,
-		                   train.n * c->train.epochs);
+		np_finetune_report(c, vs, ts, loss, seconds, train.n * c->train.epochs);
 	free(teacher);
+	free(teacher_val);
 	np_dataset_free(&test);
+	np_dataset_free(&val);
 	np_dataset_free(&train);
 	np_session_close(&s);
 	return st;

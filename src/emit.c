@@ -11,6 +11,7 @@
 
 #include "onnx_io.h"
 #include "progress.h"
+#include "top1.h"
 
 /* At most this many validation examples for the fold check. */
 #define NP_VERIFY_EXAMPLES 256
@@ -25,20 +26,12 @@ static const char *const np_fold_passes[] = {"fold_bn", "fold_const", "fold_gemm
 
 /* ------------------------------------------------------- evaluation */
 
-static np_status np_model_top1(const np_model *m, const np_run_data *d,
-                               const np_nepenthe_opts *o, double *top1,
-                               np_error *err)
+/* Validation top-1 of m (section 5's theta check). */
+static np_status np_val_top1(const np_model *m, const np_run_data *d,
+                             const np_nepenthe_opts *o, double *top1, np_error *err)
 {
-	np_rt *rt = np_rt_new((np_model *)m, o->threads, err);
-	if (!rt)
-		return err->status;
-	np_progress pr = {.quiet = o->quiet};
-	np_rt_set_progress(rt, np_progress_rt, &pr);
-	np_eval_result r;
-	np_status st = np_evaluate(rt, d->val, o->batch, d->teacher_val, &r, err);
-	*top1 = r.top1;
-	np_rt_free(rt);
-	return st;
+	return np_model_top1(m, d->val, o->batch, d->teacher_val, o->threads, o->quiet,
+	                     top1, err);
 }
 
 static np_status np_model_logits(const np_model *m, const np_dataset *sample,
@@ -155,8 +148,12 @@ static np_status np_choose_linearized(const np_model *stored, const np_layers *l
 		double top1 = 0;
 		st = np_linearized(stored, ls, prof, order, n_use, o, run, &m, err);
 		if (st == NP_OK && n_use > 0)
-			st = np_model_top1(m, d, o, &top1, err);
-		if (st != NP_OK || n_use == 0 || top1 >= bar) {
+			st = np_val_top1(m, d, o, &top1, err);
+		if (st != NP_OK) {
+			np_model_free(m);
+			break;
+		}
+		if (n_use == 0 || top1 >= bar) {
 			*out = m;
 			break;
 		}
@@ -192,49 +189,185 @@ static np_status np_fold_all(np_model *m, const np_nepenthe_opts *o, np_run *run
 	return st;
 }
 
-/* Largest relative logit gap between m and the reference on the sample. */
-static np_status np_check(const np_model *m, const np_dataset *sample,
-                          const float *ref, int64_t n_logits,
+/* What every fold is checked against: the linearized model's logits on
+ * a validation sample. */
+typedef struct np_verify {
+	np_dataset sample;
+	float *ref;
+	int64_t n_logits;
+} np_verify;
+
+/* Largest relative logit gap between m and the reference. */
+static np_status np_check(const np_model *m, const np_verify *v,
                           const np_nepenthe_opts *o, double *gap, np_error *err)
 {
 	float *z = NULL;
-	np_status st = np_model_logits(m, sample, o, &z, err);
+	np_status st = np_model_logits(m, &v->sample, o, &z, err);
 	if (st == NP_OK)
-		*gap = np_logit_gap(z, ref, n_logits);
+		*gap = np_logit_gap(z, v->ref, v->n_logits);
 	free(z);
 	return st;
 }
 
-/* Fold pass by pass, keeping each one only if the check passes. */
-static np_status np_fold_stepwise(np_model **cur, const np_dataset *sample,
-                                  const float *ref, int64_t n_logits,
-                                  const np_nepenthe_opts *o, np_run *run,
-                                  np_error *err)
+/* Folds undone after a failed check: never tried again. */
+typedef struct np_skips {
+	int *pass;                   /* index in np_fold_passes */
+	char **name;                 /* the fold's candidate node (malloc'd) */
+	const char **view;           /* scratch: the names of one pass */
+	int n, cap;
+} np_skips;
+
+static void np_skips_free(np_skips *sk)
 {
-	for (int i = 0; i < NP_N_FOLD_PASSES; i++) {
-		int mark = run->log.n;
-		double gap = 0;
-		np_model *m = np_model_clone(*cur, err);
-		np_status st = m ? np_fold_all(m, o, run, &np_fold_passes[i], 1, err)
-		                 : err->status;
+	for (int i = 0; i < sk->n; i++)
+		free(sk->name[i]);
+	free(sk->pass);
+	free(sk->name);
+	free(sk->view);
+	memset(sk, 0, sizeof *sk);
+}
+
+static np_status np_skips_add(np_skips *sk, int pass, const char *name, np_error *err)
+{
+	if (sk->n == sk->cap) {
+		int cap = sk->cap ? 2 * sk->cap : 8;
+		int *p = realloc(sk->pass, sizeof(int) * (size_t)cap);
+		if (p)
+			sk->pass = p;
+		char **nm = p ? realloc(sk->name, sizeof(char *) * (size_t)cap) : NULL;
+		if (nm)
+			sk->name = nm;
+		const char **v = nm ? realloc(sk->view, sizeof(char *) * (size_t)cap) : NULL;
+		if (!v)
+			return np_fail(err, NP_ERR_NOMEM, "out of memory");
+		sk->view = v;
+		sk->cap = cap;
+	}
+	if (!(sk->name[sk->n] = strdup(name ? name : "")))
+		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	sk->pass[sk->n++] = pass;
+	return NP_OK;
+}
+
+/* The candidates of pass i not to fold at, in sk->view. */
+static int np_skips_of(np_skips *sk, int pass)
+{
+	int k = 0;
+	for (int i = 0; i < sk->n; i++)
+		if (sk->pass[i] == pass)
+			sk->view[k++] = sk->name[i];
+	return k;
+}
+
+/* One fold of pass i on a clone of *cur (then eliminate and dce), kept
+ * if the check passes, else undone, reported and skipped from then on.
+ * *folded: a fold was made (kept or not); *kept: it was kept. */
+static np_status np_fold_one(np_model **cur, int i, np_skips *sk, const np_verify *v,
+                             const np_nepenthe_opts *o, np_run *run, bool *folded,
+                             bool *kept, np_error *err)
+{
+	int mark = run->log.n;
+	double gap = 0;
+	*folded = *kept = false;
+	np_model *m = np_model_clone(*cur, err);
+	if (!m)
+		return err->status;
+	np_pass_ctx ctx = {.fold = o->fold, .log = &run->log, .max_folds = 1,
+	                   .skip = sk->view, .n_skip = np_skips_of(sk, i)};
+	np_status st = np_run_passes(m, np_fold_passes[i], &ctx, err);
+	if (st == NP_OK && ctx.folds > 0) {
+		*folded = true;
+		st = np_run_passes(m, "eliminate,dce", &ctx, err);
 		if (st == NP_OK)
-			st = np_check(m, sample, ref, n_logits, o, &gap, err);
-		if (st != NP_OK) {
-			np_model_free(m);
-			return st;
-		}
-		if (gap <= NP_VERIFY_RTOL) {
+			st = np_check(m, v, o, &gap, err);
+	}
+	if (st != NP_OK || !*folded || gap <= NP_VERIFY_RTOL) {
+		if (st == NP_OK && *folded) {
 			np_model_free(*cur);
 			*cur = m;
-			continue;
+			*kept = true;
+		} else {
+			np_model_free(m);
 		}
+		return st;
+	}
+	/* Undo this fold only (DESIGN section 6), naming it as it was
+	 * logged: its first "folded" entry. */
+	const char *node = ctx.folded_at, *into = NULL;
+	for (int k = mark; k < run->log.n; k++)
+		if (run->log.v[k].kind == NP_LOG_FOLDED) {
+			node = run->log.v[k].node;
+			into = run->log.v[k].into;
+			break;
+		}
+	np_pass_log undone = {0};
+	np_pass_log_add(&undone, m, NP_LOG_UNDONE, np_fold_passes[i], node, into,
+	                "the folded model's logits differ by %.3g of their scale "
+	                "(allowed %.0e)", gap, NP_VERIFY_RTOL);
+	st = np_skips_add(sk, i, ctx.folded_at, err);
+	np_model_free(m);
+	np_pass_log_truncate(&run->log, mark);
+	for (int k = 0; k < undone.n; k++)
+		np_pass_log_add(&run->log, *cur, undone.v[k].kind, undone.v[k].pass,
+		                undone.v[k].node, undone.v[k].into, "%s", undone.v[k].why);
+	np_pass_log_free(&undone);
+	return st;
+}
+
+/* Fold one fold at a time, checking each: a fold that fails the check is
+ * undone alone, the others stay. */
+static np_status np_fold_one_by_one(np_model **cur, const np_verify *v,
+                                    const np_nepenthe_opts *o, np_run *run,
+                                    np_error *err)
+{
+	np_skips sk = {0};
+	np_pass_ctx ctx = {.fold = o->fold, .log = &run->log};
+	int mark = run->log.n;
+	double gap = 0;
+	np_model *m = np_model_clone(*cur, err);
+	np_status st = m ? np_run_passes(m, "eliminate", &ctx, err) : err->status;
+	if (st == NP_OK)
+		st = np_check(m, v, o, &gap, err);
+	if (st == NP_OK && gap <= NP_VERIFY_RTOL) {
+		np_model_free(*cur);
+		*cur = m;
+	} else {
 		np_model_free(m);
 		np_pass_log_truncate(&run->log, mark);
-		np_pass_log_add(&run->log, *cur, NP_LOG_UNDONE, np_fold_passes[i], NULL, NULL,
-		                "the folded model's logits differ by %.3g of their scale "
-		                "(allowed %.0e)", gap, NP_VERIFY_RTOL);
+		if (st == NP_OK)
+			np_pass_log_add(&run->log, *cur, NP_LOG_UNDONE, "eliminate", NULL, NULL,
+			                "removing the identity maps changed the logits by "
+			                "%.3g of their scale (allowed %.0e)", gap, NP_VERIFY_RTOL);
 	}
-	return NP_OK;
+	/* Rounds: a fold of a later pass can make one of an earlier possible. */
+	bool again = true;
+	for (int round = 0; st == NP_OK && again && round < NP_FOLD_ROUNDS; round++) {
+		again = false;
+		for (int i = 0; st == NP_OK && i < NP_N_FOLD_PASSES; i++) {
+			bool folded = true, kept = false;
+			while (st == NP_OK && folded) {
+				st = np_fold_one(cur, i, &sk, v, o, run, &folded, &kept, err);
+				again |= kept;
+			}
+		}
+	}
+	np_skips_free(&sk);
+	return st;
+}
+
+/* The approximate merges (--fold approx) logged from entry mark on, as
+ * "undone" entries in out: the bar was missed with them. */
+static void np_approx_undone(const np_pass_log *log, int mark, double top1, double bar,
+                             np_model *m, np_pass_log *out)
+{
+	for (int k = mark; k < log->n; k++) {
+		const np_log_entry *e = &log->v[k];
+		if (e->kind == NP_LOG_FOLDED && e->why && strncmp(e->why, "approximate", 11) == 0)
+			np_pass_log_add(out, m, NP_LOG_UNDONE, e->pass, e->node, e->into,
+			                "--fold approx: validation top-1 %.2f%% with the "
+			                "approximate merges, below the bar %.2f%%; folded "
+			                "exactly instead", top1, bar);
+	}
 }
 
 /* Fold the linearized model; verify against it (section 6). */
@@ -248,31 +381,36 @@ static np_status np_fold_verified(const np_model *lin, const np_run_data *d,
 	if (st != NP_OK)
 		return st;
 	int64_t n = d->val->n < NP_VERIFY_EXAMPLES ? d->val->n : NP_VERIFY_EXAMPLES;
-	np_dataset sample = np_dataset_slice(d->val, 0, n);
-	float *ref = NULL;
-	if ((st = np_model_logits(lin, &sample, o, &ref, err)) != NP_OK)
+	np_verify v = {np_dataset_slice(d->val, 0, n), NULL, n * classes};
+	if ((st = np_model_logits(lin, &v.sample, o, &v.ref, err)) != NP_OK)
 		return st;
 	int mark = run->log.n;
 	double gap = 0, top1 = 0;
 	np_model *m = np_model_clone(lin, err);
 	st = m ? np_fold_all(m, o, run, np_fold_passes, NP_N_FOLD_PASSES, err) : err->status;
 	if (st == NP_OK)
-		st = np_check(m, &sample, ref, n * classes, o, &gap, err);
+		st = np_check(m, &v, o, &gap, err);
 	/* --fold approx merges inexact pairs: the theta bar decides. */
 	bool approx = o->fold == NP_FOLD_APPROX;
 	if (st == NP_OK && approx)
-		st = np_model_top1(m, d, o, &top1, err);
+		st = np_val_top1(m, d, o, &top1, err);
 	bool good = st == NP_OK && (approx ? top1 >= bar : gap <= NP_VERIFY_RTOL);
 	if (st == NP_OK && !good) {
+		np_pass_log undone = {0};
+		if (approx)
+			np_approx_undone(&run->log, mark, top1, bar, m, &undone);
 		np_model_free(m);
 		np_pass_log_truncate(&run->log, mark);
+		for (int k = 0; k < undone.n; k++)
+			np_pass_log_add(&run->log, NULL, undone.v[k].kind, undone.v[k].pass,
+			                undone.v[k].node, undone.v[k].into, "%s", undone.v[k].why);
+		np_pass_log_free(&undone);
 		np_nepenthe_opts exact = *o;
 		exact.fold = approx ? NP_FOLD_EXACT : o->fold;
 		m = np_model_clone(lin, err);
-		st = m ? np_fold_stepwise(&m, &sample, ref, n * classes, &exact, run, err)
-		       : err->status;
+		st = m ? np_fold_one_by_one(&m, &v, &exact, run, err) : err->status;
 	}
-	free(ref);
+	free(v.ref);
 	if (st != NP_OK) {
 		np_model_free(m);
 		return st;

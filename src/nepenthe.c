@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "progress.h"
+#include "top1.h"
 
 /* Everything needed to go back to an iterate: weights, BN statistics,
  * masks and the optimiser's momentum. */
@@ -101,15 +102,6 @@ static double np_sparsity(np_rt *rt, const np_layers *ls)
 	return total ? (double)pruned / (double)total : 0.0;
 }
 
-static np_status np_validate(np_rt *rt, const np_run_data *d, int64_t batch,
-                             double *top1, np_error *err)
-{
-	np_eval_result r;
-	np_status st = np_evaluate(rt, d->val, batch, d->teacher_val, &r, err);
-	*top1 = r.top1;
-	return st;
-}
-
 static int np_zero_entropy_layers(const np_profile *p, double eps)
 {
 	int k = 0;
@@ -190,7 +182,7 @@ static np_status np_iterate(np_rt *rt, const np_layers *ls, const np_run_data *d
 	}
 	if ((st = np_finetune(rt, d, o, it->index, err)) != NP_OK)
 		return st;
-	st = np_validate(rt, d, o->batch, &it->val_top1, err);
+	st = np_top1(rt, d->val, o->batch, d->teacher_val, &it->val_top1, err);
 	it->seconds = np_now() - t0;
 	return st;
 }

@@ -1,6 +1,7 @@
-/* tap.h - minimal TAP producer for the C unit tests (automake's TAP driver
- * reads it).  ok() records one test point; done_testing() prints the plan
- * and returns the exit status. */
+/* tap.h - minimal TAP producer for every C test (automake's TAP driver
+ * reads it).  ok() records one test point; skip() one that could not run,
+ * and why; skip_all() says the whole program could not; done_testing()
+ * prints the plan and returns the exit status. */
 #ifndef NEPENC_TAP_H
 #define NEPENC_TAP_H
 
@@ -8,10 +9,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static int tap_n, tap_failed;
+static int tap_n, tap_failed, tap_skipped;
 
 __attribute__((format(printf, 2, 3)))
-static int ok(int cond, const char *fmt, ...)
+static inline int ok(int cond, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -31,7 +32,35 @@ static inline int tap_close(double a, double b, double rtol, double atol)
 	return fabs(a - b) <= atol + rtol * fabs(b);
 }
 
-static int done_testing(void)
+/* A TAP description or directive stays on one line. */
+static inline void tap_one_line(const char *s)
+{
+	for (; *s; s++)
+		putchar(*s == '\n' || *s == '\r' || *s == '#' ? ' ' : *s);
+}
+
+/* "ok N - desc # SKIP why" */
+static inline void skip(const char *desc, const char *why)
+{
+	printf("ok %d - ", ++tap_n);
+	tap_one_line(desc);
+	printf(" # SKIP ");
+	tap_one_line(why);
+	printf("\n");
+	tap_skipped++;
+	fflush(stdout);
+}
+
+/* The plan "1..0 # SKIP why"; return it from main. */
+static inline int skip_all(const char *why)
+{
+	printf("1..0 # SKIP ");
+	tap_one_line(why);
+	printf("\n");
+	return 0;
+}
+
+static inline int done_testing(void)
 {
 	printf("1..%d\n", tap_n);
 	return tap_failed ? 1 : 0;

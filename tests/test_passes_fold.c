@@ -15,6 +15,7 @@
 
 #include "cost.h"
 #include "graphkit.h"
+#include "nepenthe.h"
 #include "pass.h"
 #include "tap.h"
 
@@ -889,6 +890,177 @@ static void cost_cases(void)
 	gk_free(&k);
 }
 
+/* ------------------------------------------- emission: --fold approx */
+
+/* x -> Conv 3x3 pad 1 -> Conv 3x3 pad 1 -> Flatten -> Gemm: the two
+ * padded convs merge only under --fold approx (wrong at the borders). */
+static void padded_pair(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 1, 6, 6));
+	np_value *a = conv(k, "convA", x, (convp){.cout = 2, .cin = 1, .k = 3, .pad = 1});
+	np_value *b = conv(k, "convB", a, (convp){.cout = 2, .cin = 2, .k = 3, .pad = 1});
+	np_node *f = gk_node(k, "Flatten", "flat", GK_IN(b));
+	np_node_set_attr_int(f, "axis", 1);
+	np_value *in[3] = {gk_done(k, f), gk_weight(k, "fc.weight", GK_SHAPE(4, 72), -1, 1),
+	                   gk_weight(k, "fc.bias", GK_SHAPE(4), -1, 1)};
+	np_node *g = gk_node(k, "Gemm", "fc", in, 3);
+	np_node_set_attr_int(g, "transB", 1);
+	np_value *y = gk_done(k, g);
+	y->has_type = y->has_shape = true;      /* [N, 4], as np_model_io wants */
+	y->dtype = NP_FLOAT;
+	y->rank = 2;
+	y->dims = np_arena_alloc(k->m->arena, 2 * sizeof(np_dim));
+	y->dims[0].value = -1;
+	y->dims[1].value = 4;
+	gk_output(k, y);
+}
+
+/* np_nepenthe_emit on padded_pair with no rectified layer, validation
+ * against the model's own logits (top-1 = agreement, 100% dense) and the
+ * bar given: the merge's fate and the log. */
+static void emit_approx_case(double bar, bool want_merged)
+{
+	gk k;
+	gk_init(&k, 13, 7);
+	padded_pair(&k);
+	np_error err = {0};
+	np_dataset val = {.n = 64, .rank = 3, .dims = {1, 6, 6}, .example_size = 36};
+	val.x = gk_random(&k, val.n * val.example_size, -1, 1);
+	float *teacher = NULL;
+	int64_t classes = 0;
+	np_rt *rt = np_rt_new(k.m, 1, &err);
+	np_status st = rt ? np_predict(rt, &val, 64, &teacher, &classes, &err) : err.status;
+	np_rt_free(rt);
+	np_layers ls = {0};
+	np_profile prof = {0};
+	np_run_data d = {.train = &val, .val = &val, .teacher_val = teacher};
+	np_nepenthe_opts o = {.batch = 64, .threads = 1, .quiet = true, .fold = NP_FOLD_APPROX};
+	np_run run = {0};
+	np_model *out = NULL;
+	if (st == NP_OK)
+		st = np_nepenthe_emit(k.m, &ls, &prof, &d, &o, bar, &run, &out, &err);
+	int undone = 0, approx_folds = 0;
+	for (int i = 0; i < run.log.n; i++) {
+		const np_log_entry *e = &run.log.v[i];
+		undone += e->kind == NP_LOG_UNDONE && strcmp(e->pass, "fold_conv") == 0 &&
+		          e->node && strcmp(e->node, "convA") == 0 && e->into &&
+		          strcmp(e->into, "convB") == 0 && strstr(e->why, "--fold approx");
+		approx_folds += e->kind == NP_LOG_FOLDED && strcmp(e->pass, "fold_conv") == 0;
+	}
+	int convs = out ? gk_count_op(out->graph, "Conv") : -1;
+	if (want_merged)
+		ok(st == NP_OK && convs == 1 && approx_folds == 1 && undone == 0,
+		   "emit --fold approx, bar %.0f%%: the padded pair merged (%d Conv, %d "
+		   "folded, %d undone) %s", bar, convs, approx_folds, undone, err.msg);
+	else
+		ok(st == NP_OK && convs == 2 && approx_folds == 0 && undone == 1,
+		   "emit --fold approx, bar %.0f%%: the merge missed it, is undone and "
+		   "reported (%d Conv, %d folded, %d undone entries) %s", bar, convs,
+		   approx_folds, undone, err.msg);
+	np_model_free(out);
+	np_run_free(&run);
+	free(teacher);
+	free(val.x);
+	gk_free(&k);
+}
+
+/* ---------------------------------------- the pass manager's checks */
+
+/* Passes that break a shape on purpose: replace a Gemm's weight by one of
+ * other dims, through the mutation API (the use-def links stay right). */
+static int64_t bad_dims[2];
+static const char *bad_node;
+
+static np_status break_weight(np_model *m, np_pass_ctx *ctx, np_error *err)
+{
+	(void)ctx;
+	np_node *n = gk_find_node(m->graph, bad_node);
+	np_value *w = np_new_float_init(m, "bad.weight", 2, bad_dims, err);
+	if (!n || !w)
+		return np_fail(err, NP_ERR_INVALID, "test pass: no node %s", bad_node);
+	np_node_set_input(n, 1, w);
+	return NP_OK;
+}
+
+/* fc1 made 5 wide and fc2 reading 5 features: consistent, but fc1's
+ * output changed shape. */
+static np_status narrow_hidden(np_model *m, np_pass_ctx *ctx, np_error *err)
+{
+	bad_node = "fc1";
+	bad_dims[0] = 5, bad_dims[1] = 6;
+	np_status st = break_weight(m, ctx, err);
+	np_node *fc1 = gk_find_node(m->graph, "fc1");
+	if (st == NP_OK)
+		np_node_set_input(fc1, 2, np_new_float_init(m, "bad.bias", 1, bad_dims, err));
+	bad_node = "fc2";
+	bad_dims[0] = 4, bad_dims[1] = 5;
+	return st == NP_OK ? break_weight(m, ctx, err) : st;
+}
+
+static np_status no_change(np_model *m, np_pass_ctx *ctx, np_error *err)
+{
+	(void)m, (void)ctx, (void)err;
+	return NP_OK;
+}
+
+/* x[N,6] -> fc1 (6 -> 8) -> fc2 (8 -> 4), output declared [N, 4]. */
+static void two_gemms(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 6));
+	np_value *h = gemm(k, "fc1", x, (gemmp){.k = 6, .n = 8, .trans_b = true, .bias = true});
+	np_value *y = gemm(k, "fc2", h, (gemmp){.k = 8, .n = 4, .trans_b = true});
+	y->has_type = y->has_shape = true;
+	y->dtype = NP_FLOAT;
+	y->rank = 2;
+	y->dims = np_arena_alloc(k->m->arena, 2 * sizeof(np_dim));
+	y->dims[0].value = -1;
+	y->dims[1].value = 4;
+	gk_output(k, y);
+}
+
+static void shape_check_case(const char *what, const char *node, int64_t d0, int64_t d1,
+                             const char *want)
+{
+	gk k;
+	gk_init(&k, 13, 3);
+	two_gemms(&k);
+	np_pass_log log = {0};
+	np_pass_ctx ctx = {.fold = NP_FOLD_EXACT, .log = &log};
+	np_error err = {0};
+	bad_node = node;
+	bad_dims[0] = d0;
+	bad_dims[1] = d1;
+	np_pass p = {"break_shape", "test", !node ? no_change :
+	             strcmp(node, "hidden") == 0 ? narrow_hidden : break_weight};
+	np_status st = np_run_pass(k.m, &p, &ctx, &err);
+	if (!want)
+		ok(st == NP_OK, "pass manager: %s: accepted %s", what, err.msg);
+	else
+		ok(st == NP_ERR_INVALID && strstr(err.msg, "pass break_shape broke the shapes") &&
+		   strstr(err.msg, want), "pass manager: %s: '%s'", what, err.msg);
+	np_pass_log_free(&log);
+	gk_free(&k);
+}
+
+static void pass_manager_cases(void)
+{
+	shape_check_case("a pass that changes nothing", NULL, 0, 0, NULL);
+	shape_check_case("a weight swapped for one of the same dims", "fc2", 4, 8, NULL);
+	shape_check_case("fc2 weight of 7 columns for 8 features", "fc2", 4, 7,
+	                 "node fc2, op Gemm: inner dimensions");
+	shape_check_case("fc1 made 5 wide", "fc1", 5, 6, "node fc2, op Gemm: inner");
+	shape_check_case("fc2 made 3 wide (declared [N,4])", "fc2", 3, 8,
+	                 "value 'fc2' is declared [-1,4] but computes to [1,3]");
+	shape_check_case("fc1 and fc2 both made 5 wide", "hidden", 0, 0,
+	                 "value 'fc1' was [1,8] and is now [1,5]");
+}
+
+static void emit_cases(void)
+{
+	emit_approx_case(0.0, true);
+	emit_approx_case(100.0, false);
+}
+
 int main(void)
 {
 	fold_bn_cases();
@@ -896,5 +1068,7 @@ int main(void)
 	fold_conv_cases();
 	pipeline_cases();
 	cost_cases();
+	pass_manager_cases();
+	emit_cases();
 	return done_testing();
 }

@@ -77,7 +77,7 @@ static np_pass_log LOG;
 static np_pass_ctx new_ctx(const np_linearize_plan *plan)
 {
 	np_pass_log_free(&LOG);
-	np_pass_ctx ctx = {NP_FOLD_EXACT, &LOG, plan, 0};
+	np_pass_ctx ctx = {.fold = NP_FOLD_EXACT, .log = &LOG, .linearize = plan};
 	return ctx;
 }
 

@@ -435,7 +435,7 @@ static void t_linearize(shape s, cmode cm, bool swap, bool consumer, bool all_on
 	                            .neurons = 4, .state = st, .approximate = true};
 	np_linearize_plan plan = {.v = &layer, .n = 1};
 	np_pass_log_free(&LOG);
-	np_pass_ctx ctx = {NP_FOLD_EXACT, &LOG, &plan, 0};
+	np_pass_ctx ctx = {.fold = NP_FOLD_EXACT, .log = &LOG, .linearize = &plan};
 	np_status rc = np_run_passes(k.m, "linearize,dce", &ctx, &err);
 	bool good = ok(rc == NP_OK && np_graph_verify(k.g, &err) == NP_OK, "%s: runs (%s)", what,
 	               rc == NP_OK ? "ok" : err.msg);

@@ -175,6 +175,20 @@ class OrtWorker:
         return "onnxruntime-node does not work (%s): %s" % (ans["stage"],
                                                            ans["error"])
 
+    @classmethod
+    def maybe(cls, timeout=120):
+        """(a working worker, None), or (None, why not): for tests whose
+        other checks run without onnxruntime and skip only its points."""
+        why = cls.unavailable()
+        if why:
+            return None, why
+        worker = cls(timeout=timeout)
+        why = worker.probe()
+        if why:
+            worker.close()
+            return None, why
+        return worker, None
+
     def _start(self):
         e = dict(os.environ, **self.extra_env)
         self.proc = subprocess.Popen([self.node, self.script],
