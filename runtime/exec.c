@@ -11,6 +11,13 @@
 #include "ops.h"
 
 #define NP_RT_PLANS 4          /* cached input signatures */
+/* Cached plans beyond this many bytes of buffers are freed before another
+ * is built: each plan keeps every activation of its batch, so a
+ * ResNet-18's training plan and the one for a test set's last, partial
+ * batch (1.5 GB and 0.6 GB at batch 128) were alive at once.  Small
+ * models keep all their plans; large ones rebuild a plan when the batch
+ * size changes (a fraction of a second, a few times per epoch). */
+#define NP_RT_PLAN_CACHE_BYTES ((size_t)256 << 20)
 #define NP_RT_GRAD_SCRATCH 4   /* gradient buffers in flight at once */
 
 typedef struct np_sig_input {
@@ -28,7 +35,9 @@ struct np_plan {
 	np_sig_input *sig;         /* one per graph input, graph order */
 	float **grad_bufs;         /* gradient buffers, shared (np_plan_grads) */
 	int n_grad_bufs;
+	size_t grad_bytes;
 	uint64_t last_used;
+	size_t bytes;              /* activation and gradient buffers */
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
 	bool *plain_nodes;         /* while building: nodes whose values must
 	                            * stay plain (borrowed, np_plan_build) */
@@ -345,9 +354,15 @@ static np_status np_rt_init_params(np_rt *rt, np_error *err)
 			p->grad = np_aligned(bytes);
 			p->momentum = np_aligned(bytes);
 		}
-		if (!p->data || (p->trainable && (!p->grad || !p->momentum)))
+		if (!p->data || (p->trainable && (!p->grad || !p->momentum))) {
+			/* Not counted in n_params yet: np_rt_free would not see it. */
+			free(p->data);
+			free(p->grad);
+			free(p->momentum);
+			memset(p, 0, sizeof *p);
 			return np_fail(err, NP_ERR_NOMEM, "out of memory for parameter '%s'",
 			               v->name);
+		}
 		if (bytes)
 			memcpy(p->data, v->init->data, bytes);
 		if (p->trainable) {
@@ -499,14 +514,15 @@ static void np_plan_free(np_plan *p)
 {
 	if (!p)
 		return;
-	for (int i = 0; i < p->n_x; i++) {
+	/* A plan whose build failed part-way: x or t may be NULL. */
+	for (int i = 0; p->x && i < p->n_x; i++) {
 		np_xnode *x = &p->x[i];
 		if (x->op && x->op->destroy)
 			x->op->destroy(x);
 		free(x->in);
 		free(x->out);
 	}
-	for (int i = 0; i < p->n_t; i++) {
+	for (int i = 0; p->t && i < p->n_t; i++) {
 		np_rtensor *t = &p->t[i];
 		if (!t->is_param && !t->borrowed)
 			free(t->data);
@@ -862,6 +878,10 @@ static np_status np_plan_signature(np_rt *rt, np_plan *p, const np_rt_input *in,
 	p->sig = calloc((size_t)g->n_inputs + 1, sizeof(np_sig_input));
 	if (!p->sig)
 		return NP_ERR_NOMEM;
+	/* Terminated from the start: np_plan_free stops at the first entry
+	 * not filled if an allocation below fails. */
+	for (int i = 0; i <= g->n_inputs; i++)
+		p->sig[i].rank = -1;
 	int k = 0;
 	for (int i = 0; i < g->n_inputs; i++) {
 		if (!np_is_graph_input(g->inputs[i]))
@@ -995,6 +1015,7 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	p->grad_bufs = calloc((size_t)n_slots + 1, sizeof(float *));
 	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
 		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
+		p->grad_bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
 		if (p->grad_bufs[k])
 			p->n_grad_bufs++;
 	}
@@ -1057,6 +1078,10 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 		return NULL;
 	}
 	p->plain_nodes = NULL;
+	for (int i = 0; i < p->n_t; i++)
+		if (!p->t[i].is_param && !p->t[i].borrowed && p->t[i].data)
+			p->bytes += (size_t)p->t[i].nelem * np_dtype_size(p->t[i].dtype);
+	p->bytes += p->grad_bytes;
 	return p;
 }
 
@@ -1094,6 +1119,15 @@ static np_plan *np_rt_get_plan(np_rt *rt, const np_rt_input *in, int n_in,
 	for (int i = 0; i < rt->n_plans; i++)
 		if (np_plan_matches(rt, rt->plans[i], in, n_in))
 			return rt->plans[i];
+	size_t cached = 0;
+	for (int i = 0; i < rt->n_plans; i++)
+		cached += rt->plans[i]->bytes;
+	if (cached > NP_RT_PLAN_CACHE_BYTES) {
+		for (int i = 0; i < rt->n_plans; i++)
+			np_plan_free(rt->plans[i]);
+		rt->n_plans = 0;
+		rt->cur = NULL;
+	}
 	np_plan *p = np_plan_build(rt, in, n_in, err);
 	if (!p)
 		return NULL;

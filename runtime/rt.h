@@ -17,7 +17,10 @@
  *   constant subgraphs folded, buffers allocated, oneDNN primitives
  *   created.  np_rt_run() reuses the plan whose input signature matches
  *   (a small cache: training alternates a full and a last partial batch)
- *   and builds one otherwise.  Plans are built once, executed many times.
+ *   and builds one otherwise.  Plans are built once, executed many times;
+ *   past NP_RT_PLAN_CACHE_BYTES of cached buffers (exec.c) the old plans
+ *   are freed before a new one is built, so a large model holds one
+ *   batch's activations at a time.
  *
  * OWNERSHIP
  *   The np_rt owns parameters (float copies of the trainable initializers,

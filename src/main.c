@@ -14,6 +14,7 @@
 #include "commands.h"
 #include "depfile.h"
 #include "ir.h"
+#include "rt.h"
 #include "status.h"
 
 /* Interrupted: remove temporary outputs, then die by the same signal so
@@ -97,6 +98,8 @@ int main(int argc, char **argv)
 		np_cli_free(&c);
 		return rc < 0 ? 0 : rc;
 	}
+	/* -v: the runtime names operators whose layout fell back to plain. */
+	np_rt_set_verbose(c.verbose);
 	static np_status (*const run[])(const np_cli *, np_error *) = {
 		[NP_CMD_COMPILE] = np_cmd_compile,
 		[NP_CMD_INSPECT] = np_cmd_inspect,

@@ -91,16 +91,7 @@ def report_sites(err):
     return sites
 
 
-def todo(tap, desc, why, diag):
-    """A known failure of code this test does not own: TAP "# TODO"
-    (counted as XFAIL, not as a failure)."""
-    tap.n += 1
-    print("not ok %d - %s # TODO %s" % (tap.n, nptest.one_line(desc),
-                                         nptest.one_line(why)), flush=True)
-    tap.comment(diag)
-
-
-def scenario(tap, name, args, work, out=None, crash_todo=None):
+def scenario(tap, name, args, work, out=None):
     """Count, then sweep."""
     inputs = listing(work)
     count = os.path.join(work, "..", "count.%s" % name)
@@ -144,15 +135,7 @@ def scenario(tap, name, args, work, out=None, crash_todo=None):
             os.remove(os.path.join(work, f))
     desc = ("%s: %d allocations, %d failed one by one: %d clean errors, %d "
             "recovered" % (name, total, len(ns), failed, succeeded))
-    # Only crashes, leaks and UB inside the file crash_todo names are
-    # excused.
-    crashes = [b for b in bad if crash_todo and ("crashed" in b or (
-        "sanitizer, in " in b and all(crash_todo.split()[0] in x for x in
-                                      b.split(": ")[0].split()[2:])))]
-    if crashes and len(crashes) == len(bad):
-        todo(tap, desc, crash_todo, "\n".join(bad[:20]))
-    else:
-        tap.ok(not bad, desc, "\n".join(bad[:20]))
+    tap.ok(not bad, desc, "\n".join(bad[:20]))
 
 
 def main():
@@ -178,16 +161,10 @@ def main():
     scenario(tap, "emit (--passes none)", ["good.onnx", "-o", "out.onnx",
                                            "--passes", "none"], work,
              out="out.onnx")
-    # runtime/exec.c is being rewritten (another branch): its plan
-    # teardown after a failed allocation (np_plan_free with p->x NULL)
-    # crashes, and np_rt_init_params leaks what it allocated before the
-    # failure; that is left to the rewrite and shows as TODO here.
-    rt = ("runtime/exec.c: np_plan_free and np_rt_init_params after a "
-          "failed allocation crash or leak (under rewrite)")
-    scenario(tap, "eval", ["eval", "good.onnx"] + data, work, crash_todo=rt)
+    scenario(tap, "eval", ["eval", "good.onnx"] + data, work)
     scenario(tap, "main job", ["good.onnx", "-o", "out.onnx", "--max-iter",
                                "1", "--epochs", "1", "--batch", "16"] + data,
-             work, out="out.onnx", crash_todo=rt)
+             work, out="out.onnx")
     if tap.failed or nptest.env("NEPENC_KEEP_TMP"):
         tap.comment("scratch folder kept: %s" % tmp)
     else:
