@@ -1013,13 +1013,16 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 		slot_of[span[i].tensor] = best;
 	}
 	p->grad_bufs = calloc((size_t)n_slots + 1, sizeof(float *));
+	bool all = p->grad_bufs != NULL;
+	/* Every slot is counted, allocated or not: np_plan_free frees them
+	 * all (free(NULL) is harmless) after a failure part-way. */
 	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
 		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
 		p->grad_bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
-		if (p->grad_bufs[k])
-			p->n_grad_bufs++;
+		p->n_grad_bufs++;
+		all &= p->grad_bufs[k] != NULL;
 	}
-	if (!p->grad_bufs || p->n_grad_bufs < n_slots) {
+	if (!all) {
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory for gradients");
 		goto out;
 	}
