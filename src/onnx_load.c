@@ -922,7 +922,10 @@ static np_status convert_attr(loader *L, np_attr *at,
 		               "(node %s, op %s)", c->node, c->op);
 	at->name = adup(L, ap->name);
 	at->doc_string = adup(L, ap->doc_string);
-	at->ref_attr_name = adup(L, ap->ref_attr_name);
+	/* Empty is no reference (protobuf strings may hold a NUL byte): NULL,
+	 * as the emitter tests it. */
+	at->ref_attr_name = nonempty(ap->ref_attr_name) ? adup(L, ap->ref_attr_name)
+	                                                : NULL;
 	at->type = infer_attr_type(ap);
 	/* A reference to a function's attribute needs no value; one that has
 	 * a value keeps it, so the emitter can write the file back whole. */

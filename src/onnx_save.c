@@ -436,7 +436,7 @@ static Onnx__AttributeProto *sv_attr(sv_ctx *c, const np_node *n,
 	p->doc_string = sv_doc(a->doc_string);
 	p->has_type = 1;
 	p->type = (Onnx__AttributeProto__AttributeType)a->type;
-	if (a->ref_attr_name && !a->ref_has_value)
+	if (a->ref_attr_name && a->ref_attr_name[0] && !a->ref_has_value)
 		return p;               /* a bare reference carries no value */
 	c->node = n;
 	c->attr = a->name ? a->name : "";

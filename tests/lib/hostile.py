@@ -346,9 +346,29 @@ def finding4(tap, tmp):
                "stays bare", "%s\n%s\n%s" % (va, al, ba))
     else:
         tap.skip("4: fields kept", "the run failed")
+    # Found by fuzz_model: a reference name of one NUL byte is empty in C;
+    # the loader took it as no reference, the emitter as one, and dropped
+    # the value.
+    a.ref_attr_name = "\x00"
+    lr.attribute[0].ref_attr_name = ""
+    g2 = helper.make_graph(
+        [c, lr, add_k(helper)], "nul_ref",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 3])])
+    m2 = helper.make_model(g2, opset_imports=[helper.make_opsetid("", 13)])
+    m2.ir_version = 7
+    onnx.save(m2, path)
+    rc, _, err = run([path, "-o", out, "--passes", "none"])
+    rc2, _, err2 = run(["inspect", out]) if rc == 0 else (None, "", err)
+    tap.ok(rc == 0 and rc2 == 0, "4: a reference name of one NUL byte: "
+           "written back with its value, read back", (err + err2).strip())
     for f in (path, out):
         if os.path.exists(f):
             os.remove(f)
+
+
+def add_k(helper):
+    return helper.make_node("Add", ["l", "k"], ["Y"], name="add")
 
 
 def finding5(tap, tmp):
