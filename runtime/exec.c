@@ -1152,6 +1152,9 @@ np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
                     np_rt_mode mode, np_error *err)
 {
 	np_graph *g = rt->m->graph;
+	/* OpenMP's thread count is per process: another runtime (linearize's
+	 * single-threaded probe) may have changed it since this one ran. */
+	omp_set_num_threads(rt->threads);
 	np_plan *p = np_rt_get_plan(rt, in, n_in, err);
 	if (!p)
 		return err->status;
@@ -1314,6 +1317,7 @@ static bool np_node_wants_backward(const np_xnode *x)
 
 np_status np_rt_backward(np_rt *rt, np_error *err)
 {
+	omp_set_num_threads(rt->threads);
 	np_plan *p = rt->cur;
 	np_graph *g = rt->m->graph;
 	if (!p)

@@ -11,6 +11,7 @@
  *
  * One TAP line per (case, parameter). */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -294,6 +295,36 @@ static void default_trainable(const char *what, void (*build)(gc *))
 	   what, err.msg[0] ? ": " : "", err.msg);
 	np_rt_free(rt);
 	np_model_free(c.m);
+}
+
+static void small_net(gc *c);
+
+/* The thread count is OpenMP's, per process: a runtime must run with its
+ * own even after another was made with a different one (linearize makes
+ * a single-threaded probe in the middle of the main job). */
+static void threads_per_runtime(void)
+{
+	gc a, b;
+	np_error err = {0};
+	gc_init(&a, 13, 1);
+	small_net(&a);
+	gc_init(&b, 13, 2);
+	small_net(&b);
+	np_rt *two = np_rt_new(a.m, 2, &err);
+	np_rt *one = two ? np_rt_new(b.m, 1, &err) : NULL;
+	bool ran = one && np_rt_run(two, NULL, 0, NP_RT_TRAIN, &err) == NP_OK;
+	int after_run = omp_get_max_threads();
+	ran = ran && np_rt_run(one, NULL, 0, NP_RT_INFER, &err) == NP_OK &&
+	      np_rt_backward(two, &err) == NP_OK;
+	int after_backward = omp_get_max_threads();
+	ok(ran && after_run == 2 && after_backward == 2,
+	   "a 2-thread runtime runs and trains with 2 threads beside a 1-thread "
+	   "one (got %d, %d)%s%s", after_run, after_backward,
+	   err.msg[0] ? ": " : "", err.msg);
+	np_rt_free(one);
+	np_rt_free(two);
+	np_model_free(a.m);
+	np_model_free(b.m);
 }
 
 static bool np_plain_layout(void)
@@ -902,6 +933,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);
 	default_trainable("BN through Identity", bn_through_identity);
+	threads_per_runtime();
 	layout_parity("16 channels", blocked_net);
 	layout_parity("Conv -> PRelu [16,1,1] -> Conv", prelu_between_convs);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv", mul_between_convs);
