@@ -268,6 +268,12 @@ float *np_rt_grad_target(np_rt *rt, np_rtensor *t)
 	return NULL;  /* more than NP_RT_GRAD_SCRATCH in flight: op bug */
 }
 
+np_status np_rt_grad_oom(np_error *err, const np_xnode *x, const np_rtensor *t)
+{
+	return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for the gradient of '%s'",
+	                       t->name ? t->name : "?");
+}
+
 void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 {
 	if (target && target != t->grad) {
@@ -1324,6 +1330,9 @@ np_status np_rt_backward(np_rt *rt, np_error *err)
 		return np_fail(err, NP_ERR_INVALID, "backward before any forward run");
 	for (int i = 0; i < p->n_t; i++)
 		p->t[i].grad_writes = 0;
+	/* A backward that failed part-way may have left scratch taken. */
+	for (int i = 0; i < NP_RT_GRAD_SCRATCH; i++)
+		rt->grad_scratch[i].in_use = false;
 	for (int i = 0; i < g->n_outputs; i++)
 		p->t[g->outputs[i]->id].grad_writes = 1;
 	for (int i = p->n_x - 1; i >= 0; i--) {

@@ -151,6 +151,10 @@ int np_rt_threads(const np_rt *rt);
  * which adds the scratch into t->grad when needed. */
 float *np_rt_grad_target(np_rt *rt, np_rtensor *t);
 void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target);
+/* np_rt_grad_target() returns NULL when a scratch buffer cannot be
+ * allocated: the op returns this error (naming node and value) without
+ * calling np_rt_grad_done(); the next backward pass starts clean. */
+np_status np_rt_grad_oom(np_error *err, const np_xnode *x, const np_rtensor *t);
 
 /* Checks a oneDNN call; on failure fills err naming the node. */
 np_status np_rt_dnnl(dnnl_status_t s, const np_xnode *x, const char *what,

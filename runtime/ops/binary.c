@@ -535,11 +535,13 @@ static void reduce_to(const bin_iter *it, int w, const float *src,
 	}
 }
 
-static void bin_grad_of(np_xnode *x, np_rt *rt, const bin_state *s, int w,
-                        const float *b)
+static np_status bin_grad_of(np_xnode *x, np_rt *rt, const bin_state *s, int w,
+                             const float *b, np_error *err)
 {
 	np_rtensor *in = x->in[w], *out = x->out[0];
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	bool full = same_dims(in, out);
 	/* Add's terms and Sub's first are dy itself: no term buffer. */
 	bool is_dy = s->kind == BIN_ADD || (s->kind == BIN_SUB && w == 0);
@@ -550,23 +552,25 @@ static void bin_grad_of(np_xnode *x, np_rt *rt, const bin_state *s, int w,
 	} else {
 		float *t = full ? g : np_rt_scratch(rt, BIN_SCRATCH,
 		                                    sizeof(float) * out->nelem);
+		if (!t)
+			return np_rt_grad_oom(err, x, in);
 		loop_term(s->kind, w, &s->it, x->in[0]->data, b, out->grad, t);
 		if (!full)
 			reduce_to(&s->it, w, t, g, in->nelem, out->nelem);
 	}
 	np_rt_grad_done(rt, in, g);
+	return NP_OK;
 }
 
 static np_status bin_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
 	bin_state *s = x->state;
-	(void)err;
 	if (x->out[0]->nelem == 0)
 		return NP_OK;
 	const float *b = pow_exponent(x, s);
 	for (int w = 0; w < 2; w++)
-		if (x->in[w]->needs_grad)
-			bin_grad_of(x, rt, s, w, b);
+		if (x->in[w]->needs_grad && bin_grad_of(x, rt, s, w, b, err))
+			return err->status;
 	return NP_OK;
 }
 

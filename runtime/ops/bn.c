@@ -324,8 +324,11 @@ static np_status bn_backward(np_xnode *x, np_rt *rt, np_error *err)
 	const bn_state *b = x->state;
 	np_rtensor *t[3] = {x->in[0], x->in[1], x->in[2]};
 	float *g[3];
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i++) {
 		g[i] = t[i]->needs_grad ? np_rt_grad_target(rt, t[i]) : NULL;
+		if (t[i]->needs_grad && !g[i])
+			return np_rt_grad_oom(err, x, t[i]);
+	}
 	dnnl_status_t s = dnnl_success;
 	if (b->used_batch)
 		s = bn_backward_batch(x, b, g[0], g[1], g[2], np_rt_stream(rt));

@@ -473,7 +473,8 @@ static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
 /* Runs the data and weights backward for whichever inputs need it; the
  * reorder of dY for backward data runs first because backward weights may
  * alias it. */
-static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt)
+static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt,
+                                  np_rtensor **no_memory)
 {
 	const conv_state *c = x->state;
 	dnnl_stream_t stream = np_rt_stream(rt);
@@ -482,6 +483,8 @@ static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt)
 	dnnl_status_t s = dnnl_success;
 	if (c->bwd_data) {
 		float *g = np_rt_grad_target(rt, X);
+		if (!g)
+			return *no_memory = X, dnnl_out_of_memory;
 		s = edge_bind(&c->bd_ddst, x->out[0]->grad);
 		if (!s)
 			s = edge_run(&c->bd_ddst, stream);
@@ -492,6 +495,8 @@ static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt)
 	if (!s && c->bwd_weights) {
 		float *gw = W->needs_grad ? np_rt_grad_target(rt, W) : NULL;
 		float *gb = B && B->needs_grad ? np_rt_grad_target(rt, B) : NULL;
+		if ((W->needs_grad && !gw) || (B && B->needs_grad && !gb))
+			return *no_memory = W->needs_grad && !gw ? W : B, dnnl_out_of_memory;
 		s = edge_bind(&c->bw_ddst, x->out[0]->grad);
 		if (!s)
 			s = conv_run_bwd_weights(c, gw, gb, stream);
@@ -505,8 +510,11 @@ static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt)
 
 static np_status conv_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
-	return np_rt_dnnl(conv_run_bwd(x, rt), x,
-	                  "running the convolution backward", err);
+	np_rtensor *no_memory = NULL;
+	dnnl_status_t s = conv_run_bwd(x, rt, &no_memory);
+	if (no_memory)
+		return np_rt_grad_oom(err, x, no_memory);
+	return np_rt_dnnl(s, x, "running the convolution backward", err);
 }
 
 static void conv_destroy(np_xnode *x)

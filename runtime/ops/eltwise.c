@@ -402,7 +402,8 @@ static void clip_bound_grads(const np_xnode *x, const elt_state *s,
 	*dhi = sum_hi;
 }
 
-static void clip_backward_bounds(np_xnode *x, np_rt *rt, const elt_state *s)
+static np_status clip_backward_bounds(np_xnode *x, np_rt *rt, const elt_state *s,
+                                      np_error *err)
 {
 	float d[2];
 	clip_bound_grads(x, s, &d[0], &d[1]);
@@ -411,9 +412,12 @@ static void clip_backward_bounds(np_xnode *x, np_rt *rt, const elt_state *s)
 		if (!t || !t->needs_grad)
 			continue;
 		float *g = np_rt_grad_target(rt, t);
+		if (!g)
+			return np_rt_grad_oom(err, x, t);
 		g[0] = d[i - 1];
 		np_rt_grad_done(rt, t, g);
 	}
+	return NP_OK;
 }
 
 static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
@@ -421,11 +425,13 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 	elt_state *s = x->state;
 	np_rtensor *in = x->in[0];
 	int64_t n = in->nelem;
-	if (s->fn.kind == ELT_CLIP && n > 0)
-		clip_backward_bounds(x, rt, s);
+	if (s->fn.kind == ELT_CLIP && n > 0 && clip_backward_bounds(x, rt, s, err))
+		return err->status;
 	if (!in->needs_grad || n == 0)
 		return NP_OK;
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	np_status st = NP_OK;
 	if (s->fn.kind == ELT_HARDSIGMOID)
 		hardsigmoid_bwd(in->data, x->out[0]->grad, g, n, s->fn.alpha,

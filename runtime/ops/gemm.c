@@ -144,6 +144,8 @@ static np_status mm_grad(np_xnode *x, np_rt *rt, const mm *p, np_rtensor *in,
                          np_error *err)
 {
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	dnnl_memory_set_data_handle(p->dst, g);
 	np_status st = mm_run(x, rt, p, err);
 	np_rt_grad_done(rt, in, g);
@@ -365,11 +367,14 @@ static void scale_copy(const float *dy, int64_t n, float beta, float *g)
 }
 
 /* dC = beta * dY summed over the axes C is broadcast along. */
-static void gemm_grad_c(np_xnode *x, np_rt *rt, const gemm_state *s)
+static np_status gemm_grad_c(np_xnode *x, np_rt *rt, const gemm_state *s,
+                             np_error *err)
 {
 	np_rtensor *c = x->in[2];
 	const float *dy = x->out[0]->grad;
 	float *g = np_rt_grad_target(rt, c);
+	if (!g)
+		return np_rt_grad_oom(err, x, c);
 	if (s->cm == s->m && s->cn == s->n)
 		scale_copy(dy, s->m * s->n, s->beta, g);
 	else if (s->cm == 1 && s->cn == s->n)
@@ -379,6 +384,7 @@ static void gemm_grad_c(np_xnode *x, np_rt *rt, const gemm_state *s)
 	else
 		sum_rows(dy, 1, s->m * s->n, s->beta, g);
 	np_rt_grad_done(rt, c, g);
+	return NP_OK;
 }
 
 static np_status gemm_backward(np_xnode *x, np_rt *rt, np_error *err)
@@ -392,7 +398,7 @@ static np_status gemm_backward(np_xnode *x, np_rt *rt, np_error *err)
 		return err->status;
 	if (gemm_c(x) && gemm_c(x)->needs_grad) {
 		dnnl_stream_wait(np_rt_stream(rt));
-		gemm_grad_c(x, rt, s);
+		return gemm_grad_c(x, rt, s, err);
 	}
 	return NP_OK;
 }
@@ -639,10 +645,14 @@ static np_status matmul_grad_reduced(np_xnode *x, np_rt *rt,
 	np_rtensor *in = x->in[i];
 	float *tmp = np_rt_scratch(rt, MM_SCRATCH,
 	                           sizeof(float) * st->scratch_n[i]);
+	if (!tmp)
+		return np_rt_grad_oom(err, x, in);
 	dnnl_memory_set_data_handle(st->grad[i].dst, tmp);
 	if (mm_run(x, rt, &st->grad[i], err))
 		return err->status;
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	dnnl_memory_set_data_handle(st->red_src[i], tmp);
 	dnnl_memory_set_data_handle(st->red_dst[i], g);
 	dnnl_exec_arg_t args[] = {

@@ -296,6 +296,8 @@ static np_status pool_backward(np_xnode *x, np_rt *rt, np_error *err)
 	const pool_state *ps = x->state;
 	np_rtensor *X = x->in[0];
 	float *g = np_rt_grad_target(rt, X);
+	if (!g)
+		return np_rt_grad_oom(err, x, X);
 	dnnl_exec_arg_t args[3] = {
 		{DNNL_ARG_DIFF_DST, ps->ddst}, {DNNL_ARG_DIFF_SRC, ps->dsrc},
 		{DNNL_ARG_WORKSPACE, ps->ws},

@@ -133,11 +133,14 @@ static void np_copy_data(np_rtensor *out, const np_rtensor *in)
 
 /* Backward of an op whose output is its input rearranged without change
  * of order (Reshape & co): the gradient is the same bytes. */
-static void np_grad_copy(np_rt *rt, np_rtensor *in, const np_rtensor *out)
+static np_status np_grad_copy(const np_xnode *x, np_rt *rt, np_rtensor *in,
+                              const np_rtensor *out, np_error *err)
 {
 	if (!in || !in->needs_grad || in->dtype != NP_FLOAT)
-		return;
+		return NP_OK;
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	if (in->nelem > 0) {
 		if (out->grad && out->dtype == NP_FLOAT)
 			memcpy(g, out->grad, sizeof(float) * (size_t)in->nelem);
@@ -145,19 +148,24 @@ static void np_grad_copy(np_rt *rt, np_rtensor *in, const np_rtensor *out)
 			memset(g, 0, sizeof(float) * (size_t)in->nelem);
 	}
 	np_rt_grad_done(rt, in, g);
+	return NP_OK;
 }
 
 /* An input that needs grad but whose output carries none (Shape, Cast to
  * int): it contributes zero, said explicitly so the bookkeeping of
  * several consumers stays exact. */
-static void np_grad_zero(np_rt *rt, np_rtensor *in)
+static np_status np_grad_zero(const np_xnode *x, np_rt *rt, np_rtensor *in,
+                              np_error *err)
 {
 	if (!in || !in->needs_grad || in->dtype != NP_FLOAT)
-		return;
+		return NP_OK;
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	if (in->nelem > 0)
 		memset(g, 0, sizeof(float) * (size_t)in->nelem);
 	np_rt_grad_done(rt, in, g);
+	return NP_OK;
 }
 
 /* Nothing to build: these ops are plain loops. */
@@ -177,9 +185,7 @@ static np_status np_copy_forward(np_xnode *x, np_rt *rt, bool training,
 
 static np_status np_copy_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
-	(void)err;
-	np_grad_copy(rt, x->in[0], x->out[0]);
-	return NP_OK;
+	return np_grad_copy(x, rt, x->in[0], x->out[0], err);
 }
 
 /* ----------------------------------------------------------- Constant */
@@ -318,9 +324,7 @@ static np_status shape_forward(np_xnode *x, np_rt *rt, bool training,
 
 static np_status shape_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
-	(void)err;
-	np_grad_zero(rt, x->in[0]);
-	return NP_OK;
+	return np_grad_zero(x, rt, x->in[0], err);
 }
 
 const np_op np_op_shape = {
@@ -417,12 +421,13 @@ static np_status gather_forward(np_xnode *x, np_rt *rt, bool training,
 /* Scatter-add: repeated indices each add their share. */
 static np_status gather_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
-	(void)err;
 	np_rtensor *d = x->in[0];
 	if (!d->needs_grad || d->dtype != NP_FLOAT)
 		return NP_OK;
 	np_gather_geom g = np_gather_geometry(x, np_gather_axis(x));
 	float *gd = np_rt_grad_target(rt, d);
+	if (!gd)
+		return np_rt_grad_oom(err, x, d);
 	const float *go = x->out[0]->grad;
 	if (d->nelem > 0)
 		memset(gd, 0, sizeof(float) * (size_t)d->nelem);
@@ -588,7 +593,6 @@ static np_status concat_forward(np_xnode *x, np_rt *rt, bool training,
 
 static np_status concat_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
-	(void)err;
 	const np_rtensor *o = x->out[0];
 	int axis = np_concat_axis(x);
 	int64_t outer = np_prod(o->dims, 0, axis);
@@ -598,6 +602,8 @@ static np_status concat_backward(np_xnode *x, np_rt *rt, np_error *err)
 		int64_t row = np_prod(t->dims, axis, t->rank);
 		if (t->needs_grad && t->dtype == NP_FLOAT) {
 			float *g = np_rt_grad_target(rt, t);
+			if (!g)
+				return np_rt_grad_oom(err, x, t);
 			for (int64_t k = 0; row && k < outer; k++) {
 				if (o->grad)
 					memcpy(g + k * row, o->grad + k * orow + off,
@@ -939,12 +945,9 @@ static np_status cast_forward(np_xnode *x, np_rt *rt, bool training,
  * gradient is zero (the runtime keeps float gradients only). */
 static np_status cast_backward(np_xnode *x, np_rt *rt, np_error *err)
 {
-	(void)err;
 	if (x->out[0]->dtype == NP_FLOAT)
-		np_grad_copy(rt, x->in[0], x->out[0]);
-	else
-		np_grad_zero(rt, x->in[0]);
-	return NP_OK;
+		return np_grad_copy(x, rt, x->in[0], x->out[0], err);
+	return np_grad_zero(x, rt, x->in[0], err);
 }
 
 const np_op np_op_cast = {

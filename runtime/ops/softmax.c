@@ -161,6 +161,8 @@ static np_status sm_backward(np_xnode *x, np_rt *rt, np_error *err)
 		return np_rt_fail_node(err, NP_ERR_INVALID, x,
 		                       "backward was not prepared");
 	float *g = np_rt_grad_target(rt, in);
+	if (!g)
+		return np_rt_grad_oom(err, x, in);
 	dnnl_memory_set_data_handle(s->diff_src, g);
 	dnnl_exec_arg_t args[] = {
 		{DNNL_ARG_DST, s->dst}, {DNNL_ARG_DIFF_DST, s->diff_dst},
