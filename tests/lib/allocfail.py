@@ -23,8 +23,7 @@ import numpy as np
 import nptest
 from nptest import Tap
 
-MARKS = ("Sanitizer", "runtime error", "Segmentation", "core dumped",
-         "Assertion", "LeakSanitizer", "leaked")
+MARKS = nptest.CRASH_MARKS + ("leaked",)
 
 
 def prog():
@@ -165,11 +164,7 @@ def main():
     scenario(tap, "main job", ["good.onnx", "-o", "out.onnx", "--max-iter",
                                "1", "--epochs", "1", "--batch", "16"] + data,
              work, out="out.onnx")
-    if tap.failed or nptest.env("NEPENC_KEEP_TMP"):
-        tap.comment("scratch folder kept: %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tap.done()
+    return nptest.finish(tap, tmp)
 
 
 if __name__ == "__main__":

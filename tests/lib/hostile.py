@@ -35,10 +35,6 @@ import nptest
 from nptest import Tap
 
 SAN = bool(nptest.env("NEPENC_SANITIZERS"))
-CRASH_MARKS = ("Sanitizer", "runtime error", "Segmentation", "core dumped",
-               "Assertion", "LeakSanitizer")
-
-
 # --- protobuf wire format, by hand (no recursion limits of python's) ---------
 
 def varint(n):
@@ -94,24 +90,13 @@ def nested_type(depth):
 
 # --- running nepenc ----------------------------------------------------------
 
-def crashed(rc, err):
-    if rc is None:
-        return "timed out (blocked?)"
-    if rc < 0:
-        return "killed by signal %d" % -rc
-    for m in CRASH_MARKS:
-        if m in err:
-            return "'%s' on stderr" % m
-    return None
-
-
 def one_error(tap, label, res, want, status=1, name=None, folder=None,
               before=None):
     """RES = (rc, out, err) failed with one line containing each of WANT,
     exit STATUS, prefixed by "nepenc: NAME" if given; FOLDER holds the
     same files as BEFORE (nothing left behind)."""
     rc, _, err = res
-    why = crashed(rc, err)
+    why = nptest.crashed(rc, err)
     if why:
         return tap.ok(False, "%s: no crash" % label, why + "\n" + err)
     lines = err.splitlines()
@@ -181,7 +166,7 @@ def finding1(tap, tmp):
     write(path, nested_if(60))
     rc, _, err = run(["inspect", path])
     tap.ok(rc == 1 and "nested" not in err and "no producer" in err and
-           not crashed(rc, err), "1: 60 nested If bodies get past the "
+           not nptest.crashed(rc, err), "1: 60 nested If bodies get past the "
            "pre-scan", err.strip())
     for f in ("deep_if.onnx", "deep_type.onnx", "if60.onnx"):
         os.remove(os.path.join(tmp, f))
@@ -239,7 +224,7 @@ def finding2(tap, tmp):
     os.mkfifo(os.path.join(d, "cifar", "test_batch.bin"))
     rc, _, err = run(["eval", good_model(), "--data",
                       "cifar10:" + os.path.join(d, "cifar")], timeout=t)
-    tap.ok(rc == 1 and len(err.splitlines()) == 1 and not crashed(rc, err),
+    tap.ok(rc == 1 and len(err.splitlines()) == 1 and not nptest.crashed(rc, err),
            "2: cifar10: a FIFO batch is not read", err.strip())
     # A run configuration found beside the model, a FIFO.
     shutil.copy(good_model(), os.path.join(d, "g.onnx"))
@@ -271,7 +256,7 @@ def finding3(tap, tmp):
     rc, _, err = run([path, "-o", out, "--passes", "none"])
     dt = time.monotonic() - t0
     limit = 60 if SAN else 15      # quadratic naming took 80 s
-    tap.ok(rc == 0 and not crashed(rc, err) and dt < limit,
+    tap.ok(rc == 0 and not nptest.crashed(rc, err) and dt < limit,
            "3: 20,000 nodes named alike load in %.1f s (< %d s)" % (dt, limit),
            "exit %s, %.1f s, stderr %s" % (rc, dt, err.strip()))
     if rc == 0:
@@ -328,7 +313,7 @@ def finding4(tap, tmp):
     out = os.path.join(tmp, "ref_attr_out.onnx")
     onnx.save(m, path)
     rc, _, err = run([path, "-o", out, "--passes", "none"])
-    tap.ok(rc == 0 and not crashed(rc, err), "4: --passes none writes it",
+    tap.ok(rc == 0 and not nptest.crashed(rc, err), "4: --passes none writes it",
            err.strip())
     rc2, _, err2 = run(["inspect", out]) if rc == 0 else (None, "", "")
     tap.ok(rc2 == 0, "4: nepenc reads its own output back", err2.strip())
@@ -590,11 +575,7 @@ def main():
     for f in (finding1, finding2, finding3, finding4, finding5, finding6,
               finding7, finding8, finding9, campaign_findings):
         f(tap, tmp)
-    if tap.failed or nptest.env("NEPENC_KEEP_TMP"):
-        tap.comment("scratch folder kept: %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tap.done()
+    return nptest.finish(tap, tmp)
 
 
 if __name__ == "__main__":

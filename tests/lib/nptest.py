@@ -450,3 +450,34 @@ def slow_timeout():
     set: generous, as CI machines are shared and the sanitizer build is
     several times slower."""
     return 3600 if sanitized() else 900
+
+
+# --- crashes and scratch folders (broken, hostile, allocfail, iofault) ------
+
+CRASH_MARKS = ("Sanitizer", "runtime error", "Segmentation", "core dumped",
+               "Assertion", "LeakSanitizer")
+
+
+def crashed(rc, err):
+    """A reason if RC/ERR look like a crash (or a hang, rc None) rather
+    than a clean error, else None."""
+    if rc is None:
+        return "timed out (blocked?)"
+    if rc < 0:
+        return "killed by signal %d" % -rc
+    for m in CRASH_MARKS:
+        if m in err:
+            return "'%s' on stderr" % m
+    return None
+
+
+def finish(tap, tmp):
+    """The end of a script test: keep the scratch folder TMP when a point
+    failed (or NEPENC_KEEP_TMP is set) and say where, else remove it;
+    then the trailing plan."""
+    import shutil
+    if tap.failed or env("NEPENC_KEEP_TMP"):
+        tap.comment("scratch folder kept: %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tap.done()
