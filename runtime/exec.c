@@ -35,7 +35,6 @@ struct np_plan {
 	np_sig_input *sig;         /* one per graph input, graph order */
 	float **grad_bufs;         /* gradient buffers, shared (np_plan_grads) */
 	int n_grad_bufs;
-	size_t grad_bytes;
 	uint64_t last_used;
 	size_t bytes;              /* activation and gradient buffers */
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
@@ -176,7 +175,7 @@ static bool np_rt_verbose;
 
 void np_rt_set_verbose(bool on) { np_rt_verbose = on; }
 
-static bool np_pd_is_ref(const_dnnl_primitive_desc_t pd)
+bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd)
 {
 	const char *impl = NULL;
 	if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
@@ -186,8 +185,6 @@ static bool np_pd_is_ref(const_dnnl_primitive_desc_t pd)
 	 * kernels, the implementations of last resort. */
 	return strncmp(impl, "ref", 3) == 0 || strstr(impl, "_ref") != NULL;
 }
-
-bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd) { return np_pd_is_ref(pd); }
 
 static bool np_xnode_blocked(const np_xnode *x)
 {
@@ -207,7 +204,7 @@ dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
 {
 	dnnl_status_t s = dnnl_primitive_desc_create(pd, d, attr, rt->engine, hint);
 	np_plan *p = rt->building;
-	if (s != dnnl_success || !p || !np_pd_is_ref(*pd) || !np_xnode_blocked(x))
+	if (s != dnnl_success || !p || !np_rt_pd_is_ref(*pd) || !np_xnode_blocked(x))
 		return s;
 	/* Only a reference kernel for the blocked layout: the planner builds
 	 * the plan again with this node's values plain (np_plan_build). */
@@ -460,7 +457,7 @@ static int np_rt_probe_block(dnnl_engine_t eng)
 	    dnnl_primitive_desc_create(&wpd, &wd, NULL, eng, fpd) ||
 	    np_md_channel_block(dnnl_primitive_desc_query_md(wpd, dnnl_query_src_md, 0)) != block))
 		block = 0;
-	if (block && (np_pd_is_ref(fpd) || np_pd_is_ref(bpd) || np_pd_is_ref(wpd)))
+	if (block && (np_rt_pd_is_ref(fpd) || np_rt_pd_is_ref(bpd) || np_rt_pd_is_ref(wpd)))
 		block = 0;
 	if (wpd)
 		dnnl_primitive_desc_destroy(wpd);
@@ -1024,7 +1021,7 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	 * all (free(NULL) is harmless) after a failure part-way. */
 	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
 		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
-		p->grad_bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
+		p->bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
 		p->n_grad_bufs++;
 		all &= p->grad_bufs[k] != NULL;
 	}
@@ -1090,7 +1087,6 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	for (int i = 0; i < p->n_t; i++)
 		if (!p->t[i].is_param && !p->t[i].borrowed && p->t[i].data)
 			p->bytes += (size_t)p->t[i].nelem * np_dtype_size(p->t[i].dtype);
-	p->bytes += p->grad_bytes;
 	return p;
 }
 

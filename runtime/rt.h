@@ -181,10 +181,11 @@ dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
 bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd);
 /* PRECISION: by default everything computes in f32.  With bf16 on (only
  * where the CPU has AVX512_BF16 or AMX: np_rt_bf16_supported()),
- * convolutions and matrix products read their inputs, weights and output
- * gradients as bf16 and write f32; activations, master weights,
- * gradients, BN statistics and the loss stay f32, and masked weights
- * exact zeros.  Set before the first np_rt_run(). */
+ * convolutions run forward and backward data on bf16 copies of their
+ * inputs, weights and output gradients (runtime/ops/conv.c says why
+ * backward weights stays f32); Gemm and MatMul, activations between ops,
+ * master weights, gradients, BN statistics and the loss stay f32, and
+ * masked weights exact zeros.  Set before the first np_rt_run(). */
 bool np_rt_bf16_supported(void);
 np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err);
 bool np_rt_bf16(const np_rt *rt);
