@@ -191,7 +191,7 @@ static void conv_weights_md(dnnl_memory_desc_t *md, const np_rtensor *W,
 }
 
 /* Descriptors every conv primitive starts from: plain and "any".  In
- * bf16 (np_rt_bf16) forward and backward data run on bf16 tensors (lp_*;
+ * bf16 (np_rt_bf16) forward and backward data run on bf16 tensors (bf_*;
  * the edges convert from and to the f32 activations and gradients), and
  * backward weights stays f32: weight gradients sum over the whole batch,
  * and oneDNN 2.6's AMX backward-weights kernel ran 8x slower than the f32
@@ -200,8 +200,9 @@ static void conv_weights_md(dnnl_memory_desc_t *md, const np_rtensor *W,
 typedef struct conv_mds {
 	dnnl_memory_desc_t src, wei, dst, bias;          /* plain */
 	dnnl_memory_desc_t any_src, any_wei, any_dst;
-	dnnl_memory_desc_t lp_src, lp_wei, lp_dst;       /* what is read */
+	dnnl_memory_desc_t bf_src, bf_wei, bf_dst;       /* bf16, any layout */
 	dnnl_dims_t strides, dilates, pad_l, pad_r;
+	bool bf16;           /* forward and backward data read bf_* */
 	bool has_bias;
 	bool fixed;          /* a blocked neighbour fixed any_src/any_dst */
 } conv_mds;
@@ -231,17 +232,26 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g,
 	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked);
 	conv_any_md(&m->any_wei, &m->wei, false);
 	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked);
-	m->lp_src = m->any_src, m->lp_wei = m->any_wei, m->lp_dst = m->any_dst;
+	m->bf16 = bf16;
 	if (bf16) {
-		dnnl_memory_desc_init_by_tag(&m->lp_src, m->src.ndims, m->src.dims,
+		dnnl_memory_desc_init_by_tag(&m->bf_src, m->src.ndims, m->src.dims,
 		                             dnnl_bf16, dnnl_format_tag_any);
-		dnnl_memory_desc_init_by_tag(&m->lp_wei, m->wei.ndims, m->wei.dims,
+		dnnl_memory_desc_init_by_tag(&m->bf_wei, m->wei.ndims, m->wei.dims,
 		                             dnnl_bf16, dnnl_format_tag_any);
-		dnnl_memory_desc_init_by_tag(&m->lp_dst, m->dst.ndims, m->dst.dims,
+		dnnl_memory_desc_init_by_tag(&m->bf_dst, m->dst.ndims, m->dst.dims,
 		                             dnnl_bf16, dnnl_format_tag_any);
 	}
 	m->fixed = x->in[0]->blocked || x->out[0]->blocked;
 	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
+}
+
+/* What forward and backward data read: the bf16 descriptor in bf16,
+ * else the f32 "any" one. */
+static const dnnl_memory_desc_t *conv_rd(const conv_mds *m,
+                                         const dnnl_memory_desc_t *bf,
+                                         const dnnl_memory_desc_t *any)
+{
+	return m->bf16 ? bf : any;
 }
 
 /* Records whether oneDNN fell back to a reference kernel (a fixed
@@ -279,8 +289,9 @@ static dnnl_status_t conv_prepare_fwd(conv_state *c, const np_xnode *x,
 	dnnl_convolution_desc_t d;
 	dnnl_status_t s = dnnl_dilated_convolution_forward_desc_init(
 		&d, train ? dnnl_forward_training : dnnl_forward_inference,
-		dnnl_convolution_direct, &m->lp_src, &m->lp_wei,
-		m->has_bias ? &m->bias : NULL, &m->lp_dst, m->strides,
+		dnnl_convolution_direct, conv_rd(m, &m->bf_src, &m->any_src),
+		conv_rd(m, &m->bf_wei, &m->any_wei), m->has_bias ? &m->bias : NULL,
+		conv_rd(m, &m->bf_dst, &m->any_dst), m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
 		s = make_primitive(&c->fwd, &c->fwd_pd, &d, eng, NULL, &c->ref);
@@ -304,8 +315,9 @@ static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
 	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_status_t s = dnnl_dilated_convolution_backward_data_desc_init(
-		&d, dnnl_convolution_direct, &m->lp_src, &m->lp_wei,
-		&m->lp_dst, m->strides, m->dilates, m->pad_l, m->pad_r);
+		&d, dnnl_convolution_direct, conv_rd(m, &m->bf_src, &m->any_src),
+		conv_rd(m, &m->bf_wei, &m->any_wei), conv_rd(m, &m->bf_dst, &m->any_dst),
+		m->strides, m->dilates, m->pad_l, m->pad_r);
 	if (!s)
 		s = make_primitive(&c->bwd_data, &pd, &d, eng, c->fwd_pd, &c->ref);
 	if (!s)
@@ -336,7 +348,7 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
 		s = make_primitive(&c->bwd_weights, &pd, &d, eng,
-		                   m->lp_src.data_type == dnnl_f32 ? c->fwd_pd : NULL,
+		                   m->bf16 ? NULL : c->fwd_pd,
 		                   &c->ref);
 	if (!s)
 		s = edge_init(&c->bw_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
@@ -398,8 +410,6 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	conv_destroy(x);
 	conv_any_md(&m.any_src, &m.src, false);
 	conv_any_md(&m.any_dst, &m.dst, false);
-	if (!np_rt_bf16(rt))
-		m.lp_src = m.any_src, m.lp_dst = m.any_dst;
 	return conv_build(x, rt, &m, err);
 }
 
