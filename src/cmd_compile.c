@@ -237,7 +237,7 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 	np_compile_data cd = {0};
 	np_run run = {0};
 	np_model *out = NULL;
-	np_status st = np_session_open(&s, c, err);
+	np_status st = np_session_load(&s, c, err);
 	run.model = c->model;
 	if (st == NP_OK) {
 		run.nodes_before = s.m->graph->n_nodes;
@@ -246,6 +246,8 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		st = run.depth_before < 0 ? np_fail(err, NP_ERR_NOMEM, "out of memory")
 		                          : np_session_untie(&s, c, &run.log, err);
 	}
+	if (st == NP_OK)
+		st = np_session_start(&s, c, err);
 	if (st == NP_OK)
 		st = np_compile_load(&s, c, &cd, err);
 	if (st == NP_OK) {

@@ -104,10 +104,12 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 	float *teacher = NULL, *teacher_val = NULL;
 	np_split_score vs = {-1, -1}, ts = {-1, -1};
 	double loss = 0, t0 = 0, seconds = 0;
-	np_status st = np_session_open(&s, c, err);
+	np_status st = np_session_load(&s, c, err);
 	/* Equal parameters the exporter stored once train separately. */
 	if (st == NP_OK)
 		st = np_session_untie(&s, c, NULL, err);
+	if (st == NP_OK)
+		st = np_session_start(&s, c, err);
 	if (st == NP_OK)
 		st = np_session_data(&s, c, c->data, &train, err);
 	/* --limit is of --data only (as in the main job). */

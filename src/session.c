@@ -12,10 +12,17 @@ void np_session_close(np_session *s)
 	np_model_free(s->m);
 }
 
-/* The session's runtime for s->m, with c's threads and precision. */
-static np_status np_session_rt(np_session *s, const np_cli *c, np_error *err)
+np_status np_session_load(np_session *s, const np_cli *c, np_error *err)
 {
-	np_rt_free(s->rt);
+	s->m = np_onnx_load(c->model, err);
+	if (!s->m)
+		return err->status;
+	s->eval_progress.quiet = c->quiet;
+	return np_model_io(s->m, &s->input, &s->classes, err);
+}
+
+np_status np_session_start(np_session *s, const np_cli *c, np_error *err)
+{
 	s->rt = np_rt_new(s->m, c->threads, err);
 	if (!s->rt)
 		return err->status;
@@ -25,24 +32,15 @@ static np_status np_session_rt(np_session *s, const np_cli *c, np_error *err)
 
 np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
 {
-	s->m = np_onnx_load(c->model, err);
-	if (!s->m)
-		return err->status;
-	np_status st = np_model_io(s->m, &s->input, &s->classes, err);
-	if (st != NP_OK)
-		return st;
-	s->eval_progress.quiet = c->quiet;
-	return np_session_rt(s, c, err);
+	np_status st = np_session_load(s, c, err);
+	return st == NP_OK ? np_session_start(s, c, err) : st;
 }
 
 np_status np_session_untie(np_session *s, const np_cli *c,
                            struct np_pass_log *log, np_error *err)
 {
 	np_pass_ctx ctx = {.fold = (np_fold_policy)c->fold, .log = log};
-	np_status st = np_run_passes(s->m, "untie", &ctx, err);
-	if (st != NP_OK || ctx.changes == 0)
-		return st;
-	return np_session_rt(s, c, err);
+	return np_run_passes(s->m, "untie", &ctx, err);
 }
 
 /* Load a data spec and check it fits the model. */

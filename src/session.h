@@ -7,6 +7,11 @@
  *   np_session_data(&s, cli, cli->data, &d, &err);   load + check data
  *   ...
  *   np_session_close(&s);                      also after a failed open
+ *
+ * Commands that train untie the model before its runtime exists:
+ *   np_session_load(&s, cli, &err);
+ *   np_session_untie(&s, cli, log, &err);
+ *   np_session_start(&s, cli, &err);
  */
 #ifndef NEPENC_SESSION_H
 #define NEPENC_SESSION_H
@@ -28,12 +33,16 @@ typedef struct np_session {
 	np_progress eval_progress;   /* the runtime's evaluations */
 } np_session;
 
-/* Load c->model and build its runtime with c->threads threads; its
+/* Load c->model and find its input and class count. */
+np_status np_session_load(np_session *s, const np_cli *c, np_error *err);
+/* Build its runtime with c->threads threads and c's precision; its
  * evaluations draw progress unless c->quiet. */
+np_status np_session_start(np_session *s, const np_cli *c, np_error *err);
+/* np_session_load, then np_session_start. */
 np_status np_session_open(np_session *s, const np_cli *c, np_error *err);
-/* Before training: give every parameter the exporter stored once and
- * recreated with Identity its own initializer (passes/untie.c; log may be
- * NULL), then build the runtime anew on the changed graph. */
+/* Before training, between load and start: give every parameter the
+ * exporter stored once and recreated with Identity its own initializer
+ * (passes/untie.c; log may be NULL). */
 struct np_pass_log;
 np_status np_session_untie(np_session *s, const np_cli *c,
                            struct np_pass_log *log, np_error *err);
