@@ -80,9 +80,10 @@ def one_line(text):
     return s.replace("#", "<hash>")
 
 
-def run_nepenc(args, timeout=None, cwd=None):
-    """Run $NEPENC with ARGS (in folder CWD if given); returns (returncode,
-    stdout, stderr) as text.  A timeout is reported as returncode None."""
+def run_nepenc(args, timeout=None, cwd=None, extra_env=None):
+    """Run $NEPENC with ARGS (in folder CWD if given, with the variables of
+    EXTRA_ENV added to the environment); returns (returncode, stdout, stderr) as
+    text.  A timeout is reported as returncode None."""
     prog = env("NEPENC", os.path.join(env("top_builddir", "."), "nepenc"))
     # Absolute, so that CWD does not change which program runs.
     cmd = [os.path.abspath(prog) if os.sep in prog else prog]
@@ -92,7 +93,8 @@ def run_nepenc(args, timeout=None, cwd=None):
     try:
         # C locale: the strerror() texts the tests look for are English.
         p = subprocess.run(cmd + list(args), capture_output=True, cwd=cwd,
-                           timeout=timeout, env=dict(os.environ, LC_ALL="C"))
+                           timeout=timeout,
+                           env=dict(os.environ, LC_ALL="C", **(extra_env or {})))
     except subprocess.TimeoutExpired:
         return None, "", "timeout after %ds" % timeout
     return (p.returncode, p.stdout.decode("utf-8", "replace"),
