@@ -107,6 +107,18 @@ static inline void gk_append(gk *k, np_value ***arr, int *n, np_value *v)
 	(*arr)[(*n)++] = v;
 }
 
+/* Declare v a float tensor of the given shape (dims < 0: unknown), as a
+ * value_info would. */
+static inline void gk_declare(gk *k, np_value *v, int rank, const int64_t *dims)
+{
+	v->has_type = v->has_shape = true;
+	v->dtype = NP_FLOAT;
+	v->rank = rank;
+	v->dims = np_arena_alloc(k->m->arena, sizeof(np_dim) * (size_t)(rank + 1));
+	for (int i = 0; i < rank; i++)
+		v->dims[i].value = dims[i];
+}
+
 /* A float graph input of the given shape (dims < 0: unknown). */
 static inline np_value *gk_input(gk *k, const char *name, int rank,
                                  const int64_t *dims)
@@ -115,12 +127,8 @@ static inline np_value *gk_input(gk *k, const char *name, int rank,
 	np_value *v = np_graph_new_value(k->g, gk_name(k, name, "in"), &err);
 	if (!v)
 		gk_die("input", &err);
-	v->is_input = v->has_type = v->has_shape = true;
-	v->dtype = NP_FLOAT;
-	v->rank = rank;
-	v->dims = np_arena_alloc(k->m->arena, sizeof(np_dim) * (size_t)(rank + 1));
-	for (int i = 0; i < rank; i++)
-		v->dims[i].value = dims[i];
+	v->is_input = true;
+	gk_declare(k, v, rank, dims);
 	gk_append(k, &k->g->inputs, &k->g->n_inputs, v);
 	return v;
 }

@@ -906,12 +906,7 @@ static void padded_pair(gk *k)
 	np_node *g = gk_node(k, "Gemm", "fc", in, 3);
 	np_node_set_attr_int(g, "transB", 1);
 	np_value *y = gk_done(k, g);
-	y->has_type = y->has_shape = true;      /* [N, 4], as np_model_io wants */
-	y->dtype = NP_FLOAT;
-	y->rank = 2;
-	y->dims = np_arena_alloc(k->m->arena, 2 * sizeof(np_dim));
-	y->dims[0].value = -1;
-	y->dims[1].value = 4;
+	gk_declare(k, y, GK_SHAPE(-1, 4));      /* [N, 4], as np_model_io wants */
 	gk_output(k, y);
 }
 
@@ -1009,12 +1004,7 @@ static void two_gemms(gk *k)
 	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 6));
 	np_value *h = gemm(k, "fc1", x, (gemmp){.k = 6, .n = 8, .trans_b = true, .bias = true});
 	np_value *y = gemm(k, "fc2", h, (gemmp){.k = 8, .n = 4, .trans_b = true});
-	y->has_type = y->has_shape = true;
-	y->dtype = NP_FLOAT;
-	y->rank = 2;
-	y->dims = np_arena_alloc(k->m->arena, 2 * sizeof(np_dim));
-	y->dims[0].value = -1;
-	y->dims[1].value = 4;
+	gk_declare(k, y, GK_SHAPE(-1, 4));
 	gk_output(k, y);
 }
 
