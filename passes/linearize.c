@@ -41,7 +41,9 @@
  * and reads every value's shape from the plan.  Spatial sizes are trusted
  * only when every input dim except the batch is declared.
  */
-#include "nepenthe.h"
+#include "layers.h"
+#include "pass.h"
+#include "rt.h"
 
 #include <math.h>
 #include <stdlib.h>

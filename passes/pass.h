@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ir.h"
+#include "layers.h"
 #include "status.h"
 
 typedef enum np_fold_policy {
@@ -58,13 +59,27 @@ void np_pass_log_add(np_pass_log *log, np_model *m, np_log_kind kind,
 void np_pass_log_truncate(np_pass_log *log, int n);
 void np_pass_log_free(np_pass_log *log);
 
+/* Which layers become affine maps, and each neuron's state. */
+typedef struct np_linearize_layer {
+	const char *rectifier;       /* node name of the rectifier */
+	np_rect_kind kind;
+	int64_t neurons;
+	uint8_t *state;              /* neurons entries: NP_STATE_* */
+	bool approximate;            /* GELU/SiLU or eps > 0 */
+} np_linearize_layer;
+
+typedef struct np_linearize_plan {
+	np_linearize_layer *v;
+	int n;
+} np_linearize_plan;
+
 typedef struct np_pass_ctx {
 	np_fold_policy fold;
 	np_pass_log *log;            /* may be NULL */
-	/* Layers to linearize (passes/linearize.c): see nepenthe.h. */
-	const struct np_linearize_plan *linearize;
+	/* Layers to linearize (passes/linearize.c). */
+	const np_linearize_plan *linearize;
 	int changes;                 /* bumped by passes that changed the graph */
-	/* Fold by fold (src/emit.c undoes a fold that fails verification,
+	/* Fold by fold (nepenthe/emit.c undoes a fold that fails verification,
 	 * not its whole pass): with max_folds > 0 the fold passes stop after
 	 * that many folds; they never fold at a candidate node named in
 	 * skip.  folds counts the folds done; folded_at names the candidate

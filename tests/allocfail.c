@@ -1,6 +1,6 @@
 /* allocfail.c - allocation-failure injection for nepenc, SQLite-style.
  *
- * Linked into tests/nepenc-allocfail (src/main.c plus this file) with
+ * Linked into tests/nepenc-allocfail (cli/main.c plus this file) with
  * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,
  * --wrap=aligned_alloc: every allocation call in nepenc's own code (the
  * objects of libnepenc.a and main.o; not those inside libc, libxml2,

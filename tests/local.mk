@@ -32,9 +32,13 @@ clean-local-script-tests:
 # Allocation-failure injection (issue 11): nepenc itself, with every
 # allocation call of its own code wrapped (tests/allocfail.c).
 check_PROGRAMS += tests/nepenc-allocfail
-tests_nepenc_allocfail_SOURCES = src/main.c tests/allocfail.c
+tests_nepenc_allocfail_SOURCES = cli/main.c tests/allocfail.c
 tests_nepenc_allocfail_LDADD = $(NP_LIBS)
 tests_nepenc_allocfail_LDFLAGS = $(AM_LDFLAGS) \
 	-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=aligned_alloc
 TESTS += tests/allocfail.test tests/iofault.test
 dist_check_SCRIPTS += tests/allocfail.test tests/iofault.test
+
+# The layers (HACKING): symbols and includes only go down.
+TESTS += tests/layers.test
+dist_check_SCRIPTS += tests/layers.test

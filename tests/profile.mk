@@ -1,5 +1,5 @@
 ## tests/profile.mk - included by Makefile.am: the entropy profiler
-## (passes/profile.c) on hand-built graphs, and `nepenc profile` on the
+## (nepenthe/profile.c) on hand-built graphs, and `nepenc profile` on the
 ## shared models against PyTorch (tests/fixtures/entropy_*.jsonl).
 check_PROGRAMS += tests/test_profile
 tests_test_profile_SOURCES = tests/test_profile.c tests/tap.h

@@ -1,4 +1,4 @@
-/* test_profile.c - the entropy profiler (passes/profile.c) on two tiny
+/* test_profile.c - the entropy profiler (nepenthe/profile.c) on two tiny
  * hand-built graphs whose state counts are known by hand:
  *
  *   x [N,1,1,2] -> Conv 1x1, weights {1,-1,0} -> Relu     z = x, -x, 0

@@ -1,5 +1,5 @@
 /* test_wanda.c - `--criterion wanda` on tiny hand-built graphs: the input
- * norms collected by the profiling pass (passes/wanda.c) against hand
+ * norms collected by the profiling pass (nepenthe/wanda.c) against hand
  * values, for Gemm (transB 1 and 0), MatMul and Conv (grouped too), at
  * several batch sizes and thread counts; and the masks wanda picks against
  * the magnitude ones where the two must differ. */

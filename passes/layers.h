@@ -33,6 +33,10 @@ typedef enum np_rect_kind {
 
 const char *np_rect_kind_name(np_rect_kind k);
 
+/* Neuron states.  Relu-like rectifiers use OFF and ON; Clip(0,6) also
+ * OFF_HI (z > max).  Index into np_layer_profile.counts. */
+enum { NP_STATE_OFF = 0, NP_STATE_ON = 1, NP_STATE_OFF_HI = 2, NP_MAX_STATES = 3 };
+
 /* How the rectifier is written in the graph. */
 typedef enum np_rect_form {
 	NP_FORM_OP,            /* one node: Relu, LeakyRelu, PRelu, Clip, Gelu */

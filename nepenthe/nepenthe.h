@@ -18,9 +18,7 @@
 
 /* ------------------------------------------------------------ entropy */
 
-/* Neuron states.  Relu-like rectifiers use OFF and ON; Clip(0,6) also
- * OFF_HI (z > max).  Index into np_layer_profile.counts. */
-enum { NP_STATE_OFF = 0, NP_STATE_ON = 1, NP_STATE_OFF_HI = 2, NP_MAX_STATES = 3 };
+/* Neuron states NP_STATE_*: layers.h. */
 
 typedef struct np_layer_profile {
 	int64_t neurons;
@@ -117,21 +115,7 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
                        const np_mask_opts *o, np_mask_layer_stat *stats,
                        np_error *err);
 
-/* -------------------------------------------------------- linearizing */
-
-/* Which layers become affine maps, and each neuron's state. */
-typedef struct np_linearize_layer {
-	const char *rectifier;       /* node name of the rectifier */
-	np_rect_kind kind;
-	int64_t neurons;
-	uint8_t *state;              /* neurons entries: NP_STATE_* */
-	bool approximate;            /* GELU/SiLU or eps > 0 */
-} np_linearize_layer;
-
-typedef struct np_linearize_plan {
-	np_linearize_layer *v;
-	int n;
-} np_linearize_plan;
+/* The linearize plan (np_linearize_plan) is the pass's input: pass.h. */
 
 /* ---------------------------------------------------------- run record */
 

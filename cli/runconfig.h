@@ -16,7 +16,7 @@
  * win) is the command line's business (cli.c).
  *
  * Named runconfig, not config: "config.h" is autoconf's header, and a
- * src/config.h would shadow it for every file in src/.
+ * a config.h in cli/ would shadow it for every file in cli/.
  */
 #ifndef NEPENC_RUNCONFIG_H
 #define NEPENC_RUNCONFIG_H
