@@ -1,4 +1,4 @@
-/* cost.h - static shapes and the cost model the folding passes share.
+/* cost.h - the cost model the folding passes share, and their helpers.
  *
  * A fold is done only when the merged node is not more expensive than the
  * pair it replaces (DESIGN.md section 6): both its FLOPs and its parameter
@@ -7,13 +7,9 @@
  * depend on the batch a shape was declared with.  Bias adds are not
  * counted (they are the same order on both sides and never decide).
  *
- * Convolution costs need spatial sizes.  ONNX files from PyTorch carry
- * no value_info, so np_shapes_infer() propagates shapes from the graph
- * inputs' declared shapes (a dynamic batch taken as 1) through the ops
- * nepenc's models use: Conv, pools, Flatten, Reshape (with the small
- * Shape/Gather/Unsqueeze/Concat arithmetic exporters emit), Gemm, MatMul,
- * BatchNormalization, element-wise and broadcasting ops.  A value the
- * propagation cannot follow takes its declared shape, if any.
+ * Convolution costs need spatial sizes: they come from the runtime's one
+ * shape inference (runtime/shapes.h: the ops' own infer(), constant shape
+ * arithmetic folded), with a dynamic batch unknown (-1) and left out.
  *
  *   np_shapes s;
  *   if (np_shapes_infer(g, &s, err) != NP_OK) return err->status;
@@ -28,29 +24,8 @@
 
 #include "ir.h"
 #include "pass.h"
+#include "shapes.h"
 #include "status.h"
-
-/* ------------------------------------------------------------ shapes */
-
-typedef struct np_shape {
-	int rank;                    /* -1: unknown */
-	int64_t dims[NP_MAX_RANK];   /* -1: this dim unknown */
-	/* Small int64 payload known statically (shape arithmetic, Reshape
-	 * targets): n_val entries, -1 when not known. */
-	int n_val;
-	int64_t val[NP_MAX_RANK];
-} np_shape;
-
-typedef struct np_shapes {
-	np_shape *v;                 /* malloc'd, indexed by np_value.id */
-	int n;                       /* graph->n_values when inferred */
-} np_shapes;
-
-/* Shapes of every value of g; values created afterwards are unknown. */
-np_status np_shapes_infer(const np_graph *g, np_shapes *s, np_error *err);
-void np_shapes_free(np_shapes *s);
-/* The shape of v, NULL when its rank is unknown. */
-const np_shape *np_shape_get(const np_shapes *s, const np_value *v);
 
 /* --------------------------------------------------------------- cost */
 

@@ -36,14 +36,16 @@
  * linearized safely (PRelu slope shape, unknown rank for 4) keeps its
  * rectifier and is logged as refused: the model stays correct.
  *
- * Shapes: the IR stores none after load, so the pass runs the model once
- * through the runtime with the declared input shapes (unknown dims = 1)
- * and reads every value's shape from the plan.  Spatial sizes are trusted
- * only when every input dim except the batch is declared.
+ * Shapes: the IR stores none after load; they come from the runtime's
+ * shape inference (runtime/shapes.h), run once before the first layer,
+ * from the declared input shapes.  A spatial size it cannot know (an
+ * input dim other than the batch not declared) is -1, and the folds
+ * that need it (through a Flatten) are not done.
  */
 #include "layers.h"
 #include "pass.h"
 #include "rt.h"
+#include "shapes.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,101 +53,14 @@
 
 /* ------------------------------------------------------------- shapes */
 
-typedef struct np_shape {
-	int rank;                      /* -1: unknown */
-	int64_t dims[NP_RT_MAX_RANK];
-} np_shape;
-
-typedef struct np_shapes {
-	np_shape *v;                   /* by value id, at probe time */
-	int n;
-	bool spatial_ok;               /* input spatial dims were declared */
-} np_shapes;
-
-/* Graph inputs filled with zeros at their declared shapes; false if some
- * input has no declared shape or type the runtime can take. */
-static bool np_probe_inputs(const np_graph *g, np_rt_input *in, int *n_in,
-                            bool *spatial_ok)
-{
-	*n_in = 0;
-	for (int i = 0; i < g->n_inputs; i++) {
-		const np_value *v = g->inputs[i];
-		if (v->init)
-			continue;
-		if (!v->has_shape || v->rank > NP_RT_MAX_RANK)
-			return false;
-		np_rt_input *x = &in[(*n_in)++];
-		x->name = v->name;
-		x->dtype = v->dtype ? v->dtype : NP_FLOAT;
-		x->rank = v->rank;
-		int64_t nelem = 1;
-		for (int d = 0; d < v->rank; d++) {
-			x->dims[d] = v->dims[d].value >= 0 ? v->dims[d].value : 1;
-			if (v->dims[d].value < 0 && d > 0)
-				*spatial_ok = false;
-			nelem *= x->dims[d];
-		}
-		size_t es = np_dtype_size(x->dtype);
-		if (!es || nelem > (1 << 26))
-			return false;
-		x->data = calloc((size_t)nelem + 1, es);
-		if (!x->data)
-			return false;
-	}
-	return true;
-}
-
-static void np_probe_shapes(np_model *m, np_shapes *sh)
-{
-	np_graph *g = m->graph;
-	sh->n = g->n_values;
-	sh->spatial_ok = true;
-	sh->v = malloc(sizeof(np_shape) * (size_t)(sh->n + 1));
-	if (!sh->v) {
-		sh->n = 0;
-		return;
-	}
-	for (int i = 0; i < sh->n; i++)
-		sh->v[i].rank = -1;
-	np_rt_input *in = calloc((size_t)g->n_inputs + 1, sizeof *in);
-	int n_in = 0;
-	np_error err = {0};
-	np_rt *rt = NULL;
-	if (in && np_probe_inputs(g, in, &n_in, &sh->spatial_ok) &&
-	    (rt = np_rt_new(m, 1, &err)) != NULL &&
-	    np_rt_run(rt, in, n_in, NP_RT_INFER, &err) == NP_OK) {
-		for (int i = 0; i < sh->n; i++) {
-			const np_value *v = g->values[i];
-			if (!v->producer && !v->is_input && !v->init)
-				continue;
-			const np_rtensor *t = np_rt_value(rt, v->name);
-			if (!t || t->rank < 0 || t->rank > NP_RT_MAX_RANK)
-				continue;
-			sh->v[i].rank = t->rank;
-			memcpy(sh->v[i].dims, t->dims, sizeof(int64_t) * (size_t)t->rank);
-		}
-	}
-	np_rt_free(rt);
-	for (int i = 0; in && i < n_in; i++)
-		free((void *)in[i].data);
-	free(in);
-}
-
-/* v's shape: probed, else declared with every dim known. */
+/* v's shape (runtime/shapes.h: the ops' inference from the declared
+ * input shapes, batch 1; dims it cannot know are -1). */
 static bool np_shape_of(const np_shapes *sh, const np_value *v, np_shape *out)
 {
-	if (v->id < sh->n && sh->v[v->id].rank >= 0) {
-		*out = sh->v[v->id];
-		return true;
-	}
-	if (!v->has_shape || v->rank > NP_RT_MAX_RANK)
+	const np_shape *s = np_shape_get(sh, v);
+	if (!s)
 		return false;
-	out->rank = v->rank;
-	for (int d = 0; d < v->rank; d++) {
-		if (v->dims[d].value < 0)
-			return false;
-		out->dims[d] = v->dims[d].value;
-	}
+	*out = *s;
 	return true;
 }
 
@@ -652,13 +567,16 @@ static int64_t np_flatten_hw(const np_lin *L, const np_node *n)
 	if (np_node_is(n, "Flatten") && np_node_attr_int(n, "axis", 1) != 1)
 		return 0;
 	np_shape zs, fs;
-	if (!L->sh.spatial_ok || !np_shape_of(&L->sh, L->z, &zs) ||
+	if (!np_shape_of(&L->sh, L->z, &zs) ||
 	    !np_shape_of(&L->sh, n->outputs[0], &fs) || zs.rank < 2 || fs.rank != 2 ||
-	    zs.dims[1] != L->C || fs.dims[0] != zs.dims[0])
+	    zs.dims[1] != L->C || fs.dims[0] != zs.dims[0] || fs.dims[1] < 0)
 		return 0;
 	int64_t hw = 1;
-	for (int d = 2; d < zs.rank; d++)
+	for (int d = 2; d < zs.rank; d++) {
+		if (zs.dims[d] < 0)
+			return 0;        /* spatial size not declared */
 		hw *= zs.dims[d];
+	}
 	return fs.dims[1] == L->C * hw ? hw : 0;
 }
 
@@ -910,7 +828,7 @@ static np_status np_lin_geometry(np_lin *L, np_error *err)
 	bool known = np_shape_of(&L->sh, L->z, &zs);
 	L->zrank = known ? zs.rank : np_guess_rank(L);
 	L->C = L->pl->neurons;
-	if (known && (zs.rank < 2 || zs.dims[1] != L->C))
+	if (known && (zs.rank < 2 || (zs.dims[1] >= 0 && zs.dims[1] != L->C)))
 		return np_fail(err, NP_ERR_INVALID,
 		               "linearize plan gives %lld neurons, input '%s' has %lld channels (node %s, op %s)",
 		               (long long)L->C, L->z->name,
@@ -980,11 +898,10 @@ static np_status np_linearize_run(np_model *m, np_pass_ctx *ctx, np_error *err)
 	L.m = m;
 	L.g = m->graph;
 	L.ctx = ctx;
-	np_probe_shapes(m, &L.sh);
-	np_status st = NP_OK;
+	np_status st = np_shapes_infer(m->graph, &L.sh, err);
 	for (int i = 0; i < plan->n && st == NP_OK; i++)
 		st = np_lin_layer(&L, &plan->v[i], err);
-	free(L.sh.v);
+	np_shapes_free(&L.sh);
 	return st;
 }
 

@@ -35,16 +35,6 @@ const np_pass *const *np_pass_list(int *n)
 
 /* ------------------------------------------------------ shape checks */
 
-static void np_dims_str(char *buf, size_t n, const np_shape *s)
-{
-	size_t k = (size_t)snprintf(buf, n, "[");
-	for (int i = 0; i < s->rank && k < n; i++)
-		k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "",
-		                      (long long)s->dims[i]);
-	if (k < n)
-		snprintf(buf + k, n - k, "]");
-}
-
 /* A value something reads or the graph outputs, with a live source. */
 static bool np_value_live(const np_value *v)
 {
@@ -55,51 +45,6 @@ static bool np_value_live(const np_value *v)
 static bool np_dim_differs(int64_t a, int64_t b)
 {
 	return a >= 0 && b >= 0 && a != b;
-}
-
-/* Node n's inputs agree where its op says they must (the inference of
- * cost.c computes outputs and cannot see these): Conv input channels =
- * weight's x group; Gemm and MatMul inner dims; BatchNormalization's four
- * vectors = channels; element-wise operands broadcast.  NULL if they do
- * (or a shape is unknown), else why not in buf. */
-static const char *np_node_shapes_bad(const np_node *n, const np_shapes *s,
-                                      char *buf, size_t len)
-{
-	const np_shape *a = n->n_inputs > 0 ? np_shape_get(s, n->inputs[0]) : NULL;
-	const np_shape *b = n->n_inputs > 1 ? np_shape_get(s, n->inputs[1]) : NULL;
-	char da[128], db[128];
-	if (!a || !b)
-		return NULL;
-	np_dims_str(da, sizeof da, a);
-	np_dims_str(db, sizeof db, b);
-	if (np_node_is(n, "Conv") && a->rank >= 3 && b->rank == a->rank &&
-	    np_dim_differs(a->dims[1], b->dims[1] * np_node_attr_int(n, "group", 1)))
-		return snprintf(buf, len, "input %s has not the channels its weight %s "
-		                "reads", da, db), buf;
-	if (np_node_is(n, "Gemm") && a->rank == 2 && b->rank == 2 &&
-	    np_dim_differs(a->dims[np_node_attr_int(n, "transA", 0) ? 0 : 1],
-	                   b->dims[np_node_attr_int(n, "transB", 0) ? 1 : 0]))
-		return snprintf(buf, len, "inner dimensions of %s and %s differ", da, db), buf;
-	if (np_node_is(n, "MatMul") && a->rank >= 2 && b->rank >= 2 &&
-	    np_dim_differs(a->dims[a->rank - 1], b->dims[b->rank - 2]))
-		return snprintf(buf, len, "inner dimensions of %s and %s differ", da, db), buf;
-	if (np_node_is(n, "BatchNormalization") && a->rank >= 2)
-		for (int i = 1; i < n->n_inputs && i < 5; i++) {
-			const np_shape *p = np_shape_get(s, n->inputs[i]);
-			if (p && (p->rank != 1 || np_dim_differs(p->dims[0], a->dims[1])))
-				return snprintf(buf, len, "input %s has %lld channels, its "
-				                "parameter '%s' does not", da, (long long)a->dims[1],
-				                n->inputs[i]->name), buf;
-		}
-	if (np_node_is(n, "Add") || np_node_is(n, "Sub") || np_node_is(n, "Mul") ||
-	    np_node_is(n, "Div"))
-		for (int i = 1; i <= a->rank && i <= b->rank; i++) {
-			int64_t x = a->dims[a->rank - i], y = b->dims[b->rank - i];
-			if (x != 1 && y != 1 && np_dim_differs(x, y))
-				return snprintf(buf, len, "operands %s and %s do not broadcast",
-				                da, db), buf;
-		}
-	return NULL;
 }
 
 /* The shape a value records (value_info, graph input/output), as
@@ -114,20 +59,17 @@ static bool np_recorded_shape(const np_value *v, np_shape *o)
 	return true;
 }
 
-/* Whether g's shapes agree: recorded shapes with the inferred ones (the
- * batch axis of a value of rank >= 2 excepted: inference takes a dynamic
- * batch as 1), and every node's inputs with its op.  NULL if they do,
- * else why not in buf. */
+/* Whether g's shapes agree: every node's op accepts its inputs' shapes
+ * (the inference's own check, s->bad), and recorded shapes match the
+ * inferred ones (the batch axis of a value of rank >= 2 excepted:
+ * inference takes a dynamic batch as 1).  NULL if they do, else why not
+ * in buf. */
 static const char *np_shapes_bad(const np_graph *g, const np_shapes *s, char *buf,
                                  size_t len)
 {
-	char why[512], dr[128], di[128];
-	for (int i = 0; i < g->n_nodes; i++) {
-		const np_node *n = g->nodes[i];
-		if (np_node_shapes_bad(n, s, why, sizeof why))
-			return snprintf(buf, len, "node %s, op %s: %s", n->name, n->op_type,
-			                why), buf;
-	}
+	char dr[128], di[128];
+	if (s->bad[0])
+		return snprintf(buf, len, "%s", s->bad), buf;
 	for (int i = 0; i < g->n_values; i++) {
 		const np_value *v = g->values[i];
 		const np_shape *inf = np_shape_get(s, v);
@@ -138,8 +80,8 @@ static const char *np_shapes_bad(const np_graph *g, const np_shapes *s, char *bu
 		for (int k = rec.rank >= 2 ? 1 : 0; !bad && k < rec.rank; k++)
 			bad = np_dim_differs(rec.dims[k], inf->dims[k]);
 		if (bad) {
-			np_dims_str(dr, sizeof dr, &rec);
-			np_dims_str(di, sizeof di, inf);
+			np_shape_str(dr, sizeof dr, &rec);
+			np_shape_str(di, sizeof di, inf);
 			return snprintf(buf, len, "value '%s' is declared %s but computes to %s",
 			                v->name, dr, di), buf;
 		}
@@ -165,8 +107,8 @@ static const char *np_shapes_changed(const np_graph *g, const np_shapes *before,
 		for (int k = 0; !bad && k < a->rank; k++)
 			bad = np_dim_differs(a->dims[k], b->dims[k]);
 		if (bad) {
-			np_dims_str(d0, sizeof d0, b);
-			np_dims_str(d1, sizeof d1, a);
+			np_shape_str(d0, sizeof d0, b);
+			np_shape_str(d1, sizeof d1, a);
 			return snprintf(buf, len, "value '%s' was %s and is now %s", v->name,
 			                d0, d1), buf;
 		}

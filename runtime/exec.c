@@ -510,6 +510,27 @@ np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 	return rt;
 }
 
+/* A runtime with no model and no parameters, plain layouts: what the
+ * ops' prepare() and forward() need to fold constants at plan time
+ * (np_shapes_infer).  It leaves OpenMP's thread count alone. */
+np_rt *np_rt_new_bare(np_error *err)
+{
+	np_rt *rt = calloc(1, sizeof *rt);
+	if (!rt) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	rt->threads = 1;
+	if (dnnl_engine_create(&rt->engine, dnnl_cpu, 0) != dnnl_success ||
+	    dnnl_stream_create(&rt->stream, rt->engine, dnnl_stream_default_flags) !=
+	        dnnl_success) {
+		np_fail(err, NP_ERR_UNSUPPORTED, "cannot create a oneDNN CPU engine");
+		np_rt_free(rt);
+		return NULL;
+	}
+	return rt;
+}
+
 struct np_plain_view;
 static void np_plain_view_free(struct np_plain_view *v);
 

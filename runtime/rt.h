@@ -223,6 +223,9 @@ typedef enum np_rt_mode {
 
 /* Validate that every node's op is known (error names node and op). */
 np_rt *np_rt_new(np_model *m, int threads, np_error *err);
+/* No model, no parameters, plain layouts: for folding constants while
+ * inferring shapes (shapes.c); free with np_rt_free. */
+np_rt *np_rt_new_bare(np_error *err);
 void np_rt_free(np_rt *rt);
 np_model *np_rt_model(const np_rt *rt);
 
