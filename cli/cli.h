@@ -68,6 +68,9 @@ typedef struct np_cli {
 	 * depfile NULL = none; dep_target NULL = the -o path. */
 	const char *depfile;
 	const char *dep_target;
+	/* With a depfile: where np_cli_load_model() records the files the
+	 * command read (main.c owns it); NULL otherwise. */
+	struct np_deps *deps;
 	np_arena *arena;             /* strings made while parsing */
 } np_cli;
 

@@ -289,7 +289,7 @@ np_status np_cmd_compile(const np_cli *c, np_error *err)
 {
 	if (strcmp(c->passes, "none") != 0)
 		return np_compile_nepenthe(c, err);
-	np_model *m = np_onnx_load(c->model, err);
+	np_model *m = np_cli_load_model(c, err);
 	if (!m)
 		return err->status;
 	np_save_opts so = {.external_data = c->external_data};

@@ -9,7 +9,6 @@
 
 #include "atomic.h"
 #include "data.h"
-#include "onnx.pb-c.h"
 
 void np_deps_init(np_deps *d)
 {
@@ -37,93 +36,15 @@ void np_deps_add(np_deps *d, const char *path)
 	d->v[d->n++] = np_arena_strdup(d->arena, path);
 }
 
-/* ------------------------------------------------------- external data */
+/* ------------------------------------------------------------- model */
 
-static void np_deps_graph(np_deps *d, const char *dir, const Onnx__GraphProto *g);
-
-static void np_deps_tensor(np_deps *d, const char *dir, const Onnx__TensorProto *t)
+/* What the loader read: the file and its external data (np_model). */
+void np_deps_add_model(np_deps *d, const np_model *m)
 {
-	if (!t || !t->has_data_location ||
-	    t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-		return;
-	for (size_t i = 0; i < t->n_external_data; i++) {
-		const Onnx__StringStringEntryProto *e = t->external_data[i];
-		if (e->key && e->value && strcmp(e->key, "location") == 0)
-			np_deps_add(d, dir ? np_arena_printf(d->arena, "%s/%s", dir, e->value)
-			                   : e->value);
-	}
-}
-
-static void np_deps_attr(np_deps *d, const char *dir, const Onnx__AttributeProto *a)
-{
-	np_deps_tensor(d, dir, a->t);
-	for (size_t i = 0; i < a->n_tensors; i++)
-		np_deps_tensor(d, dir, a->tensors[i]);
-	if (a->g)
-		np_deps_graph(d, dir, a->g);
-	for (size_t i = 0; i < a->n_graphs; i++)
-		np_deps_graph(d, dir, a->graphs[i]);
-}
-
-static void np_deps_graph(np_deps *d, const char *dir, const Onnx__GraphProto *g)
-{
-	for (size_t i = 0; i < g->n_initializer; i++)
-		np_deps_tensor(d, dir, g->initializer[i]);
-	for (size_t i = 0; i < g->n_sparse_initializer; i++) {
-		np_deps_tensor(d, dir, g->sparse_initializer[i]->values);
-		np_deps_tensor(d, dir, g->sparse_initializer[i]->indices);
-	}
-	for (size_t i = 0; i < g->n_node; i++)
-		for (size_t k = 0; k < g->node[i]->n_attribute; k++)
-			np_deps_attr(d, dir, g->node[i]->attribute[k]);
-}
-
-/* The file, read whole (malloc); NULL + err on failure. */
-static uint8_t *np_read_all(const char *path, size_t *len, np_error *err)
-{
-	FILE *f = fopen(path, "rb");
-	struct stat st;
-	if (!f || fstat(fileno(f), &st) != 0) {
-		np_fail_file(err, NP_ERR_IO, path, "cannot read the model again for the "
-		             "dependency rule: %s", strerror(errno));
-		if (f)
-			fclose(f);
-		return NULL;
-	}
-	uint8_t *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
-	*len = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-	bool bad = !buf || ferror(f) || *len != (size_t)st.st_size;
-	fclose(f);
-	if (bad) {
-		free(buf);
-		np_fail_file(err, buf ? NP_ERR_IO : NP_ERR_NOMEM, path,
-		             "cannot read the model again for the dependency rule");
-		return NULL;
-	}
-	return buf;
-}
-
-/* The run has loaded the model already, so a failure here is unexpected;
- * the IR keeps no external-data locations, hence the second reading. */
-np_status np_deps_add_model(np_deps *d, const char *model, np_error *err)
-{
-	np_deps_add(d, model);
-	size_t len;
-	uint8_t *buf = np_read_all(model, &len, err);
-	if (!buf)
-		return err->status;
-	Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
-	free(buf);
-	if (!m)
-		return np_fail_file(err, NP_ERR_FORMAT, model, "not an ONNX model any "
-		                    "more (changed during the run?)");
-	const char *slash = strrchr(model, '/');
-	const char *dir = !slash ? NULL : slash == model ? ""
-	                  : np_arena_printf(d->arena, "%.*s", (int)(slash - model), model);
-	if (m->graph)
-		np_deps_graph(d, dir, m->graph);
-	onnx__model_proto__free_unpacked(m, NULL);
-	return NP_OK;
+	if (m->path)
+		np_deps_add(d, m->path);
+	for (int i = 0; i < m->n_ext_files; i++)
+		np_deps_add(d, m->ext_files[i]);
 }
 
 /* ------------------------------------------------------------ data files */

@@ -30,9 +30,9 @@ void np_deps_init(np_deps *d);
 void np_deps_free(np_deps *d);
 /* Add PATH unless it is there already. */
 void np_deps_add(np_deps *d, const char *path);
-/* The model and the external-data files its tensors name (relative to its
- * folder, as the loader resolves them). */
-np_status np_deps_add_model(np_deps *d, const char *model, np_error *err);
+/* The model's file and the external-data files the loader read for it
+ * (np_model.ext_files): what was read, not parsed again. */
+void np_deps_add_model(np_deps *d, const np_model *m);
 /* The files a data spec reads (see data.h): idx/npy: the one or two
  * files; cifar10:DIR the batch files; pb:DIR the input_0.pb/output_0.pb
  * files of DIR or of each DIR/test_data_set_N. */

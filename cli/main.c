@@ -34,9 +34,8 @@ static void np_on_oom(size_t size)
 
 /* The files the command read: the model and its external data, the data
  * specs it loads, the run configuration. */
-static np_status np_collect_deps(const np_cli *c, np_deps *d, np_error *err)
+static void np_collect_deps(const np_cli *c, np_deps *d)
 {
-	np_status st = np_deps_add_model(d, c->model, err);
 	bool nepenthe = c->command == NP_CMD_COMPILE && strcmp(c->passes, "none") != 0;
 	if (nepenthe || c->command == NP_CMD_FINETUNE) {
 		np_deps_add_spec(d, c->data);
@@ -47,19 +46,14 @@ static np_status np_collect_deps(const np_cli *c, np_deps *d, np_error *err)
 	}
 	if (c->conf.path)
 		np_deps_add(d, c->conf.path);
-	return st;
 }
 
-/* After the output is written: the rule for make (-MD, -MF, --depfile). */
-static np_status np_write_depfile(const np_cli *c, np_error *err)
+/* After the output is written: the rule for make (-MD, -MF, --depfile).
+ * d holds the model's files already (np_cli_load_model, during the run). */
+static np_status np_write_depfile(const np_cli *c, np_deps *d, np_error *err)
 {
-	np_deps d;
-	np_deps_init(&d);
-	np_status st = np_collect_deps(c, &d, err);
-	if (st == NP_OK)
-		st = np_deps_write(&d, c->depfile, c->dep_target, c->output, err);
-	np_deps_free(&d);
-	return st;
+	np_collect_deps(c, d);
+	return np_deps_write(d, c->depfile, c->dep_target, c->output, err);
 }
 
 /* How long an idle OpenMP thread spins before it sleeps.  libgomp's
@@ -108,9 +102,13 @@ int main(int argc, char **argv)
 		[NP_CMD_PROFILE] = np_cmd_profile,
 	};
 	np_error err = {0};
+	np_deps deps;
+	np_deps_init(&deps);
+	c.deps = c.depfile ? &deps : NULL;
 	np_status st = run[c.command](&c, &err);
 	if (st == NP_OK && c.depfile)
-		st = np_write_depfile(&c, &err);
+		st = np_write_depfile(&c, &deps, &err);
+	np_deps_free(&deps);
 	if (st != NP_OK)
 		fprintf(stderr, "nepenc: %s: %s\n", err.file[0] ? err.file : c.model, err.msg);
 	np_cli_free(&c);

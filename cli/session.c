@@ -2,6 +2,7 @@
  * see session.h. */
 #include "session.h"
 
+#include "depfile.h"
 #include "onnx_io.h"
 #include "pass.h"
 #include "train.h"
@@ -12,9 +13,17 @@ void np_session_close(np_session *s)
 	np_model_free(s->m);
 }
 
+np_model *np_cli_load_model(const np_cli *c, np_error *err)
+{
+	np_model *m = np_onnx_load(c->model, err);
+	if (m && c->deps)
+		np_deps_add_model(c->deps, m);
+	return m;
+}
+
 np_status np_session_load(np_session *s, const np_cli *c, np_error *err)
 {
-	s->m = np_onnx_load(c->model, err);
+	s->m = np_cli_load_model(c, err);
 	if (!s->m)
 		return err->status;
 	s->eval_progress.quiet = c->quiet;

@@ -33,6 +33,8 @@ typedef struct np_session {
 	np_progress eval_progress;   /* the runtime's evaluations */
 } np_session;
 
+/* Load c->model; with a depfile, record the files read (c->deps). */
+np_model *np_cli_load_model(const np_cli *c, np_error *err);
 /* Load c->model and find its input and class count. */
 np_status np_session_load(np_session *s, const np_cli *c, np_error *err);
 /* Build its runtime with c->threads threads and c's precision; its

@@ -87,7 +87,7 @@ void *np_arena_grow(np_arena *a, void *old, size_t old_size, size_t new_size)
 	if (new_size <= old_size)
 		return old;
 	void *p = np_arena_alloc(a, new_size);
-	if (old && old_size)
+	if (p && old && old_size)
 		memcpy(p, old, old_size);
 	return p;
 }

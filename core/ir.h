@@ -258,6 +258,12 @@ typedef struct np_model {
 	np_graph *graph;
 	np_tensor *tensors;            /* list of every tensor, for freeing */
 	const char *path;              /* file it was loaded from, or NULL */
+	/* The external-data files the loader read, each once, named as it
+	 * opened them: "FOLDER/LOCATION", FOLDER the model's ("LOCATION"
+	 * alone for a model named without one).  Arena strings; depfiles
+	 * list them. */
+	const char **ext_files;
+	int n_ext_files;
 } np_model;
 
 /* --------------------------------------------------------------- model */

@@ -40,6 +40,7 @@ typedef struct loader {
 	char *base_real;          /* malloc: realpath(base_dir), lazily */
 	np_error *err;
 	const char *folder;       /* for messages: "the model's folder" */
+	int ext_cap;              /* room in m->ext_files */
 } loader;
 
 /* ------------------------------------------------------------ name sets */
@@ -567,6 +568,31 @@ static np_tensor *ext_load(loader *L, const Onnx__TensorProto *tp,
 	return t;
 }
 
+/* Remember that the model read loc (np_model.ext_files), once. */
+static np_status ext_record(loader *L, const char *loc)
+{
+	const char *path = strcmp(L->base_dir, ".") == 0 ? np_arena_strdup(L->a, loc)
+	                   : np_arena_printf(L->a, "%s/%s", L->base_dir, loc);
+	if (!path)
+		return np_fail(L->err, NP_ERR_NOMEM, "out of memory");
+	np_model *m = L->m;
+	for (int i = 0; i < m->n_ext_files; i++)
+		if (strcmp(m->ext_files[i], path) == 0)
+			return NP_OK;
+	if (m->n_ext_files == L->ext_cap) {
+		size_t sz = sizeof *m->ext_files;
+		int cap = L->ext_cap ? 2 * L->ext_cap : 4;
+		const char **v = np_arena_grow(L->a, m->ext_files, sz * (size_t)L->ext_cap,
+		                               sz * (size_t)cap);
+		if (!v)
+			return np_fail(L->err, NP_ERR_NOMEM, "out of memory");
+		m->ext_files = v;
+		L->ext_cap = cap;
+	}
+	m->ext_files[m->n_ext_files++] = path;
+	return NP_OK;
+}
+
 static np_tensor *external_tensor(loader *L, const Onnx__TensorProto *tp,
                                   const char *label, const tshape *sh)
 {
@@ -586,6 +612,8 @@ static np_tensor *external_tensor(loader *L, const Onnx__TensorProto *tp,
 	}
 	np_tensor *t = ext_load(L, tp, label, sh, &x, fd);
 	close(fd);
+	if (t && ext_record(L, x.location) != NP_OK)
+		return NULL;
 	return t;
 }
 
@@ -1423,7 +1451,7 @@ static np_model *convert_and_free(Onnx__ModelProto *mp, const char *base_dir,
 		np_fail(err, NP_ERR_NOMEM, "out of memory");
 	} else {
 		loader L = { m, m->arena, m->graph, base_dir, NULL, err,
-		             "the model's folder" };
+		             "the model's folder", 0 };
 		np_status st = convert_model(&L, mp);
 		free(L.base_real);
 		if (st != NP_OK) {
@@ -1526,7 +1554,7 @@ np_tensor *np_onnx_read_tensor(np_model *m, const char *path, np_error *err)
 		np_fail(err, NP_ERR_NOMEM, "out of memory");
 	} else {
 		loader L = { m, m->arena, m->graph, dir, NULL, err,
-		             "the tensor file's folder" };
+		             "the tensor file's folder", 0 };
 		t = convert_tensor(&L, tp, tp->name && *tp->name ? tp->name : "tensor");
 		free(L.base_real);
 	}

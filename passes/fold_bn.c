@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cost.h"
+#include "fold.h"
 #include "pass.h"
 
 #define PASS "fold_bn"

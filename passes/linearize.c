@@ -42,6 +42,7 @@
  * input dim other than the batch not declared) is -1, and the folds
  * that need it (through a Flatten) are not done.
  */
+#include "fold.h"
 #include "layers.h"
 #include "pass.h"
 #include "rt.h"
@@ -65,44 +66,6 @@ static bool np_shape_of(const np_shapes *sh, const np_value *v, np_shape *out)
 }
 
 /* ------------------------------------------------------------ helpers */
-
-/* Float payload of input i of n that only n reads: the initializer itself
- * when n is its only reader, else a copy wired in (a shared weight must
- * not change under its other readers).  NULL if not a float initializer. */
-static float *np_private_init(np_model *m, np_node *n, int i, np_error *err)
-{
-	np_value *v = i < n->n_inputs ? n->inputs[i] : NULL;
-	if (!np_init_floats(v))
-		return NULL;
-	if (np_value_single_use(v, n) && !v->is_input)
-		return v->init->data;
-	np_value *c = np_new_float_init(m, v->name, v->init->rank, v->init->dims, err);
-	if (!c)
-		return NULL;
-	memcpy(c->init->data, v->init->data, sizeof(float) * (size_t)v->init->nelem);
-	np_node_set_input(n, i, c);
-	return c->init->data;
-}
-
-/* Set input i of n to v, growing the input list when i is past its end
- * (an optional bias).  The node is unlinked while its lists change. */
-static void np_node_put_input(np_graph *g, np_node *n, int i, np_value *v)
-{
-	if (i < n->n_inputs) {
-		np_node_set_input(n, i, v);
-		return;
-	}
-	bool linked = n->id >= 0 && !n->removed;
-	if (linked)
-		np_graph_remove_node(g, n);
-	np_value **in = np_arena_alloc(g->model->arena, sizeof(np_value *) * (size_t)(i + 2));
-	memcpy(in, n->inputs, sizeof(np_value *) * (size_t)n->n_inputs);
-	in[i] = v;
-	n->inputs = in;
-	n->n_inputs = i + 1;
-	if (linked)
-		np_graph_insert_node(g, n);
-}
 
 /* A new float initializer [C] or [C,1,...] (rank-1 trailing ones). */
 static np_value *np_channel_const(np_model *m, const char *base, int64_t C,
@@ -337,7 +300,7 @@ static bool np_producer_ok(const np_lin *L, const np_node *p)
 
 static np_status np_fold_conv_producer(np_lin *L, np_node *p, np_error *err)
 {
-	float *w = np_private_init(L->m, p, 1, err);
+	float *w = np_fold_writable(L->m, p, 1, err);
 	if (!w)
 		return err->status;
 	int64_t per = p->inputs[1]->init->nelem / L->C;
@@ -345,7 +308,7 @@ static np_status np_fold_conv_producer(np_lin *L, np_node *p, np_error *err)
 		for (int64_t j = 0; j < per; j++)
 			w[o * per + j] *= L->s[o];
 	if (p->n_inputs > 2 && p->inputs[2]) {
-		float *b = np_private_init(L->m, p, 2, err);
+		float *b = np_fold_writable(L->m, p, 2, err);
 		if (!b)
 			return err->status;
 		for (int64_t o = 0; o < L->C; o++)
@@ -355,7 +318,7 @@ static np_status np_fold_conv_producer(np_lin *L, np_node *p, np_error *err)
 		                               p->inputs[1]->name), L->C, 2, L->t, err);
 		if (!b)
 			return err->status;
-		np_node_put_input(L->g, p, 2, b);
+		np_fold_put_input(L->g, p, 2, b);
 	}
 	return NP_OK;
 }
@@ -394,13 +357,13 @@ static np_status np_gemm_set_c(np_lin *L, np_node *p, int64_t N, const float *a,
 			d[i * N + n] = has_c ? a[n] * np_gemm_c_at(ct, i, n) + add[n] / beta : add[n];
 	if (!has_c)
 		np_node_set_attr_float(p, "beta", 1.0f);
-	np_node_put_input(L->g, p, 2, nc);
+	np_fold_put_input(L->g, p, 2, nc);
 	return NP_OK;
 }
 
 static np_status np_fold_gemm_producer(np_lin *L, np_node *p, np_error *err)
 {
-	float *b = np_private_init(L->m, p, 1, err);
+	float *b = np_fold_writable(L->m, p, 1, err);
 	if (!b)
 		return err->status;
 	const np_tensor *bt = p->inputs[1]->init;
@@ -418,8 +381,8 @@ static np_status np_fold_gemm_producer(np_lin *L, np_node *p, np_error *err)
 
 static np_status np_fold_bn_producer(np_lin *L, np_node *p, np_error *err)
 {
-	float *scale = np_private_init(L->m, p, 1, err);
-	float *b = scale ? np_private_init(L->m, p, 2, err) : NULL;
+	float *scale = np_fold_writable(L->m, p, 1, err);
+	float *b = scale ? np_fold_writable(L->m, p, 2, err) : NULL;
 	if (!b)
 		return err->status;
 	for (int64_t c = 0; c < L->C; c++) {
@@ -434,7 +397,7 @@ static np_status np_fold_bn_producer(np_lin *L, np_node *p, np_error *err)
 static np_status np_fold_matmul_producer(np_lin *L, np_node *p, bool *add_after,
                                          np_error *err)
 {
-	float *w = np_private_init(L->m, p, 1, err);
+	float *w = np_fold_writable(L->m, p, 1, err);
 	if (!w)
 		return err->status;
 	int64_t K = p->inputs[1]->init->dims[0], N = L->C;
@@ -611,7 +574,7 @@ static bool np_collect_readers(const np_lin *L, bool shift, np_reader *r, int *n
 
 static np_status np_fold_conv_reader(np_lin *L, np_node *n, np_error *err)
 {
-	float *w = np_private_init(L->m, n, 1, err);
+	float *w = np_fold_writable(L->m, n, 1, err);
 	if (!w)
 		return err->status;
 	const np_tensor *wt = n->inputs[1]->init;
@@ -635,7 +598,7 @@ static np_status np_fold_conv_reader(np_lin *L, np_node *n, np_error *err)
 	}
 	np_status st = NP_OK;
 	if (shift && n->n_inputs > 2 && n->inputs[2]) {
-		float *b = np_private_init(L->m, n, 2, err);
+		float *b = np_fold_writable(L->m, n, 2, err);
 		if (!b)
 			st = err->status;
 		for (int64_t o = 0; b && o < O; o++)
@@ -646,7 +609,7 @@ static np_status np_fold_conv_reader(np_lin *L, np_node *n, np_error *err)
 		if (!b)
 			st = err->status;
 		else
-			np_node_put_input(L->g, n, 2, b);
+			np_fold_put_input(L->g, n, 2, b);
 	}
 	free(add);
 	return st;
@@ -656,7 +619,7 @@ static np_status np_fold_conv_reader(np_lin *L, np_node *n, np_error *err)
  * channel k / hw. */
 static np_status np_fold_gemm_reader(np_lin *L, np_node *n, int64_t hw, np_error *err)
 {
-	float *w = np_private_init(L->m, n, 1, err);
+	float *w = np_fold_writable(L->m, n, 1, err);
 	if (!w)
 		return err->status;
 	const np_tensor *wt = n->inputs[1]->init;

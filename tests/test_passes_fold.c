@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cost.h"
+#include "fold.h"
 #include "graphkit.h"
 #include "nepenthe.h"
 #include "pass.h"
