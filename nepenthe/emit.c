@@ -18,6 +18,12 @@
 /* DESIGN 6: max abs logit difference <= 1e-4 * max |logit|. */
 #define NP_VERIFY_RTOL 1e-4
 
+/* The gap a fold may make (np_nepenthe_opts.verify_rtol). */
+static double np_verify_rtol(const np_nepenthe_opts *o)
+{
+	return o->verify_rtol > 0 ? o->verify_rtol : NP_VERIFY_RTOL;
+}
+
 /* The fold passes, in order; run in rounds until nothing changes. */
 static const char *const np_fold_passes[] = {"fold_bn", "fold_const", "fold_gemm",
                                              "fold_conv", "fold_residual"};
@@ -281,7 +287,7 @@ static np_status np_fold_one(np_model **cur, int i, np_skips *sk, const np_verif
 		if (st == NP_OK)
 			st = np_check(m, v, o, &gap, err);
 	}
-	if (st != NP_OK || !*folded || gap <= NP_VERIFY_RTOL) {
+	if (st != NP_OK || !*folded || gap <= np_verify_rtol(o)) {
 		if (st == NP_OK && *folded) {
 			np_model_free(*cur);
 			*cur = m;
@@ -303,7 +309,7 @@ static np_status np_fold_one(np_model **cur, int i, np_skips *sk, const np_verif
 	np_pass_log undone = {0};
 	np_pass_log_add(&undone, m, NP_LOG_UNDONE, np_fold_passes[i], node, into,
 	                "the folded model's logits differ by %.3g of their scale "
-	                "(allowed %.0e)", gap, NP_VERIFY_RTOL);
+	                "(allowed %.0e)", gap, np_verify_rtol(o));
 	st = np_skips_add(sk, i, ctx.folded_at, err);
 	np_model_free(m);
 	np_pass_log_truncate(&run->log, mark);
@@ -328,7 +334,7 @@ static np_status np_fold_one_by_one(np_model **cur, const np_verify *v,
 	np_status st = m ? np_run_passes(m, "eliminate", &ctx, err) : err->status;
 	if (st == NP_OK)
 		st = np_check(m, v, o, &gap, err);
-	if (st == NP_OK && gap <= NP_VERIFY_RTOL) {
+	if (st == NP_OK && gap <= np_verify_rtol(o)) {
 		np_model_free(*cur);
 		*cur = m;
 	} else {
@@ -337,7 +343,8 @@ static np_status np_fold_one_by_one(np_model **cur, const np_verify *v,
 		if (st == NP_OK)
 			np_pass_log_add(&run->log, *cur, NP_LOG_UNDONE, "eliminate", NULL, NULL,
 			                "removing the identity maps changed the logits by "
-			                "%.3g of their scale (allowed %.0e)", gap, NP_VERIFY_RTOL);
+			                "%.3g of their scale (allowed %.0e)", gap,
+			                np_verify_rtol(o));
 	}
 	/* Rounds: a fold of a later pass can make one of an earlier possible. */
 	bool again = true;
@@ -394,7 +401,7 @@ static np_status np_fold_verified(const np_model *lin, const np_run_data *d,
 	bool approx = o->fold == NP_FOLD_APPROX;
 	if (st == NP_OK && approx)
 		st = np_val_top1(m, d, o, &top1, err);
-	bool good = st == NP_OK && (approx ? top1 >= bar : gap <= NP_VERIFY_RTOL);
+	bool good = st == NP_OK && (approx ? top1 >= bar : gap <= np_verify_rtol(o));
 	if (st == NP_OK && !good) {
 		np_pass_log undone = {0};
 		if (approx)

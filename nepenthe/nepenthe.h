@@ -175,6 +175,9 @@ typedef struct np_nepenthe_opts {
 	const np_data_opts *dopts;
 	int threads;
 	bool quiet, verbose;
+	/* Largest logit gap, relative to their scale, that verifying a fold
+	 * allows (DESIGN section 6); 0: 1e-4.  Tests make it tiny. */
+	double verify_rtol;
 } np_nepenthe_opts;
 
 /* The data of a run.  Teacher logits replace labels when the data has

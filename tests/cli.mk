@@ -5,10 +5,12 @@
 ##   config.test    the run configuration file: lookup order, flags win,
 ##                  relative paths, malformed and schema-invalid files,
 ##                  no data source
+##   usage.test     options a run would ignore are usage errors (exit 2)
 
 CLI_TESTS = \
 	tests/depfile.test \
-	tests/config.test
+	tests/config.test \
+	tests/usage.test
 
 TESTS += $(CLI_TESTS)
 dist_check_SCRIPTS += $(CLI_TESTS)

@@ -959,6 +959,86 @@ static void emit_approx_case(double bar, bool want_merged)
 	gk_free(&k);
 }
 
+/* ------------------------------- emission: one fold undone, not all */
+
+/* x[N,2,4,4] -> convA -> bnA \
+ *            -> convB -> bnB -> Add -> Flatten -> fc: two Conv+BN folds.
+ * bnA multiplies by exactly 2 (scale 2, mean 0, var 1, epsilon 0): its
+ * fold scales convA's weights and bias by 2, which changes no bit of any
+ * logit.  bnB has random statistics: its fold rounds differently. */
+static void two_bn_pairs(gk *k)
+{
+	np_value *x = gk_input(k, "x", GK_SHAPE(-1, 2, 4, 4));
+	np_value *a = conv(k, "convA", x, (convp){.cout = 2, .cin = 2, .k = 1, .bias = true});
+	float two[2] = {2, 2}, zero[2] = {0, 0}, one[2] = {1, 1};
+	np_value *in[5] = {a, gk_floats(k, NULL, GK_SHAPE(2), two),
+	                   gk_floats(k, NULL, GK_SHAPE(2), zero),
+	                   gk_floats(k, NULL, GK_SHAPE(2), zero),
+	                   gk_floats(k, NULL, GK_SHAPE(2), one)};
+	np_node *n = gk_node(k, "BatchNormalization", "bnA", in, 5);
+	np_node_set_attr_float(n, "epsilon", 0.0f);
+	np_value *ya = gk_done(k, n);
+	np_value *b = conv(k, "convB", x, (convp){.cout = 2, .cin = 2, .k = 1, .bias = true});
+	np_value *yb = bn(k, "bnB", b, 2);
+	np_value *sum = gk_op(k, "Add", "add", GK_IN(ya, yb));
+	np_node *f = gk_node(k, "Flatten", "flat", GK_IN(sum));
+	np_node_set_attr_int(f, "axis", 1);
+	np_value *fin[3] = {gk_done(k, f), gk_weight(k, "fc.weight", GK_SHAPE(4, 32), -1, 1),
+	                    gk_weight(k, "fc.bias", GK_SHAPE(4), -1, 1)};
+	np_node *g = gk_node(k, "Gemm", "fc", fin, 3);
+	np_node_set_attr_int(g, "transB", 1);
+	np_value *y = gk_done(k, g);
+	gk_declare(k, y, GK_SHAPE(-1, 4));
+	gk_output(k, y);
+}
+
+/* With a verification tolerance no rounding passes, the folds together
+ * fail; one by one, bnA's (exact) stays and bnB's alone is undone. */
+static void emit_single_undo_case(void)
+{
+	gk k;
+	gk_init(&k, 13, 11);
+	two_bn_pairs(&k);
+	np_error err = {0};
+	np_dataset val = {.n = 32, .rank = 3, .dims = {2, 4, 4}, .example_size = 32};
+	val.x = gk_random(&k, val.n * val.example_size, -1, 1);
+	float *teacher = NULL;
+	int64_t classes = 0;
+	np_rt *rt = np_rt_new(k.m, 1, &err);
+	np_status st = rt ? np_predict(rt, &val, 32, &teacher, &classes, &err) : err.status;
+	np_rt_free(rt);
+	np_layers ls = {0};
+	np_profile prof = {0};
+	np_run_data d = {.train = &val, .val = &val, .teacher_val = teacher};
+	np_nepenthe_opts o = {.batch = 32, .threads = 1, .quiet = true,
+	                      .fold = NP_FOLD_EXACT, .verify_rtol = 1e-30};
+	np_run run = {0};
+	np_model *out = NULL;
+	if (st == NP_OK)
+		st = np_nepenthe_emit(k.m, &ls, &prof, &d, &o, 0, &run, &out, &err);
+	int folded_a = 0, undone_b = 0, others = 0;
+	for (int i = 0; i < run.log.n; i++) {
+		const np_log_entry *e = &run.log.v[i];
+		bool on_a = e->node && strcmp(e->node, "bnA") == 0;
+		bool on_b = e->node && strcmp(e->node, "bnB") == 0;
+		folded_a += e->kind == NP_LOG_FOLDED && on_a;
+		undone_b += e->kind == NP_LOG_UNDONE && on_b && strstr(e->why, "logits differ");
+		others += (e->kind == NP_LOG_FOLDED && !on_a) ||
+		          (e->kind == NP_LOG_UNDONE && !on_b);
+	}
+	int bns = out ? gk_count_op(out->graph, "BatchNormalization") : -1;
+	const np_node *left = out ? gk_find_node(out->graph, "bnB") : NULL;
+	ok(st == NP_OK && bns == 1 && left && folded_a == 1 && undone_b == 1 && others == 0,
+	   "emit: a fold failing verification is undone alone (%d BN left: bnB %s; "
+	   "bnA folded %d, bnB undone %d, other entries %d) %s", bns,
+	   left ? "kept" : "gone", folded_a, undone_b, others, err.msg);
+	np_model_free(out);
+	np_run_free(&run);
+	free(teacher);
+	free(val.x);
+	gk_free(&k);
+}
+
 /* ---------------------------------------- the pass manager's checks */
 
 /* Passes that break a shape on purpose: replace a Gemm's weight by one of
@@ -1062,5 +1142,6 @@ int main(void)
 	cost_cases();
 	pass_manager_cases();
 	emit_cases();
+	emit_single_undo_case();
 	return done_testing();
 }
