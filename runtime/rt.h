@@ -183,9 +183,11 @@ bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd);
  * where the CPU has AVX512_BF16 or AMX: np_rt_bf16_supported()),
  * convolutions run forward and backward data on bf16 copies of their
  * inputs, weights and output gradients (runtime/ops/conv.c says why
- * backward weights stays f32); Gemm and MatMul, activations between ops,
- * master weights, gradients, BN statistics and the loss stay f32, and
- * masked weights exact zeros.  Set before the first np_rt_run(). */
+ * backward weights stays f32); Gemm and MatMul run every product, forward
+ * and backward, on bf16 copies of both operands with f32 results
+ * (runtime/ops/gemm.c); activations between ops, master weights,
+ * gradients, BN statistics and the loss stay f32, and masked weights
+ * exact zeros.  Set before the first np_rt_run(). */
 bool np_rt_bf16_supported(void);
 np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err);
 bool np_rt_bf16(const np_rt *rt);

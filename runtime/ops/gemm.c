@@ -25,10 +25,17 @@ typedef struct mat {
 	void *data;
 } mat;
 
-/* One matmul bound to its buffers: dst = scale * src x wei (+ bias). */
+/* One matmul bound to its buffers: dst = scale * src x wei (+ bias).
+ * Under bf16 (np_rt_bf16) src and wei are first converted into dense
+ * bf16 copies (to_bf[0..1]: reorders from the f32 buffers, strided or
+ * not, into bf[0..1]) and the matmul reads those; dst, bias and every
+ * buffer the rest of the runtime sees stay f32 (fp32 master weights). */
 typedef struct mm {
 	dnnl_primitive_t prim;
 	dnnl_memory_t src, wei, bias, dst;
+	dnnl_primitive_t to_bf[2];
+	dnnl_memory_t bf[2];
+	void *bf_buf[2];
 } mm;
 
 static mat mat_dense(int nd, const int64_t *dims, void *data)
@@ -91,28 +98,59 @@ static np_status mm_primitive(const np_xnode *x, np_rt *rt, mm *p,
 	return st;
 }
 
+/* The dense bf16 copy of operand m (k: 0 src, 1 wei) and the reorder
+ * that fills it from p's f32 memory; *md becomes the copy's descriptor. */
+static np_status mm_bf16_copy(const np_xnode *x, np_rt *rt, mm *p, int k,
+                              const mat *m, dnnl_memory_desc_t *md,
+                              np_error *err)
+{
+	mat dense = mat_dense(m->nd, m->dims, NULL);
+	dnnl_memory_desc_init_by_strides(md, m->nd, dense.dims, dnnl_bf16,
+	                                 dense.str);
+	size_t bytes = dnnl_memory_desc_get_size(md);
+	p->bf_buf[k] = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+	if (!p->bf_buf[k])
+		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
+	const dnnl_memory_desc_t *from = NULL;
+	dnnl_memory_t f32 = k == 0 ? p->src : p->wei;
+	if (np_rt_dnnl(dnnl_memory_get_memory_desc(f32, &from), x,
+	               "matmul memory descriptor", err) ||
+	    np_rt_dnnl(dnnl_memory_create(&p->bf[k], md, np_rt_engine(rt),
+	                                  p->bf_buf[k]), x, "bf16 memory", err) ||
+	    np_rt_dnnl(np_rt_reorder_make(np_rt_engine(rt), from, md, &p->to_bf[k]),
+	               x, "bf16 reorder", err))
+		return err->status;
+	return NP_OK;
+}
+
 static np_status mm_build(const np_xnode *x, np_rt *rt, mm *p,
                           const mat *src, const mat *wei, const mat *bias,
                           const mat *dst, float scale, np_error *err)
 {
 	dnnl_memory_desc_t ms, mw, mb, md;
 	dnnl_matmul_desc_t d;
-	dnnl_memory_desc_init_by_strides(&ms, src->nd, src->dims, dnnl_f32,
-	                                 src->str);
-	dnnl_memory_desc_init_by_strides(&mw, wei->nd, wei->dims, dnnl_f32,
-	                                 wei->str);
 	dnnl_memory_desc_init_by_strides(&md, dst->nd, dst->dims, dnnl_f32,
 	                                 dst->str);
 	if (bias)
 		dnnl_memory_desc_init_by_strides(&mb, bias->nd, bias->dims,
 		                                 dnnl_f32, bias->str);
-	if (np_rt_dnnl(dnnl_matmul_desc_init(&d, &ms, &mw, bias ? &mb : NULL,
-	                                     &md), x, "matmul descriptor", err) ||
-	    mm_primitive(x, rt, p, &d, scale, err) ||
-	    mm_mem(x, rt, src, &p->src, err) ||
-	    mm_mem(x, rt, wei, &p->wei, err) ||
+	if (mm_mem(x, rt, src, &p->src, err) || mm_mem(x, rt, wei, &p->wei, err) ||
 	    (bias && mm_mem(x, rt, bias, &p->bias, err)) ||
 	    mm_mem(x, rt, dst, &p->dst, err))
+		return err->status;
+	if (np_rt_bf16(rt)) {
+		if (mm_bf16_copy(x, rt, p, 0, src, &ms, err) ||
+		    mm_bf16_copy(x, rt, p, 1, wei, &mw, err))
+			return err->status;
+	} else {
+		dnnl_memory_desc_init_by_strides(&ms, src->nd, src->dims, dnnl_f32,
+		                                 src->str);
+		dnnl_memory_desc_init_by_strides(&mw, wei->nd, wei->dims, dnnl_f32,
+		                                 wei->str);
+	}
+	if (np_rt_dnnl(dnnl_matmul_desc_init(&d, &ms, &mw, bias ? &mb : NULL,
+	                                     &md), x, "matmul descriptor", err) ||
+	    mm_primitive(x, rt, p, &d, scale, err))
 		return err->status;
 	return NP_OK;
 }
@@ -120,8 +158,15 @@ static np_status mm_build(const np_xnode *x, np_rt *rt, mm *p,
 static np_status mm_run(const np_xnode *x, np_rt *rt, const mm *p,
                         np_error *err)
 {
+	for (int k = 0; k < 2; k++)
+		if (p->to_bf[k] &&
+		    np_rt_dnnl(np_rt_reorder_run(p->to_bf[k], k ? p->wei : p->src,
+		                                 p->bf[k], np_rt_stream(rt)),
+		               x, "bf16 reorder", err))
+			return err->status;
 	dnnl_exec_arg_t args[] = {
-		{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, p->wei},
+		{DNNL_ARG_SRC, p->bf[0] ? p->bf[0] : p->src},
+		{DNNL_ARG_WEIGHTS, p->bf[1] ? p->bf[1] : p->wei},
 		{DNNL_ARG_DST, p->dst}, {DNNL_ARG_BIAS, p->bias},
 	};
 	return np_rt_dnnl(dnnl_primitive_execute(p->prim, np_rt_stream(rt),
@@ -136,6 +181,11 @@ static void mm_free(mm *p)
 	dnnl_memory_destroy(p->wei);
 	dnnl_memory_destroy(p->bias);
 	dnnl_memory_destroy(p->dst);
+	for (int k = 0; k < 2; k++) {
+		dnnl_primitive_destroy(p->to_bf[k]);
+		dnnl_memory_destroy(p->bf[k]);
+		free(p->bf_buf[k]);
+	}
 	memset(p, 0, sizeof *p);
 }
 
