@@ -369,4 +369,9 @@ const np_op np_op_batchnorm = {
 	.backward = bn_backward,
 	.destroy = bn_destroy,
 	.layout = NP_LAYOUT_SAME,
+	.flags = NP_OPF_CHANNEL_AFFINE,
+	.weight_input = 1,           /* scale */
+	.bias_input = 2,             /* B */
+	.trainable = 0x6,
+	.state = 0x18,               /* input_mean, input_var */
 };

@@ -553,6 +553,19 @@ static void conv_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* W [M, C/group, k...]: output channels on axis 0; the input channels of
+ * input 0's axis 1, each group of M/group outputs reading its own C/group. */
+static bool conv_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                             np_weight_geom *g)
+{
+	int64_t group = np_node_attr_int(n, "group", 1);
+	if (rank < 3 || group < 1)
+		return false;
+	*g = (np_weight_geom){.out_axis = 0, .out_ch = dims[0], .K = dims[1] * group,
+	                      .groups = group, .in_axis = 1};
+	return true;
+}
+
 const np_op np_op_conv = {
 	.name = "Conv",
 	.infer = conv_infer,
@@ -561,4 +574,11 @@ const np_op np_op_conv = {
 	.backward = conv_backward,
 	.destroy = conv_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.flags = NP_OPF_LINEAR,
+	.weight_input = 1,
+	.bias_input = 2,
+	.weight_geom = conv_weight_geom,
+	/* X too: an initializer read as data is trained, as any constant
+	 * operand of a linear op always was. */
+	.trainable = 0x7,
 };

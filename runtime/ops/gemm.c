@@ -415,9 +415,33 @@ static void gemm_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* B [K, N] (transB: [N, K]) gives the N output columns; A's features
+ * are its columns (transA: its rows). */
+static bool gemm_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                             np_weight_geom *g)
+{
+	if (rank != 2)
+		return false;
+	bool tb = np_node_attr_int(n, "transB", 0) != 0;
+	*g = (np_weight_geom){.out_axis = tb ? 0 : 1, .out_ch = dims[tb ? 0 : 1],
+	                      .K = dims[tb ? 1 : 0], .groups = 1,
+	                      .in_axis = np_node_attr_int(n, "transA", 0) ? 0 : 1};
+	return true;
+}
+
 const np_op np_op_gemm = {
-	"Gemm", gemm_infer, gemm_prepare, gemm_forward, gemm_backward,
-	gemm_destroy, NP_LAYOUT_PLAIN
+	.name = "Gemm",
+	.infer = gemm_infer,
+	.prepare = gemm_prepare,
+	.forward = gemm_forward,
+	.backward = gemm_backward,
+	.destroy = gemm_destroy,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_LINEAR,
+	.weight_input = 1,
+	.bias_input = 2,
+	.weight_geom = gemm_weight_geom,
+	.trainable = 0x7,            /* A too, as for Conv's X */
 };
 
 /* ============================================================= MatMul */
@@ -699,7 +723,31 @@ static void matmul_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* x @ W, W [..., K, N]: N output columns, x's last axis the K features;
+ * axes of W before those two stack matrices (broadcast against x's). */
+static bool matmul_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                               np_weight_geom *g)
+{
+	(void)n;
+	if (rank < 2)
+		return false;
+	*g = (np_weight_geom){.out_axis = rank - 1, .out_ch = dims[rank - 1],
+	                      .K = dims[rank - 2], .groups = 1, .in_axis = -1,
+	                      .batch_axes = rank - 2};
+	return true;
+}
+
 const np_op np_op_matmul = {
-	"MatMul", matmul_infer, matmul_prepare, matmul_forward, matmul_backward,
-	matmul_destroy, NP_LAYOUT_PLAIN
+	.name = "MatMul",
+	.infer = matmul_infer,
+	.prepare = matmul_prepare,
+	.forward = matmul_forward,
+	.backward = matmul_backward,
+	.destroy = matmul_destroy,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_LINEAR | NP_OPF_WEIGHT_EITHER,
+	.weight_input = 1,
+	.bias_input = -1,
+	.weight_geom = matmul_weight_geom,
+	.trainable = 0x3,
 };
