@@ -2,6 +2,7 @@
 #include "pass.h"
 
 #include "cost.h"
+#include "ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,42 +58,57 @@ static bool np_dim_differs(int64_t a, int64_t b)
 	return a >= 0 && b >= 0 && a != b;
 }
 
+/* A linear op's input 0 has the features its weight reads, where its
+ * weight_geom puts them (Conv: channels x group; Gemm, MatMul: the inner
+ * dimension).  NULL if so, or if the weight does not fit the op. */
+static const char *np_linear_shapes_bad(const np_node *n, const np_op *op,
+                                        const np_shapes *s, const np_shape *a,
+                                        char *buf, size_t len)
+{
+	int wi = op->weight_input;
+	const np_shape *w = wi > 0 && wi < n->n_inputs ? np_shape_get(s, n->inputs[wi]) : NULL;
+	np_weight_geom g;
+	if (!w || a->rank < 2 || !op->weight_geom(n, w->rank, w->dims, &g))
+		return NULL;
+	int axis = g.in_axis < 0 ? a->rank - 1 : g.in_axis;
+	if (axis >= a->rank || !np_dim_differs(a->dims[axis], g.K))
+		return NULL;
+	char da[128], dw[128];
+	np_dims_str(da, sizeof da, a);
+	np_dims_str(dw, sizeof dw, w);
+	return snprintf(buf, len, "inner dimensions differ: input %s has %lld features "
+	                "on axis %d, its weight %s reads %lld", da,
+	                (long long)a->dims[axis], axis, dw, (long long)g.K), buf;
+}
+
 /* Node n's inputs agree where its op says they must (the inference of
- * cost.c computes outputs and cannot see these): Conv input channels =
- * weight's x group; Gemm and MatMul inner dims; BatchNormalization's four
- * vectors = channels; element-wise operands broadcast.  NULL if they do
- * (or a shape is unknown), else why not in buf. */
+ * cost.c computes outputs and cannot see these), from the op table's
+ * facts: a linear op's input features = what its weight reads; a
+ * per-channel affine op's vectors (BatchNormalization's four) =
+ * channels; arithmetic operands broadcast.  NULL if they do (or a shape
+ * is unknown), else why not in buf. */
 static const char *np_node_shapes_bad(const np_node *n, const np_shapes *s,
                                       char *buf, size_t len)
 {
+	const np_op *op = np_node_op(n);
 	const np_shape *a = n->n_inputs > 0 ? np_shape_get(s, n->inputs[0]) : NULL;
 	const np_shape *b = n->n_inputs > 1 ? np_shape_get(s, n->inputs[1]) : NULL;
 	char da[128], db[128];
-	if (!a || !b)
+	if (!op || !a || !b)
 		return NULL;
 	np_dims_str(da, sizeof da, a);
 	np_dims_str(db, sizeof db, b);
-	if (np_node_is(n, "Conv") && a->rank >= 3 && b->rank == a->rank &&
-	    np_dim_differs(a->dims[1], b->dims[1] * np_node_attr_int(n, "group", 1)))
-		return snprintf(buf, len, "input %s has not the channels its weight %s "
-		                "reads", da, db), buf;
-	if (np_node_is(n, "Gemm") && a->rank == 2 && b->rank == 2 &&
-	    np_dim_differs(a->dims[np_node_attr_int(n, "transA", 0) ? 0 : 1],
-	                   b->dims[np_node_attr_int(n, "transB", 0) ? 1 : 0]))
-		return snprintf(buf, len, "inner dimensions of %s and %s differ", da, db), buf;
-	if (np_node_is(n, "MatMul") && a->rank >= 2 && b->rank >= 2 &&
-	    np_dim_differs(a->dims[a->rank - 1], b->dims[b->rank - 2]))
-		return snprintf(buf, len, "inner dimensions of %s and %s differ", da, db), buf;
-	if (np_node_is(n, "BatchNormalization") && a->rank >= 2)
-		for (int i = 1; i < n->n_inputs && i < 5; i++) {
+	if (op->flags & NP_OPF_LINEAR)
+		return np_linear_shapes_bad(n, op, s, a, buf, len);
+	if ((op->flags & NP_OPF_CHANNEL_AFFINE) && a->rank >= 2)
+		for (int i = 1; i < n->n_inputs; i++) {
 			const np_shape *p = np_shape_get(s, n->inputs[i]);
 			if (p && (p->rank != 1 || np_dim_differs(p->dims[0], a->dims[1])))
 				return snprintf(buf, len, "input %s has %lld channels, its "
 				                "parameter '%s' does not", da, (long long)a->dims[1],
 				                n->inputs[i]->name), buf;
 		}
-	if (np_node_is(n, "Add") || np_node_is(n, "Sub") || np_node_is(n, "Mul") ||
-	    np_node_is(n, "Div"))
+	if (op->flags & NP_OPF_ARITH)
 		for (int i = 1; i <= a->rank && i <= b->rank; i++) {
 			int64_t x = a->dims[a->rank - i], y = b->dims[b->rank - i];
 			if (x != 1 && y != 1 && np_dim_differs(x, y))
