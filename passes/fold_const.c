@@ -375,8 +375,8 @@ static bool same_shape(const np_shape *a, const np_shape *b)
 	return true;
 }
 
-/* Readers a constant can replace an operand of: Add, Sub, Mul (a Div by
- * a per-channel constant is not rewritten). */
+/* The element-wise readers this pass rewrites: Add, Sub, Mul (top
+ * comment). */
 static bool add_sub_mul(const np_node *n)
 {
 	np_op_kind k = np_node_kind(n);

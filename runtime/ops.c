@@ -10,13 +10,17 @@ static const np_op *const np_ops[] = {
 };
 
 /* Both tables come from the same ops.def lines, so they cannot differ in
- * length, and an index into them is an np_op_kind; what can differ is an op's .name (written in runtime/ops/) and
- * its ops.def name: tests/test_ops.c checks every entry. */
+ * length, and an index into them is an np_op_kind (as the assertion
+ * below says); what can differ is an op's .name (written in runtime/ops/)
+ * and its ops.def name: tests/test_ops.c checks every entry. */
 static const char *const np_op_names[] = {
 #define NP_OP(name, sym) #name,
 #include "ops.def"
 #undef NP_OP
 };
+_Static_assert(sizeof np_ops / sizeof np_ops[0] == NP_OPK_COUNT &&
+               sizeof np_op_names / sizeof np_op_names[0] == NP_OPK_COUNT,
+               "np_op_kind indexes the op table");
 
 /* Table index of (domain, op_type), which is also its np_op_kind. */
 static np_op_kind np_op_lookup(const char *domain, const char *op_type)
