@@ -3,18 +3,21 @@
  * and the ablations.  Masks live in the runtime's parameters. */
 #include "nepenthe.h"
 
+#include "ops.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* One prunable weight tensor of a layer, with how its elements map to the
- * layer's neurons (output channels) and input features. */
+ * layer's neurons (output channels) and input features: its producer's
+ * weight_geom (the op table's). */
 typedef struct np_wview {
 	np_param *p;
 	const np_node *producer;
-	int64_t out_ch;          /* neurons */
-	bool column_major;       /* neuron = idx % out_ch (Gemm transB=0, MatMul) */
-	int64_t per_neuron;      /* elements per neuron (row-major case) */
+	np_weight_geom g;        /* neurons: g.out_ch, on W's axis g.out_axis */
+	int64_t stride;          /* elements between neurons: the product of
+	                          * W's dims after out_axis */
 } np_wview;
 
 const np_node *np_layer_weight_producer(const np_layer *L, const np_value *w)
@@ -38,20 +41,32 @@ static np_status np_wview_of(np_rt *rt, const np_layer *L, int k, np_wview *v,
 		return np_fail(err, NP_ERR_INVALID, "weight '%s' of layer %s is not a parameter",
 		               w->name, L->rectifier->name);
 	const np_node *n = v->producer;
-	if (strcmp(n->op_type, "Conv") == 0 ||
-	    (strcmp(n->op_type, "Gemm") == 0 && np_node_attr_int(n, "transB", 0))) {
-		v->out_ch = t->dims[0];
-		v->per_neuron = t->nelem / (t->dims[0] ? t->dims[0] : 1);
-	} else {
-		v->out_ch = t->dims[t->rank - 1];
-		v->column_major = true;
-	}
+	if (!np_node_weight_geom(n, t->rank, t->dims, &v->g))
+		return np_fail(err, NP_ERR_INVALID, "weight '%s' of layer %s does not fit "
+		               "its node %s (op %s)", w->name, L->rectifier->name,
+		               n->name ? n->name : "", n->op_type);
+	v->stride = 1;
+	for (int d = v->g.out_axis + 1; d < t->rank; d++)
+		v->stride *= t->dims[d];
 	return NP_OK;
 }
 
 static int64_t np_wview_neuron(const np_wview *v, int64_t idx)
 {
-	return v->column_major ? idx % v->out_ch : idx / v->per_neuron;
+	return (idx / v->stride) % v->g.out_ch;
+}
+
+/* The input feature (of g.K) element idx of the weight reads. */
+static int64_t np_wview_feature(const np_wview *v, int64_t idx)
+{
+	const np_weight_geom *g = &v->g;
+	if (g->out_axis != 0)            /* W [K, out]: one row per feature */
+		return idx / g->out_ch;
+	/* W [out, K / groups, taps...]: neuron o reads its group's features,
+	 * each through stride / (K / groups) taps. */
+	int64_t k_g = g->K / g->groups, taps = v->stride / k_g;
+	int64_t o = idx / v->stride;
+	return (o / (g->out_ch / g->groups)) * k_g + (idx % v->stride) / taps;
 }
 
 static uint8_t *np_param_mask(np_param *p, np_error *err)
@@ -102,19 +117,7 @@ static float np_score(const np_mask_opts *o, int gw, const np_wview *v, int64_t 
 	if (o->criterion != NP_CRIT_WANDA)
 		return a;
 	/* Wanda: |w| * ||x_j||, j the input feature the weight reads. */
-	const np_tensor *t = v->p->value->init;
-	int64_t j;
-	if (strcmp(v->producer->op_type, "Conv") == 0) {
-		int64_t cin_g = t->dims[1], ksz = v->per_neuron / cin_g;
-		int64_t group = np_node_attr_int(v->producer, "group", 1);
-		int64_t o_ch = idx / v->per_neuron, per_group = v->out_ch / group;
-		j = (o_ch / per_group) * cin_g + (idx % v->per_neuron) / ksz;
-	} else if (v->column_major) {
-		j = idx / v->out_ch;
-	} else {
-		j = idx % v->per_neuron;
-	}
-	return (float)(a * o->input_norms[gw][j]);
+	return (float)(a * o->input_norms[gw][np_wview_feature(v, idx)]);
 }
 
 /* Collect candidates and the layer's score I(l). */

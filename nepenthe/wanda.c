@@ -4,7 +4,8 @@
  * After each batch of the profiling pass (inference mode), every prunable
  * weight's producer input is read back from the runtime and the squares of
  * each input feature are added up in double; np_input_norms_finish takes
- * the square roots.  Features: Gemm/MatMul, the columns of A (rows with
+ * the square roots.  Features, as the producer's weight_geom (the op
+ * table's) places them: Gemm/MatMul, the columns of A (rows with
  * transA); Conv, the input channels, over batch and spatial positions (the
  * paper does not define convolutions; this is the norm of everything a
  * kernel column [., c, ., .] reads, padding and stride borders aside).
@@ -12,6 +13,8 @@
  * does not depend on the thread count.
  */
 #include "nepenthe.h"
+
+#include "ops.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,21 +49,19 @@ static np_status np_feat_view_of(const np_layer *L, const np_value *w,
 	v->producer = n;
 	if (t->rank < 2)
 		return np_wanda_refuse(err, w, n, "has rank < 2");
-	if (n->n_inputs < 2 || n->inputs[1] != w || !n->inputs[0])
-		return np_wanda_refuse(err, w, n, "is not the second input of its node");
+	int wi = np_node_op(n)->weight_input;
+	if (wi < 1 || n->n_inputs <= wi || n->inputs[wi] != w || !n->inputs[0])
+		return np_wanda_refuse(err, w, n, "is not the weight input of its node");
 	v->x = n->inputs[0];
-	if (strcmp(n->op_type, "Conv") == 0) {
-		v->axis = 1;
-		v->K = t->dims[1] * np_node_attr_int(n, "group", 1);
-	} else if (strcmp(n->op_type, "Gemm") == 0) {
-		v->axis = np_node_attr_int(n, "transA", 0) ? 0 : 1;
-		v->K = t->dims[np_node_attr_int(n, "transB", 0) ? 1 : 0];
-	} else if (t->rank == 2) {
-		v->axis = -1;                /* MatMul: the last axis of x */
-		v->K = t->dims[0];
-	} else {
+	np_weight_geom g;
+	if (!np_node_weight_geom(n, t->rank, t->dims, &g))
+		return np_wanda_refuse(err, w, n, "does not fit its node");
+	/* Stacked matrices: one set of norms per matrix, which the norms
+	 * here (one per feature) cannot hold. */
+	if (g.batch_axes > 0)
 		return np_wanda_refuse(err, w, n, "has rank > 2");
-	}
+	v->axis = g.in_axis;             /* -1: x's last (MatMul) */
+	v->K = g.K;
 	return NP_OK;
 }
 

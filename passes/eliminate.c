@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "layers.h"
+#include "ops.h"
 
 /* Let readers of y read x and drop n; false (nothing changed) when the
  * graph output y cannot keep its name. */
@@ -92,12 +93,13 @@ static np_value *np_neutral_operand(const np_node *n)
 {
 	if (n->n_inputs != 2 || !n->inputs[0] || !n->inputs[1] || n->n_outputs != 1)
 		return NULL;
-	bool mul = np_node_is(n, "Mul"), add = np_node_is(n, "Add");
-	bool div = np_node_is(n, "Div"), sub = np_node_is(n, "Sub");
+	np_op_kind k = np_node_kind(n);
+	bool mul = k == NP_OPK_Mul, add = k == NP_OPK_Add;
+	bool div = k == NP_OPK_Div, sub = k == NP_OPK_Sub;
 	float unit = mul || div ? 1.0f : 0.0f;
 	/* Commutative ops: the constant may be either operand. */
-	for (int k = 1; k >= ((mul || add) ? 0 : 1); k--) {
-		np_value *x = n->inputs[1 - k], *c = n->inputs[k];
+	for (int i = 1; i >= ((mul || add) ? 0 : 1); i--) {
+		np_value *x = n->inputs[1 - i], *c = n->inputs[i];
 		if ((mul || add || div || sub) && x->init == NULL && np_const_all(c, unit) &&
 		    np_broadcast_keeps(x, c))
 			return x;
@@ -108,12 +110,13 @@ static np_value *np_neutral_operand(const np_node *n)
 static const char *np_eliminate_what(np_node *n, np_value **x)
 {
 	*x = NULL;
-	if (np_node_is(n, "Identity") && n->n_inputs == 1 && n->inputs[0] &&
+	np_op_kind k = np_node_kind(n);
+	if (k == NP_OPK_Identity && n->n_inputs == 1 && n->inputs[0] &&
 	    !n->inputs[0]->init) {
 		*x = n->inputs[0];
-		return "Identity";
+		return "identity";
 	}
-	if (np_node_is(n, "Dropout") && n->n_inputs >= 1 && n->inputs[0] &&
+	if (k == NP_OPK_Dropout && n->n_inputs >= 1 && n->inputs[0] &&
 	    np_dropout_inference(n)) {
 		*x = n->inputs[0];
 		return "Dropout in inference form";

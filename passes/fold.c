@@ -1,6 +1,8 @@
 /* fold.c - what the folding passes share; see fold.h. */
 #include "fold.h"
 
+#include "ops.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,7 +146,7 @@ const np_tensor *np_fold_tensor(const np_value *v)
 {
 	for (int hops = 0; v && v->producer && hops < 16; hops++) {
 		const np_node *p = v->producer;
-		if (!np_node_is(p, "Identity") || p->n_inputs != 1)
+		if (np_node_kind(p) != NP_OPK_Identity || p->n_inputs != 1)
 			return NULL;
 		v = p->inputs[0];
 	}

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fold.h"
+#include "ops.h"
 #include "pass.h"
 
 #define PASS "fold_bn"
@@ -24,8 +25,8 @@ typedef struct bn_fold {
 	const float *scale, *shift, *mean, *var;
 	int64_t c;                   /* channels */
 	double eps;
-	int64_t k;                   /* Gemm/MatMul: the other weight axis */
-	bool trans_b;                /* Gemm: B stored [N, K] */
+	bool columns;                /* channels on the weight's last axis
+	                              * (Gemm transB=0, MatMul), else axis 0 */
 	float gemm_beta;
 } bn_fold;
 
@@ -76,30 +77,34 @@ static bool per_channel_bias(const np_value *b, int64_t c)
 	return t->nelem == 1 || (t->nelem == c && (t->rank <= 1 || t->dims[0] == 1));
 }
 
-/* NULL if the producer's weights can absorb the BN, else why not. */
+/* NULL if the producer's weights can absorb the BN, else why not.  The
+ * weight's channels and other axis are its op's weight_geom; what else
+ * each op needs is said per op. */
 static const char *check_producer(bn_fold *f, const np_shapes *s)
 {
 	np_node *p = f->p;
+	np_op_kind kind = np_node_kind(p);
 	const np_value *w = p->n_inputs > 1 ? p->inputs[1] : NULL;
 	const np_value *b = p->n_inputs > 2 ? p->inputs[2] : NULL;
 	if (!direct(w))
 		return "the producer's weight is not a float initializer";
 	const np_tensor *wt = w->init;
-	if (np_node_is(p, "Conv")) {
-		if (wt->rank < 3 || wt->dims[0] != f->c)
+	np_weight_geom g;
+	bool fits = np_node_weight_geom(p, wt->rank, wt->dims, &g);
+	f->columns = fits && g.out_axis != 0;
+	if (kind == NP_OPK_Conv) {
+		if (!fits || g.out_ch != f->c)
 			return "conv output channels do not match";
 		if (b && (!direct(b) || b->init->nelem != f->c))
 			return "conv bias is not a float initializer of C values";
 		return NULL;
 	}
-	if (wt->rank != 2)
+	if (wt->rank != 2 || !fits)
 		return "the weight is not 2-D";
-	if (np_node_is(p, "Gemm")) {
-		f->trans_b = np_node_attr_int(p, "transB", 0) != 0;
+	if (kind == NP_OPK_Gemm) {
 		f->gemm_beta = np_node_attr_float(p, "beta", 1.0f);
-		if (wt->dims[f->trans_b ? 0 : 1] != f->c)
+		if (g.out_ch != f->c)
 			return "Gemm output columns do not match";
-		f->k = wt->dims[f->trans_b ? 1 : 0];
 		if (!per_channel_bias(b, f->c))
 			return "Gemm bias is not per column";
 		return NULL;
@@ -109,9 +114,8 @@ static const char *check_producer(bn_fold *f, const np_shapes *s)
 	if (!x || x->rank != 2)
 		return "MatMul input is not known to be 2-D (BatchNormalization's "
 		       "channel axis would not be the MatMul's columns)";
-	if (wt->dims[1] != f->c)
+	if (g.out_ch != f->c)
 		return "MatMul output columns do not match";
-	f->k = wt->dims[0];
 	return NULL;
 }
 
@@ -135,10 +139,8 @@ static np_status scale_weight(np_model *m, const bn_fold *f, const double *sc,
 	if (!w)
 		return err->status;
 	int64_t n = f->p->inputs[1]->init->nelem;
-	bool columns = np_node_is(f->p, "MatMul") ||
-	               (np_node_is(f->p, "Gemm") && !f->trans_b);
 	for (int64_t i = 0; i < n; i++)
-		w[i] = (float)(w[i] * (columns ? sc[i % f->c] : sc[i / (n / f->c)]));
+		w[i] = (float)(w[i] * (f->columns ? sc[i % f->c] : sc[i / (n / f->c)]));
 	return NP_OK;
 }
 
@@ -159,7 +161,7 @@ static np_value *new_bias(np_model *m, bn_fold *f, const double *sc,
 {
 	np_node *p = f->p;
 	np_value *b = p->n_inputs > 2 ? p->inputs[2] : NULL;
-	double beta_in = np_node_is(p, "Gemm") ? f->gemm_beta : 1.0;
+	double beta_in = np_node_kind(p) == NP_OPK_Gemm ? f->gemm_beta : 1.0;
 	if (b && b->init->nelem == f->c) {
 		float *w = np_fold_writable(m, p, 2, err);
 		if (!w)
@@ -191,11 +193,11 @@ static np_status fold(np_model *m, np_pass_ctx *ctx, bn_fold *f, np_error *err)
 	np_node *p = f->p;
 	np_value *in[3] = {p->inputs[0], p->inputs[1], bias};
 	np_value *y = f->bn->outputs[0];
-	bool matmul = np_node_is(p, "MatMul");
+	bool matmul = np_node_kind(p) == NP_OPK_MatMul;
 	np_graph_remove_node(m->graph, f->bn);
-	np_node *kept = np_fold_rebuild(m, p, matmul ? "Gemm" : p->op_type, in, 3, y,
-	                                true);
-	if (np_node_is(kept, "Gemm"))
+	np_node *kept = np_fold_rebuild(m, p, matmul ? np_op_name(NP_OPK_Gemm) : p->op_type,
+	                                in, 3, y, true);
+	if (np_node_kind(kept) == NP_OPK_Gemm)
 		np_node_set_attr_float(kept, "beta", 1.0f);
 	np_fold_note(m, ctx, PASS, kept, f->bn,
 	             matmul ? "MatMul became a Gemm to carry the bias" : NULL);
@@ -219,11 +221,13 @@ static bool cheaper(const bn_fold *f, const np_shapes *s)
 static int try_bn(np_model *m, np_pass_ctx *ctx, np_node *n,
                   const np_shapes *s, np_pass_log *refused, np_error *err)
 {
-	if (!np_node_is(n, "BatchNormalization") || n->n_inputs < 1 || !n->inputs[0])
+	if (np_node_kind(n) != NP_OPK_BatchNormalization || n->n_inputs < 1 ||
+	    !n->inputs[0])
 		return NP_TRY_NONE;
 	np_node *p = n->inputs[0]->producer;
-	if (!p || !(np_node_is(p, "Conv") || np_node_is(p, "Gemm") ||
-	            np_node_is(p, "MatMul")) || p->n_outputs != 1)
+	np_op_kind pk = np_node_kind(p);
+	if (!(pk == NP_OPK_Conv || pk == NP_OPK_Gemm || pk == NP_OPK_MatMul) ||
+	    p->n_outputs != 1)
 		return NP_TRY_NONE;
 	bn_fold f = {.bn = n, .p = p};
 	const char *why = check_bn(&f);

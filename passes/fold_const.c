@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "fold.h"
+#include "ops.h"
 #include "pass.h"
 
 #define PASS "fold_const"
@@ -247,7 +248,8 @@ static bool clip_bound(const np_node *n, int k, const char *attr, double dflt,
 static int pcc_unary(const np_node *n, const np_shapes *s, pcc *p, int depth)
 {
 	double lo = -INFINITY, hi = INFINITY;
-	bool clip = np_node_is(n, "Clip");
+	np_op_kind kind = np_node_kind(n);
+	bool clip = kind == NP_OPK_Clip;
 	if (clip && (!clip_bound(n, 1, "min", -INFINITY, &lo) ||
 	             !clip_bound(n, 2, "max", INFINITY, &hi)))
 		return PCC_NO;
@@ -257,15 +259,15 @@ static int pcc_unary(const np_node *n, const np_shapes *s, pcc *p, int depth)
 	double alpha = np_node_attr_float(n, "alpha", 0.01f);
 	for (int64_t ch = 0; ch < p->n; ch++) {
 		double x = p->c[ch];
-		if (np_node_is(n, "Relu"))
+		if (kind == NP_OPK_Relu)
 			x = x > 0 ? x : 0;
-		else if (np_node_is(n, "LeakyRelu"))
+		else if (kind == NP_OPK_LeakyRelu)
 			x = x < 0 ? alpha * x : x;
 		else if (clip)
 			x = fmin(fmax(x, lo), hi);
 		p->c[ch] = x;
 	}
-	return pcc_done(p, n, p->bias_of && np_node_is(n, "Identity"));
+	return pcc_done(p, n, p->bias_of && kind == NP_OPK_Identity);
 }
 
 /* t broadcasts against a value of rank r with c channels as a per-channel
@@ -298,6 +300,7 @@ static int pcc_arith(const np_node *n, const np_shapes *s, pcc *p, int depth)
 	if (!per_channel(t, xs->rank, p->n))
 		return PCC_NO;
 	const float *td = t->data;
+	np_op_kind kind = np_node_kind(n);
 	for (int64_t ch = 0; ch < p->n; ch++) {
 		double a = p->c[ch], b = td[t->nelem == 1 ? 0 : ch];
 		if (k == 1) {
@@ -305,8 +308,8 @@ static int pcc_arith(const np_node *n, const np_shapes *s, pcc *p, int depth)
 			a = b;
 			b = tmp;
 		}
-		p->c[ch] = np_node_is(n, "Add") ? a + b : np_node_is(n, "Sub") ? a - b :
-		           np_node_is(n, "Mul") ? a * b : a / b;
+		p->c[ch] = kind == NP_OPK_Add ? a + b : kind == NP_OPK_Sub ? a - b :
+		           kind == NP_OPK_Mul ? a * b : a / b;
 	}
 	return pcc_done(p, n, false);
 }
@@ -321,18 +324,25 @@ static int pcc_of(const np_value *v, const np_shapes *s, pcc *p, int depth)
 	    !n->inputs[0])
 		return PCC_NO;
 	int r = PCC_NO;
-	if (np_node_is(n, "Conv"))
+	switch (np_node_kind(n)) {
+	case NP_OPK_Conv:
 		r = pcc_conv(n, s, p, depth);
-	else if (np_node_is(n, "Gemm"))
+		break;
+	case NP_OPK_Gemm:
 		r = pcc_gemm(n, s, p, depth);
-	else if (np_node_is(n, "BatchNormalization"))
+		break;
+	case NP_OPK_BatchNormalization:
 		r = pcc_bn(n, s, p, depth);
-	else if (np_node_is(n, "Relu") || np_node_is(n, "LeakyRelu") ||
-	         np_node_is(n, "Clip") || np_node_is(n, "Identity"))
+		break;
+	case NP_OPK_Relu: case NP_OPK_LeakyRelu: case NP_OPK_Clip: case NP_OPK_Identity:
 		r = pcc_unary(n, s, p, depth);
-	else if (np_node_is(n, "Add") || np_node_is(n, "Sub") ||
-	         np_node_is(n, "Mul") || np_node_is(n, "Div"))
+		break;
+	case NP_OPK_Add: case NP_OPK_Sub: case NP_OPK_Mul: case NP_OPK_Div:
 		r = pcc_arith(n, s, p, depth);
+		break;
+	default:
+		break;
+	}
 	if (r != PCC_YES)
 		pcc_free(p);
 	return r;
@@ -365,13 +375,21 @@ static bool same_shape(const np_shape *a, const np_shape *b)
 	return true;
 }
 
+/* The element-wise readers this pass rewrites: Add, Sub, Mul (top
+ * comment). */
+static bool add_sub_mul(const np_node *n)
+{
+	np_op_kind k = np_node_kind(n);
+	return k == NP_OPK_Add || k == NP_OPK_Sub || k == NP_OPK_Mul;
+}
+
 /* The reader u (an element-wise node reading v at index k) keeps its
  * output shape with v replaced by a [1, C, 1...] constant. */
 static bool reader_ok(const np_use *u, const np_value *v, const np_shapes *s)
 {
 	const np_node *n = u->node;
 	if (u->index < 0 || u->index > 1 || n->n_inputs != 2 || n->n_outputs != 1 ||
-	    !(np_node_is(n, "Add") || np_node_is(n, "Sub") || np_node_is(n, "Mul")))
+	    !add_sub_mul(n))
 		return false;
 	const np_value *other = n->inputs[1 - u->index];
 	const np_shape *vs = np_shape_get(s, v);
@@ -487,7 +505,7 @@ static np_status replace_readers(np_model *m, np_pass_ctx *ctx, np_value *v,
 static bool zero_operand(const np_node *n, int k, const pcc *p, const np_shapes *s)
 {
 	if (!p->zero || n->n_outputs != 1 ||
-	    !(np_node_is(n, "Add") || (np_node_is(n, "Sub") && k == 1)))
+	    !(np_node_kind(n) == NP_OPK_Add || (np_node_kind(n) == NP_OPK_Sub && k == 1)))
 		return false;
 	const np_value *x = n->inputs[1 - k];
 	const np_shape *xs = np_shape_get(s, x);
@@ -500,7 +518,7 @@ static void to_identity(np_model *m, np_pass_ctx *ctx, np_node *n, int k,
 {
 	np_value *x = n->inputs[1 - k], *zero = n->inputs[k], *y = n->outputs[0];
 	const char *why = pcc_why(m, p);
-	np_node *id = np_fold_rebuild(m, n, "Identity", &x, 1, y, false);
+	np_node *id = np_fold_rebuild(m, n, np_op_name(NP_OPK_Identity), &x, 1, y, false);
 	np_node_doc_append(m, id, np_arena_printf(m->arena, "constant: %s (%s) "
 	                   "reads %s, all zeros: %s", n->name, n->op_type, zero->name, why));
 	np_pass_log_add(ctx->log, m, NP_LOG_FOLDED, PASS, p->last->name, n->name,
@@ -525,9 +543,7 @@ static const char *refusal(const np_value *v, const pcc *p, const np_shapes *s,
 		return "it is a graph output (its branch stays)";
 	for (int i = 0; i < v->n_uses; i++)
 		if (!reader_ok(&v->uses[i], v, s))
-			return np_node_is(v->uses[i].node, "Add") ||
-			       np_node_is(v->uses[i].node, "Sub") ||
-			       np_node_is(v->uses[i].node, "Mul") ?
+			return add_sub_mul(v->uses[i].node) ?
 			       "a reader's other operand does not have its full shape" :
 			       "a reader is not an element-wise Add/Sub/Mul";
 	return pays(v, p->n, s, buf, len);
@@ -536,8 +552,7 @@ static const char *refusal(const np_value *v, const pcc *p, const np_shapes *s,
 static int try_const(np_model *m, np_pass_ctx *ctx, np_node *n,
                      const np_shapes *s, np_pass_log *refused, np_error *err)
 {
-	if (!(np_node_is(n, "Add") || np_node_is(n, "Sub") || np_node_is(n, "Mul")) ||
-	    n->n_inputs != 2 || !n->inputs[0] || !n->inputs[1])
+	if (!add_sub_mul(n) || n->n_inputs != 2 || !n->inputs[0] || !n->inputs[1])
 		return NP_TRY_NONE;
 	for (int k = 0; k < 2; k++) {
 		np_value *v = n->inputs[k];

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "fold.h"
+#include "ops.h"
 #include "pass.h"
 
 #define PASS "fold_conv"
@@ -220,13 +221,14 @@ static np_status fold(np_model *m, np_pass_ctx *ctx, pair *p, np_error *err)
 		return err->status;
 	if (!merge(p, w->init->data, b ? b->init->data : NULL))
 		return np_fail(err, NP_ERR_NOMEM, "out of memory merging %s into %s "
-		               "(node %s, op Conv)", p->a.n->name, p->b.n->name,
-		               p->b.n->name);
+		               "(node %s, op %s)", p->a.n->name, p->b.n->name,
+		               p->b.n->name, p->b.n->op_type);
 	np_value *in[3] = {p->a.n->inputs[0], w, b};
 	np_value *y = p->b.n->outputs[0];
 	np_graph_remove_node(m->graph, p->b.n);
 	np_graph_remove_node(m->graph, p->a.n);
-	np_node *kept = np_fold_rebuild(m, p->b.n, "Conv", in, b ? 3 : 2, y, false);
+	np_node *kept = np_fold_rebuild(m, p->b.n, np_op_name(NP_OPK_Conv), in,
+	                                b ? 3 : 2, y, false);
 	int64_t ones[NP_MAX_RANK];
 	for (int i = 0; i < p->nsp; i++)
 		ones[i] = 1;
@@ -246,10 +248,10 @@ static np_status fold(np_model *m, np_pass_ctx *ctx, pair *p, np_error *err)
 static int try_conv(np_model *m, np_pass_ctx *ctx, np_node *n,
                     const np_shapes *s, np_pass_log *refused, np_error *err)
 {
-	if (!np_node_is(n, "Conv") || n->n_inputs < 2 || !n->inputs[0])
+	if (np_node_kind(n) != NP_OPK_Conv || n->n_inputs < 2 || !n->inputs[0])
 		return NP_TRY_NONE;
 	np_node *an = n->inputs[0]->producer;
-	if (!an || !np_node_is(an, "Conv"))
+	if (!an || np_node_kind(an) != NP_OPK_Conv)
 		return NP_TRY_NONE;
 	pair p;
 	char buf[256];

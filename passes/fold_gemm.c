@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fold.h"
+#include "ops.h"
 #include "pass.h"
 
 #define PASS "fold_gemm"
@@ -46,7 +47,7 @@ static const char *lin_read(np_node *n, lin *l)
 {
 	memset(l, 0, sizeof *l);
 	l->n = n;
-	l->gemm = np_node_is(n, "Gemm");
+	l->gemm = np_node_kind(n) == NP_OPK_Gemm;
 	l->alpha = l->gemm ? np_node_attr_float(n, "alpha", 1.0f) : 1.0f;
 	l->beta = l->gemm ? np_node_attr_float(n, "beta", 1.0f) : 1.0f;
 	l->trans_a = l->gemm && np_node_attr_int(n, "transA", 0);
@@ -80,7 +81,7 @@ typedef struct chain {
 static const np_shape *const_target(const np_node *r, const np_shapes *s)
 {
 	const np_value *t = r->n_inputs > 1 ? r->inputs[1] : NULL;
-	if (!t || !(t->init || (t->producer && np_node_is(t->producer, "Constant"))))
+	if (!t || !(t->init || np_node_kind(t->producer) == NP_OPK_Constant))
 		return NULL;
 	const np_shape *sh = np_shape_get(s, t);
 	return sh && sh->n_val >= 0 ? sh : NULL;
@@ -92,7 +93,7 @@ static const char *transparent(const np_node *r, const np_shapes *s, int64_t k)
 	const np_shape *x = np_shape_get(s, r->inputs[0]);
 	if (!x || x->rank != 2)
 		return "the tensor between is not known to be 2-D";
-	if (np_node_is(r, "Flatten")) {
+	if (np_node_kind(r) == NP_OPK_Flatten) {
 		int64_t axis = np_node_attr_int(r, "axis", 1);
 		return axis == 1 || axis == -1 ? NULL : "Flatten axis is not 1";
 	}
@@ -107,6 +108,13 @@ static const char *transparent(const np_node *r, const np_shapes *s, int64_t k)
 	return keeps_n && keeps_k ? NULL : "Reshape changes the [N, K] shape";
 }
 
+/* A node this pass folds: Gemm or MatMul. */
+static bool is_gemm_or_matmul(const np_node *n)
+{
+	np_op_kind k = np_node_kind(n);
+	return k == NP_OPK_Gemm || k == NP_OPK_MatMul;
+}
+
 /* Walk back from the second node's input through single-use Flatten and
  * Reshape nodes to a Gemm/MatMul.  0: not a candidate; 1: found
  * (c->a.n set, c->mid in graph order). */
@@ -117,12 +125,12 @@ static int walk_back(np_node *second, chain *c)
 		if (!v || !v->producer)
 			return 0;
 		np_node *p = v->producer;
-		if (np_node_is(p, "Gemm") || np_node_is(p, "MatMul")) {
+		if (is_gemm_or_matmul(p)) {
 			c->a.n = p;
 			break;
 		}
-		if (!(np_node_is(p, "Flatten") || np_node_is(p, "Reshape")) ||
-		    c->n_mid == MAX_CHAIN)
+		np_op_kind k = np_node_kind(p);
+		if (!(k == NP_OPK_Flatten || k == NP_OPK_Reshape) || c->n_mid == MAX_CHAIN)
 			return 0;
 		c->mid[c->n_mid++] = p;
 		v = p->inputs[0];
@@ -260,8 +268,8 @@ static np_status fold(np_model *m, np_pass_ctx *ctx, chain *c, np_error *err)
 	for (int i = 0; i < c->n_mid; i++)
 		np_graph_remove_node(m->graph, c->mid[i]);
 	np_graph_remove_node(m->graph, c->a.n);
-	np_node *kept = np_fold_rebuild(m, c->b.n, gemm ? "Gemm" : "MatMul", in,
-	                                b ? 3 : 2, y, false);
+	np_node *kept = np_fold_rebuild(m, c->b.n, np_op_name(gemm ? NP_OPK_Gemm : NP_OPK_MatMul),
+	                                in, b ? 3 : 2, y, false);
 	if (gemm && c->a.trans_a)
 		np_node_set_attr_int(kept, "transA", 1);
 	if (trans)
@@ -275,7 +283,7 @@ static np_status fold(np_model *m, np_pass_ctx *ctx, chain *c, np_error *err)
 static int try_gemm(np_model *m, np_pass_ctx *ctx, np_node *n,
                     const np_shapes *s, np_pass_log *refused, np_error *err)
 {
-	if (!(np_node_is(n, "Gemm") || np_node_is(n, "MatMul")) || n->n_inputs < 2)
+	if (!is_gemm_or_matmul(n) || n->n_inputs < 2)
 		return NP_TRY_NONE;
 	chain c = {.b = {.n = n}};
 	if (!walk_back(n, &c))

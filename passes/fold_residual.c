@@ -11,6 +11,7 @@
  * produces the Add's output value.  Candidates that fail a condition are
  * logged as refused, with the reason.
  */
+#include "ops.h"
 #include "pass.h"
 
 #include <stdlib.h>
@@ -83,13 +84,13 @@ static np_status np_add_centre(np_model *m, np_node *c, np_error *err)
 /* Add a: one input x, the other Conv(x) read only by a.  The Conv, or NULL. */
 static np_node *np_residual_conv(const np_node *a, np_value **x)
 {
-	if (!np_node_is(a, "Add") || a->n_inputs != 2 || a->n_outputs != 1 ||
+	if (np_node_kind(a) != NP_OPK_Add || a->n_inputs != 2 || a->n_outputs != 1 ||
 	    !a->inputs[0] || !a->inputs[1] || a->inputs[0] == a->inputs[1])
 		return NULL;
 	for (int k = 0; k < 2; k++) {
 		np_value *v = a->inputs[k];
 		np_node *c = v->producer;
-		if (np_node_is(c, "Conv") && c->n_inputs >= 2 && c->n_outputs == 1 &&
+		if (np_node_kind(c) == NP_OPK_Conv && c->n_inputs >= 2 && c->n_outputs == 1 &&
 		    c->inputs[0] == a->inputs[1 - k] && np_value_single_use(v, a)) {
 			*x = a->inputs[1 - k];
 			return c;

@@ -1,6 +1,8 @@
 /* layers.c - find rectified layers; see layers.h. */
 #include "layers.h"
 
+#include "ops.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +12,6 @@ const char *np_rect_kind_name(np_rect_kind k)
 	static const char *names[] = {"relu", "leaky_relu", "prelu", "clip",
 	                              "gelu", "silu"};
 	return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
-}
-
-static bool np_op_is(const np_node *n, const char *op)
-{
-	return n && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) &&
-	       strcmp(n->op_type, op) == 0;
 }
 
 static bool np_is_float_dtype(int dt)
@@ -45,7 +41,7 @@ bool np_value_scalar(const np_value *v, double *out)
 	if (v->init)
 		return np_tensor_scalar(v->init, out);
 	const np_node *p = v->producer;
-	if (np_op_is(p, "Constant")) {
+	if (np_node_kind(p) == NP_OPK_Constant) {
 		const np_attr *a = np_node_attr(p, "value");
 		if (a && a->type == NP_ATTR_TENSOR)
 			return np_tensor_scalar(a->t, out);
@@ -66,17 +62,17 @@ int64_t np_model_param_count(const np_model *m)
 		if (!np_is_float_dtype(v->init->dtype))
 			continue;
 		bool stat = false;
-		for (int u = 0; u < v->n_uses; u++)
-			if (np_op_is(v->uses[u].node, "BatchNormalization") &&
-			    v->uses[u].index >= 3)
-				stat = true;
+		for (int u = 0; u < v->n_uses; u++) {
+			const np_op *op = np_node_op(v->uses[u].node);
+			stat |= op && np_op_input_bit(op->state, v->uses[u].index);
+		}
 		if (stat)
 			continue;
 		total += v->init->nelem;
 		/* torch.onnx.export stores equal parameters once and recreates
 		 * the others with Identity: each copy is a parameter of its own. */
 		for (int u = 0; u < v->n_uses; u++)
-			if (np_op_is(v->uses[u].node, "Identity"))
+			if (np_node_kind(v->uses[u].node) == NP_OPK_Identity)
 				total += v->init->nelem;
 	}
 	return total;
@@ -137,22 +133,22 @@ static bool np_is_const(const np_value *v, double want)
 }
 
 /* v's producer if it is a one-output op node of the pattern kind. */
-static np_node *np_producer_op(const np_value *v, const char *op, int n_in)
+static np_node *np_producer_op(const np_value *v, np_op_kind op, int n_in)
 {
 	np_node *p = v ? v->producer : NULL;
-	return np_op_is(p, op) && p->n_inputs == n_in && p->n_outputs == 1 &&
+	return np_node_kind(p) == op && p->n_inputs == n_in && p->n_outputs == 1 &&
 	       p->outputs[0] == v ? p : NULL;
 }
 
 /* The other operand of a binary node (op) one of whose operands is the
  * constant c: either position for Mul/Add, the divisor for Div. */
-static np_value *np_const_operand(np_node *n, const char *op, double c)
+static np_value *np_const_operand(np_node *n, np_op_kind op, double c)
 {
-	if (!np_op_is(n, op) || n->n_inputs != 2)
+	if (np_node_kind(n) != op || n->n_inputs != 2)
 		return NULL;
 	if (np_is_const(n->inputs[1], c))
 		return n->inputs[0];
-	if (strcmp(op, "Div") != 0 && np_is_const(n->inputs[0], c))
+	if (op != NP_OPK_Div && np_is_const(n->inputs[0], c))
 		return n->inputs[1];
 	return NULL;
 }
@@ -160,13 +156,13 @@ static np_value *np_const_operand(np_node *n, const char *op, double c)
 /* v == x^3 as Pow(x, 3), Mul(x, Mul(x, x)) or Mul(Mul(x, x), x). */
 static bool np_match_cube(np_value *v, np_value *x, np_pat *P)
 {
-	np_node *n = np_producer_op(v, "Pow", 2);
+	np_node *n = np_producer_op(v, NP_OPK_Pow, 2);
 	if (n)
 		return n->inputs[0] == x && np_is_const(n->inputs[1], 3.0) && np_pat_add(P, n);
-	if (!(n = np_producer_op(v, "Mul", 2)))
+	if (!(n = np_producer_op(v, NP_OPK_Mul, 2)))
 		return false;
 	for (int k = 0; k < 2; k++) {
-		np_node *sq = np_producer_op(n->inputs[1 - k], "Mul", 2);
+		np_node *sq = np_producer_op(n->inputs[1 - k], NP_OPK_Mul, 2);
 		if (n->inputs[k] == x && sq && sq->inputs[0] == x && sq->inputs[1] == x)
 			return np_pat_add(P, n) && np_pat_add(P, sq);
 	}
@@ -177,15 +173,15 @@ static bool np_match_cube(np_value *v, np_value *x, np_pat *P)
  * not. */
 static np_value *np_match_tanh_arg(np_value *arg, np_pat *P)
 {
-	np_node *m = np_producer_op(arg, "Mul", 2);
-	np_value *s = np_const_operand(m, "Mul", 0.7978845608028654);
-	np_node *a = np_producer_op(s, "Add", 2);
+	np_node *m = np_producer_op(arg, NP_OPK_Mul, 2);
+	np_value *s = np_const_operand(m, NP_OPK_Mul, 0.7978845608028654);
+	np_node *a = np_producer_op(s, NP_OPK_Add, 2);
 	if (!a)
 		return NULL;
 	for (int k = 0; k < 2; k++) {
 		np_value *x = a->inputs[k];
-		np_node *c = np_producer_op(a->inputs[1 - k], "Mul", 2);
-		np_value *cube = np_const_operand(c, "Mul", 0.044715);
+		np_node *c = np_producer_op(a->inputs[1 - k], NP_OPK_Mul, 2);
+		np_value *cube = np_const_operand(c, NP_OPK_Mul, 0.044715);
 		if (cube && np_match_cube(cube, x, P))
 			return np_pat_add(P, m) && np_pat_add(P, a) && np_pat_add(P, c) ? x : NULL;
 	}
@@ -196,20 +192,20 @@ static np_value *np_match_tanh_arg(np_value *arg, np_pat *P)
  * x is found here, *form set.  NULL if not. */
 static np_value *np_match_bracket(np_value *b, np_pat *P, np_rect_form *form)
 {
-	np_node *add = np_producer_op(b, "Add", 2);
-	np_value *t = np_const_operand(add, "Add", 1.0);
+	np_node *add = np_producer_op(b, NP_OPK_Add, 2);
+	np_value *t = np_const_operand(add, NP_OPK_Add, 1.0);
 	np_node *f = NULL;
 	np_value *x = NULL;
-	if ((f = np_producer_op(t, "Erf", 1)) != NULL) {
+	if ((f = np_producer_op(t, NP_OPK_Erf, 1)) != NULL) {
 		np_value *arg = f->inputs[0];
-		np_node *d = np_producer_op(arg, "Div", 2);
-		np_node *m = np_producer_op(arg, "Mul", 2);
-		x = d ? np_const_operand(d, "Div", 1.4142135623730951)
-		      : np_const_operand(m, "Mul", 0.7071067811865476);
+		np_node *d = np_producer_op(arg, NP_OPK_Div, 2);
+		np_node *m = np_producer_op(arg, NP_OPK_Mul, 2);
+		x = d ? np_const_operand(d, NP_OPK_Div, 1.4142135623730951)
+		      : np_const_operand(m, NP_OPK_Mul, 0.7071067811865476);
 		if (!x || !np_pat_add(P, d ? d : m))
 			return NULL;
 		*form = NP_FORM_ERF;
-	} else if ((f = np_producer_op(t, "Tanh", 1)) != NULL) {
+	} else if ((f = np_producer_op(t, NP_OPK_Tanh, 1)) != NULL) {
 		x = np_match_tanh_arg(f->inputs[0], P);
 		*form = NP_FORM_TANH;
 	}
@@ -254,10 +250,10 @@ static np_value *np_match_gelu_factors(np_value *const f[3], np_pat *P,
  * Muls (PyTorch: (x * B) * 0.5; TensorFlow: (0.5 * x) * B). */
 static np_value *np_match_gelu(np_node *n, np_pat *P, np_rect_form *form)
 {
-	if (!np_op_is(n, "Mul") || n->n_inputs != 2 || n->n_outputs != 1)
+	if (np_node_kind(n) != NP_OPK_Mul || n->n_inputs != 2 || n->n_outputs != 1)
 		return NULL;
 	for (int k = 0; k < 2; k++) {
-		np_node *inner = np_producer_op(n->inputs[1 - k], "Mul", 2);
+		np_node *inner = np_producer_op(n->inputs[1 - k], NP_OPK_Mul, 2);
 		if (!inner)
 			continue;
 		np_value *f[3] = {n->inputs[k], inner->inputs[0], inner->inputs[1]};
@@ -275,11 +271,11 @@ static np_value *np_match_gelu(np_node *n, np_pat *P, np_rect_form *form)
 /* SiLU: Mul(x, Sigmoid(x)) in either order. */
 static np_value *np_match_silu(np_node *n, np_pat *P)
 {
-	if (!np_op_is(n, "Mul") || n->n_inputs != 2 || n->n_outputs != 1)
+	if (np_node_kind(n) != NP_OPK_Mul || n->n_inputs != 2 || n->n_outputs != 1)
 		return NULL;
 	for (int k = 0; k < 2; k++) {
 		np_value *x = n->inputs[k];
-		np_node *sig = np_producer_op(n->inputs[1 - k], "Sigmoid", 1);
+		np_node *sig = np_producer_op(n->inputs[1 - k], NP_OPK_Sigmoid, 1);
 		P->n = 1;
 		P->nodes[0] = n;
 		if (sig && sig->inputs[0] == x && np_pat_add(P, sig) && np_pat_private(P))
@@ -331,6 +327,32 @@ static int np_set_pattern(np_layer *L, np_value *x, const np_pat *P)
 	return NP_MATCH_YES;
 }
 
+/* A one-node rectifier (NP_OPF_RECTIFIER): its kind and parameters;
+ * false for a Clip whose min is not 0 (and a rectifier op this file
+ * does not know yet). */
+static bool np_match_rectifier_op(const np_model *m, const np_node *n, np_layer *L)
+{
+	switch (np_node_kind(n)) {
+	case NP_OPK_Relu:
+		L->kind = NP_RECT_RELU;
+		return true;
+	case NP_OPK_LeakyRelu:
+		L->kind = NP_RECT_LEAKY_RELU;
+		L->slope = np_node_attr_float(n, "alpha", 0.01f);
+		return true;
+	case NP_OPK_PRelu:
+		L->kind = NP_RECT_PRELU;
+		return true;
+	case NP_OPK_Gelu:
+		L->kind = NP_RECT_GELU;
+		return true;
+	case NP_OPK_Clip:
+		return np_match_clip(m, n, L);
+	default:
+		return false;
+	}
+}
+
 /* If n (with its neighbours) is a rectifier, fill kind/z/out/pattern. */
 static int np_match_rectifier(const np_model *m, np_node *n, np_layer *L)
 {
@@ -342,17 +364,8 @@ static int np_match_rectifier(const np_model *m, np_node *n, np_layer *L)
 		return NP_MATCH_NO;
 	np_pat P = {{0}, 0};
 	np_value *x;
-	if (np_op_is(n, "Relu")) {
-		L->kind = NP_RECT_RELU;
-	} else if (np_op_is(n, "LeakyRelu")) {
-		L->kind = NP_RECT_LEAKY_RELU;
-		L->slope = np_node_attr_float(n, "alpha", 0.01f);
-	} else if (np_op_is(n, "PRelu")) {
-		L->kind = NP_RECT_PRELU;
-	} else if (np_op_is(n, "Gelu")) {
-		L->kind = NP_RECT_GELU;
-	} else if (np_op_is(n, "Clip")) {
-		if (!np_match_clip(m, n, L))
+	if (np_node_flags(n) & NP_OPF_RECTIFIER) {
+		if (!np_match_rectifier_op(m, n, L))
 			return NP_MATCH_NO;
 	} else if ((x = np_match_silu(n, &P)) != NULL) {
 		L->kind = NP_RECT_SILU;
@@ -373,42 +386,43 @@ static int np_match_rectifier(const np_model *m, np_node *n, np_layer *L)
 
 static bool np_is_linear_producer(const np_node *n)
 {
-	return np_op_is(n, "Conv") || np_op_is(n, "Gemm") || np_op_is(n, "MatMul");
+	return (np_node_flags(n) & NP_OPF_LINEAR) != 0;
+}
+
+/* Input i of n if it is an initializer, else NULL. */
+static np_value *np_init_input(const np_node *n, int i)
+{
+	return i >= 0 && i < n->n_inputs && n->inputs[i] && n->inputs[i]->init ?
+	       n->inputs[i] : NULL;
 }
 
 /* The node's weight initializer, or NULL (e.g. MatMul of two activations). */
 static np_value *np_producer_weight(const np_node *n)
 {
-	if (np_op_is(n, "MatMul")) {
-		for (int k = 1; k >= 0; k--)
-			if (n->n_inputs > k && n->inputs[k] && n->inputs[k]->init)
-				return n->inputs[k];
-		return NULL;
-	}
-	return n->n_inputs > 1 && n->inputs[1] && n->inputs[1]->init ? n->inputs[1]
-	                                                          : NULL;
+	const np_op *op = np_node_op(n);
+	np_value *w = np_init_input(n, op->weight_input);
+	if (!w && (op->flags & NP_OPF_WEIGHT_EITHER))
+		w = np_init_input(n, 0);
+	return w;
 }
 
 /* Output channels of a producer, from its weight's shape. */
 static int64_t np_producer_channels(const np_node *n)
 {
 	const np_value *w = np_producer_weight(n);
-	if (!w || w->init->rank < 2)
+	np_weight_geom g;
+	/* W @ x (NP_OPF_WEIGHT_EITHER) is not a feature map. */
+	if (!w || w != np_init_input(n, np_node_op(n)->weight_input) ||
+	    !np_node_weight_geom(n, w->init->rank, w->init->dims, &g))
 		return -1;
-	const np_tensor *t = w->init;
-	if (np_op_is(n, "Conv"))
-		return t->dims[0];
-	if (np_op_is(n, "Gemm"))
-		return np_node_attr_int(n, "transB", 0) ? t->dims[0] : t->dims[1];
-	/* MatMul: x @ W gives W's last dim; W @ x is not a feature map. */
-	return w == n->inputs[1] ? t->dims[t->rank - 1] : -1;
+	return g.out_ch;
 }
 
+/* Nodes a layer's neurons pass through unchanged in number. */
 static bool np_walk_through(const np_node *n)
 {
-	return np_op_is(n, "BatchNormalization") || np_op_is(n, "Identity") ||
-	       np_op_is(n, "Dropout") || np_op_is(n, "Flatten") ||
-	       np_op_is(n, "Reshape");
+	return (np_node_flags(n) & (NP_OPF_CHANNEL_AFFINE | NP_OPF_PASS |
+	                            NP_OPF_RESHAPE)) != 0;
 }
 
 typedef struct np_walk {
@@ -448,7 +462,7 @@ static np_status np_find_producers(const np_graph *g, np_layer *L, np_error *err
 		np_node *n = w.stack[--w.n];
 		if (np_is_linear_producer(n)) {
 			L->producers[L->n_producers++] = n;
-		} else if (np_op_is(n, "Add")) {
+		} else if (np_node_kind(n) == NP_OPK_Add) {
 			for (int k = 0; k < n->n_inputs; k++)
 				if (n->inputs[k] && !np_walk_push(&w, n->inputs[k]->producer))
 					goto oom;

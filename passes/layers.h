@@ -2,12 +2,16 @@
  *
  * A rectified layer is a rectifier together with its producers: walking
  * back from the rectifier's input through BatchNormalization, Add (every
- * branch), Identity, Dropout, Flatten and Reshape, the first Conv, Gemm or
- * MatMul on each branch.  Its neurons are the channels of the rectifier's
- * input; its prunable weights are its producers' weight initializers, each
- * in at most one layer (the first rectifier in graph order claims it).
+ * branch), Identity, Dropout, Flatten and Reshape (the op table's
+ * NP_OPF_CHANNEL_AFFINE, NP_OPF_PASS and NP_OPF_RESHAPE ops), the first
+ * linear op (NP_OPF_LINEAR: Conv, Gemm or MatMul) on each branch.  Its
+ * neurons are the channels of the rectifier's input, as the producers'
+ * weight_geom gives them; its prunable weights are its producers' weight
+ * initializers, each in at most one layer (the first rectifier in graph
+ * order claims it).
  *
- * A rectifier is one node (Relu, LeakyRelu, PRelu, Clip with min 0, Gelu)
+ * A rectifier is one node (NP_OPF_RECTIFIER: Relu, LeakyRelu, PRelu, Clip
+ * with min 0, Gelu)
  * or a decomposed GELU (erf or tanh form, as PyTorch and TensorFlow
  * exporters write it) or SiLU (x * Sigmoid(x)) whose intermediate values
  * nothing outside the pattern reads; then z is the pattern's x and the

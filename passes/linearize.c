@@ -44,6 +44,7 @@
  */
 #include "fold.h"
 #include "layers.h"
+#include "ops.h"
 #include "pass.h"
 #include "rt.h"
 #include "shapes.h"
@@ -245,7 +246,7 @@ static np_status np_lin_identity(np_lin *L, np_error *err)
 	}
 	/* z is a graph input or output itself: keep the output's name. */
 	const char *name = np_graph_unique_node_name(L->g, L->rect->name);
-	np_node *id = np_graph_new_node(L->g, "Identity", "", name, &z, 1, &out, 1);
+	np_node *id = np_graph_new_node(L->g, np_op_name(NP_OPK_Identity), "", name, &z, 1, &out, 1);
 	np_graph_insert_node(L->g, id);
 	(void)err;
 	np_lin_log(L, NP_LOG_LINEARIZED, name, "identity, Identity kept for the graph output");
@@ -269,12 +270,12 @@ static bool np_producer_ok(const np_lin *L, const np_node *p)
 		return false;
 	const np_value *w = p->n_inputs > 1 ? p->inputs[1] : NULL;
 	const float *wp = np_init_floats(w);
-	if (np_node_is(p, "Conv")) {
+	if (np_node_kind(p) == NP_OPK_Conv) {
 		const np_value *b = p->n_inputs > 2 ? p->inputs[2] : NULL;
 		return wp && w->init->rank >= 3 && w->init->dims[0] == L->C &&
 		       (!b || (np_init_floats(b) && b->init->nelem == L->C));
 	}
-	if (np_node_is(p, "Gemm")) {
+	if (np_node_kind(p) == NP_OPK_Gemm) {
 		if (!wp || w->init->rank != 2)
 			return false;
 		int64_t N = np_node_attr_int(p, "transB", 0) ? w->init->dims[0] : w->init->dims[1];
@@ -287,10 +288,10 @@ static bool np_producer_ok(const np_lin *L, const np_node *p)
 		return ct->rank == 0 || (ct->rank == 1 && (ct->dims[0] == 1 || ct->dims[0] == N)) ||
 		       (ct->rank == 2 && (ct->dims[1] == 1 || ct->dims[1] == N));
 	}
-	if (np_node_is(p, "MatMul"))
+	if (np_node_kind(p) == NP_OPK_MatMul)
 		return wp && w->init->rank == 2 && w->init->dims[1] == L->C && L->zrank == 2 &&
 		       p->inputs[0] != w;
-	if (np_node_is(p, "BatchNormalization")) {
+	if (np_node_kind(p) == NP_OPK_BatchNormalization) {
 		const np_value *b = p->n_inputs > 2 ? p->inputs[2] : NULL;
 		return wp && w->init->nelem == L->C && np_init_floats(b) &&
 		       b->init->nelem == L->C && !np_node_attr_int(p, "training_mode", 0);
@@ -417,7 +418,7 @@ static np_status np_lin_shift_node(np_lin *L, np_value *in, np_value *out,
 	if (!tv)
 		return err->status;
 	np_value *ins[2] = {in, tv};
-	np_node *add = np_graph_new_node(L->g, "Add", "", np_graph_unique_node_name(L->g, base),
+	np_node *add = np_graph_new_node(L->g, np_op_name(NP_OPK_Add), "", np_graph_unique_node_name(L->g, base),
 	                                 ins, 2, &out, 1);
 	np_node_doc_append(L->m, add, np_arena_printf(L->m->arena,
 	                   "linearized %s (%s): shift", L->rect->name, np_lin_op(L)));
@@ -433,11 +434,11 @@ static np_status np_lin_producer(np_lin *L, bool *done, np_error *err)
 		return NP_OK;
 	bool add_after = false;
 	np_status st;
-	if (np_node_is(p, "Conv"))
+	if (np_node_kind(p) == NP_OPK_Conv)
 		st = np_fold_conv_producer(L, p, err);
-	else if (np_node_is(p, "Gemm"))
+	else if (np_node_kind(p) == NP_OPK_Gemm)
 		st = np_fold_gemm_producer(L, p, err);
-	else if (np_node_is(p, "MatMul"))
+	else if (np_node_kind(p) == NP_OPK_MatMul)
 		st = np_fold_matmul_producer(L, p, &add_after, err);
 	else
 		st = np_fold_bn_producer(L, p, err);
@@ -492,7 +493,7 @@ static bool np_reader_ok(const np_lin *L, const np_node *n, int index, int64_t h
 	if (!np_init_floats(w) || (n->inputs[0] == w))
 		return false;
 	const np_tensor *wt = w->init;
-	if (np_node_is(n, "Conv")) {
+	if (np_node_kind(n) == NP_OPK_Conv) {
 		int64_t group = np_node_attr_int(n, "group", 1);
 		const np_value *b = n->n_inputs > 2 ? n->inputs[2] : NULL;
 		return hw == 1 && wt->rank >= 3 && group > 0 && wt->dims[1] * group == L->C &&
@@ -500,7 +501,7 @@ static bool np_reader_ok(const np_lin *L, const np_node *n, int index, int64_t h
 		       (!shift || (np_conv_no_padding(n) &&
 		                   (!b || (np_init_floats(b) && b->init->nelem == wt->dims[0]))));
 	}
-	if (np_node_is(n, "Gemm")) {
+	if (np_node_kind(n) == NP_OPK_Gemm) {
 		bool tb = np_node_attr_int(n, "transB", 0) != 0;
 		if (np_node_attr_int(n, "transA", 0) || wt->rank != 2 ||
 		    (tb ? wt->dims[1] : wt->dims[0]) != L->C * hw)
@@ -516,7 +517,7 @@ static bool np_reader_ok(const np_lin *L, const np_node *n, int index, int64_t h
 		       (ct->rank == 0 || (ct->rank == 1 && (ct->dims[0] == 1 || ct->dims[0] == N)) ||
 		        (ct->rank == 2 && (ct->dims[1] == 1 || ct->dims[1] == N)));
 	}
-	if (np_node_is(n, "MatMul"))
+	if (np_node_kind(n) == NP_OPK_MatMul)
 		return !shift && wt->rank == 2 && wt->dims[0] == L->C * hw &&
 		       (hw > 1 || L->zrank == 2);
 	return false;
@@ -525,9 +526,9 @@ static bool np_reader_ok(const np_lin *L, const np_node *n, int index, int64_t h
 /* Elements per channel if n turns z ([N, C, ...]) into [N, C*H*W...]. */
 static int64_t np_flatten_hw(const np_lin *L, const np_node *n)
 {
-	if (!np_node_is(n, "Flatten") && !np_node_is(n, "Reshape"))
+	if (!(np_node_flags(n) & NP_OPF_RESHAPE))   /* Flatten, Reshape */
 		return 0;
-	if (np_node_is(n, "Flatten") && np_node_attr_int(n, "axis", 1) != 1)
+	if (np_node_kind(n) == NP_OPK_Flatten && np_node_attr_int(n, "axis", 1) != 1)
 		return 0;
 	np_shape zs, fs;
 	if (!np_shape_of(&L->sh, L->z, &zs) ||
@@ -623,7 +624,7 @@ static np_status np_fold_gemm_reader(np_lin *L, np_node *n, int64_t hw, np_error
 	if (!w)
 		return err->status;
 	const np_tensor *wt = n->inputs[1]->init;
-	bool gemm = np_node_is(n, "Gemm");
+	bool gemm = np_node_kind(n) == NP_OPK_Gemm;
 	bool tb = gemm && np_node_attr_int(n, "transB", 0) != 0;
 	int64_t K = L->C * hw, N = tb ? wt->dims[0] : wt->dims[1];
 	float alpha = gemm ? np_node_attr_float(n, "alpha", 1.0f) : 1.0f;
@@ -675,7 +676,7 @@ static np_status np_lin_consumers(np_lin *L, bool *done, np_error *err)
 	}
 	np_status st = NP_OK;
 	for (int i = 0; i < n && st == NP_OK; i++)
-		st = np_node_is(r[i].n, "Conv") ? np_fold_conv_reader(L, r[i].n, err)
+		st = np_node_kind(r[i].n) == NP_OPK_Conv ? np_fold_conv_reader(L, r[i].n, err)
 		                                : np_fold_gemm_reader(L, r[i].n, r[i].hw, err);
 	if (st == NP_OK) {
 		const char *note = np_arena_printf(L->m->arena, "folded: %s (%s, linearized%s)",
@@ -701,9 +702,9 @@ static np_status np_lin_consumers(np_lin *L, bool *done, np_error *err)
 static int np_guess_rank(const np_lin *L)
 {
 	const np_node *p = L->z->producer;
-	if (np_node_is(p, "Conv") && p->n_inputs > 1 && p->inputs[1] && p->inputs[1]->init)
+	if (np_node_kind(p) == NP_OPK_Conv && p->n_inputs > 1 && p->inputs[1] && p->inputs[1]->init)
 		return p->inputs[1]->init->rank;
-	if (np_node_is(p, "Gemm"))
+	if (np_node_kind(p) == NP_OPK_Gemm)
 		return 2;
 	return -1;
 }
@@ -729,7 +730,7 @@ static np_status np_lin_explicit(np_lin *L, np_error *err)
 			return err->status;
 		np_value *mv = shift ? np_graph_new_unique_value(L->g, base) : L->out;
 		np_value *ins[2] = {cur, sv};
-		np_node *mul = np_graph_new_node(L->g, "Mul", "", np_graph_unique_node_name(L->g, base),
+		np_node *mul = np_graph_new_node(L->g, np_op_name(NP_OPK_Mul), "", np_graph_unique_node_name(L->g, base),
 		                                 ins, 2, &mv, 1);
 		np_node_doc_append(L->m, mul, np_arena_printf(L->m->arena,
 		                   "linearized %s (%s), not folded%s", L->rect->name, np_lin_op(L),

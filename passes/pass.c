@@ -2,6 +2,7 @@
 #include "pass.h"
 
 #include "cost.h"
+#include "ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -284,10 +285,4 @@ np_value *np_new_float_init(np_model *m, const char *base, int rank,
 bool np_value_single_use(const np_value *v, const np_node *n)
 {
 	return v && !v->is_output && v->n_uses == 1 && v->uses[0].node == n;
-}
-
-bool np_node_is(const np_node *n, const char *op)
-{
-	return n && (!n->domain[0] || strcmp(n->domain, "ai.onnx") == 0) &&
-	       strcmp(n->op_type, op) == 0;
 }

@@ -116,10 +116,11 @@ np_status np_run_passes(np_model *m, const char *list, np_pass_ctx *ctx,
  * (np_graph_verify), and shapes (with np_shapes_infer of cost.h): every
  * value that was there before and still is keeps its inferred shape;
  * if the shapes agreed before the pass, they still do (recorded shapes
- * of graph outputs and value_info against the inferred ones; Conv, Gemm,
- * MatMul, BatchNormalization and element-wise operands against each
- * other).  A pass that breaks either is a bug: NP_ERR_INVALID naming
- * the pass. */
+ * of graph outputs and value_info against the inferred ones; the operands
+ * of linear ops (Conv, Gemm, MatMul), per-channel affine ops
+ * (BatchNormalization) and arithmetic ops against each other, as the op
+ * table's facts say).  A pass that breaks either is a bug:
+ * NP_ERR_INVALID naming the pass. */
 np_status np_run_pass(np_model *m, const np_pass *p, np_pass_ctx *ctx,
                       np_error *err);
 
@@ -136,7 +137,5 @@ np_value *np_new_float_init(np_model *m, const char *base, int rank,
                             const int64_t *dims, np_error *err);
 /* True if v's only reader is n (one use, not a graph output). */
 bool np_value_single_use(const np_value *v, const np_node *n);
-/* True for the default ONNX domain and op_type op. */
-bool np_node_is(const np_node *n, const char *op);
 
 #endif

@@ -8,6 +8,7 @@
  * np_value, so consumers and graph outputs are untouched).  Runs before
  * training.
  */
+#include "ops.h"
 #include "pass.h"
 
 #include <string.h>
@@ -45,7 +46,7 @@ static np_status np_untie_copy(np_model *m, np_value *out, const np_tensor *src,
 
 static bool np_untie_candidate(const np_node *n)
 {
-	if (!np_node_is(n, "Identity") || n->n_inputs != 1 || n->n_outputs != 1)
+	if (np_node_kind(n) != NP_OPK_Identity || n->n_inputs != 1 || n->n_outputs != 1)
 		return false;
 	const np_value *in = n->inputs[0], *out = n->outputs[0];
 	/* A graph input with a default initializer can be overridden by the

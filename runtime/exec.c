@@ -288,31 +288,30 @@ void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 
 /* ------------------------------------------------------------- params */
 
-/* Is a float initializer a parameter PyTorch would train?  Weights and
- * biases of Conv/Gemm/MatMul, BN scale and shift, PRelu slopes and
- * non-scalar Add operands (a MatMul's bias) are; BN running statistics
- * (state), Clip bounds, exponents and other scalar constants are not:
- * moving ReLU6's 6 or a Pow's 2 by SGD would change the function.  An
- * Identity passes the question on to the readers of its output: exporters
- * feed one de-duplicated initializer to several BNs through Identity
- * nodes (torchvision's untrained models: equal running statistics), and
- * a running variance reached that way is still state. */
+/* Is a float initializer a parameter PyTorch would train?  Each op says
+ * which of its inputs are (np_op.trainable and the two masks after it):
+ * weights and biases of Conv/Gemm/MatMul, BN scale and shift, PRelu
+ * slopes and non-scalar Add operands (a MatMul's bias) are; BN running
+ * statistics (state), Clip bounds, exponents and other scalar constants
+ * are not: moving ReLU6's 6 or a Pow's 2 by SGD would change the
+ * function.  An Identity passes the question on to the readers of its
+ * output: exporters feed one de-duplicated initializer to several BNs
+ * through Identity nodes (torchvision's untrained models: equal running
+ * statistics), and a running variance reached that way is still state. */
 static bool np_value_is_trainable(const np_value *v, int64_t nelem, int depth);
 
 static bool np_use_is_trainable(const np_node *n, int index, int64_t nelem,
                                 int depth)
 {
-	const char *op = n->op_type;
-	if (strcmp(op, "Conv") == 0 || strcmp(op, "Gemm") == 0 ||
-	    strcmp(op, "MatMul") == 0)
+	const np_op *op = np_node_op(n);
+	if (!op)
+		return false;
+	if (np_op_input_bit(op->trainable, index))
 		return true;
-	if (strcmp(op, "BatchNormalization") == 0)
-		return index == 1 || index == 2;
-	if (strcmp(op, "PRelu") == 0)
-		return index == 1;
-	if (strcmp(op, "Add") == 0)
+	if (np_op_input_bit(op->trainable_nonscalar, index))
 		return nelem > 1;
-	if (strcmp(op, "Identity") == 0 && n->n_outputs == 1 && n->outputs[0])
+	if (np_op_input_bit(op->trainable_via_output, index) && n->n_outputs == 1 &&
+	    n->outputs[0])
 		return depth < 16 && np_value_is_trainable(n->outputs[0], nelem, depth + 1);
 	return false;
 }
@@ -739,7 +738,8 @@ static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
 		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
 	/* Shape reads only its input's shape, known at plan time, so it
 	 * folds even when the input's values change every run. */
-	bool all_const = true, any_grad = false, shape_only = x->op == &np_op_shape;
+	bool all_const = true, any_grad = false;
+	bool shape_only = (x->op->flags & NP_OPF_SHAPE_READ) != 0;
 	for (int i = 0; i < n->n_inputs; i++) {
 		if (!n->inputs[i])
 			continue;

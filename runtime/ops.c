@@ -10,22 +10,62 @@ static const np_op *const np_ops[] = {
 };
 
 /* Both tables come from the same ops.def lines, so they cannot differ in
- * length; what can differ is an op's .name (written in runtime/ops/) and
- * its ops.def name: tests/test_ops.c checks every entry. */
+ * length, and an index into them is an np_op_kind (as the assertion
+ * below says); what can differ is an op's .name (written in runtime/ops/)
+ * and its ops.def name: tests/test_ops.c checks every entry. */
 static const char *const np_op_names[] = {
 #define NP_OP(name, sym) #name,
 #include "ops.def"
 #undef NP_OP
 };
+_Static_assert(sizeof np_ops / sizeof np_ops[0] == NP_OPK_COUNT &&
+               sizeof np_op_names / sizeof np_op_names[0] == NP_OPK_COUNT,
+               "np_op_kind indexes the op table");
+
+/* Table index of (domain, op_type), which is also its np_op_kind. */
+static np_op_kind np_op_lookup(const char *domain, const char *op_type)
+{
+	if (domain && *domain && strcmp(domain, "ai.onnx") != 0)
+		return NP_OPK_NONE;
+	for (int i = 0; i < NP_OPK_COUNT; i++)
+		if (strcmp(np_op_names[i], op_type) == 0)
+			return (np_op_kind)i;
+	return NP_OPK_NONE;
+}
 
 const np_op *np_op_find(const char *domain, const char *op_type)
 {
-	if (domain && *domain && strcmp(domain, "ai.onnx") != 0)
-		return NULL;
-	for (size_t i = 0; i < sizeof np_ops / sizeof np_ops[0]; i++)
-		if (strcmp(np_op_names[i], op_type) == 0)
-			return np_ops[i];
-	return NULL;
+	np_op_kind k = np_op_lookup(domain, op_type);
+	return k == NP_OPK_NONE ? NULL : np_ops[k];
+}
+
+np_op_kind np_node_kind(const np_node *n)
+{
+	return n ? np_op_lookup(n->domain, n->op_type) : NP_OPK_NONE;
+}
+
+const np_op *np_node_op(const np_node *n)
+{
+	np_op_kind k = np_node_kind(n);
+	return k == NP_OPK_NONE ? NULL : np_ops[k];
+}
+
+const char *np_op_name(np_op_kind k)
+{
+	return k > NP_OPK_NONE && k < NP_OPK_COUNT ? np_op_names[k] : NULL;
+}
+
+unsigned np_node_flags(const np_node *n)
+{
+	const np_op *op = np_node_op(n);
+	return op ? op->flags : 0;
+}
+
+bool np_node_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                         np_weight_geom *g)
+{
+	const np_op *op = np_node_op(n);
+	return op && op->weight_geom && op->weight_geom(n, rank, dims, g);
 }
 
 np_status np_rt_broadcast_shape(const np_xnode *x, const np_rtensor *a,
@@ -44,4 +84,24 @@ np_status np_rt_broadcast_shape(const np_xnode *x, const np_rtensor *a,
 	}
 	out->rank = r;
 	return NP_OK;
+}
+
+int64_t np_shape_per_example(const np_shape *s)
+{
+	if (!s)
+		return -1;
+	int64_t p = 1;
+	for (int i = 1; i < s->rank; i++) {
+		if (s->dims[i] < 0)
+			return -1;
+		p *= s->dims[i];
+	}
+	return p;
+}
+
+int64_t np_flops_per_element(const np_node *n, const np_shape *const *in,
+                             int n_in, const np_shape *out)
+{
+	(void)n, (void)in, (void)n_in;
+	return np_shape_per_example(out);
 }

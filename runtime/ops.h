@@ -11,6 +11,43 @@
 /* The op for an IR node (default domain only), NULL if unknown. */
 const np_op *np_op_find(const char *domain, const char *op_type);
 
+/* An op's identity without its name: one constant per ops.def line
+ * (NP_OPK_Conv ...), in that order.  For a pass about one op; what is
+ * generic asks the op's facts (rt.h, FACTS). */
+typedef enum np_op_kind {
+	NP_OPK_NONE = -1,            /* not in the table (or another domain) */
+#define NP_OP(name, sym) NP_OPK_##name,
+#include "ops.def"
+#undef NP_OP
+	NP_OPK_COUNT
+} np_op_kind;
+
+/* n's kind, domain-checked as np_op_find; NP_OPK_NONE for NULL. */
+np_op_kind np_node_kind(const np_node *n);
+/* n's op (np_op_find of its domain and op_type); NULL for NULL. */
+const np_op *np_node_op(const np_node *n);
+/* The ONNX op_type of a kind, for passes that create nodes; NULL for
+ * NP_OPK_NONE. */
+const char *np_op_name(np_op_kind k);
+/* n's op's flags (np_op_flag); 0 for an unknown op or NULL. */
+unsigned np_node_flags(const np_node *n);
+/* Input i's bit in one of an op's input masks (trainable ...). */
+static inline bool np_op_input_bit(unsigned mask, int i)
+{
+	return i >= 0 && i < 32 && ((mask >> i) & 1u) != 0;
+}
+/* The weight geometry of node n's weight of shape [rank, dims]; false
+ * when n is not a linear op or the shape does not fit it. */
+bool np_node_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                         np_weight_geom *g);
+
+/* Shared by ops' flops facts: the elements of s per example (dims after
+ * the first; -1 if s is NULL or one is unknown), and one FLOP per output
+ * element (element-wise and broadcasting ops). */
+int64_t np_shape_per_example(const np_shape *s);
+int64_t np_flops_per_element(const np_node *n, const np_shape *const *in,
+                             int n_in, const np_shape *out);
+
 /* Shared by ops: broadcast output shape of two inputs (numpy rules). */
 np_status np_rt_broadcast_shape(const np_xnode *x, const np_rtensor *a,
                                 const np_rtensor *b, np_rtensor *out,

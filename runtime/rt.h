@@ -53,6 +53,16 @@
  *   in backward() ADDS the gradients of its inputs (np_rt_grad_target /
  *   np_rt_grad_done handle first-writer vs accumulate, for values with
  *   several consumers such as residuals).
+ *
+ * FACTS
+ *   What the passes and nepenthe need to know about an op is written in
+ *   its np_op too, next to the code that computes it, not as op names in
+ *   their files: flags (np_op_flag), which inputs are trained, where a
+ *   linear op's weight and bias are and how the weight maps onto output
+ *   channels and input features (weight_geom).  A pass about one op asks
+ *   np_node_kind(n) == NP_OPK_Conv (ops.h); tests/test_ops.c checks every
+ *   fact against the ONNX spec, tests/opnames.test that no file above the
+ *   table spells an op name.
  */
 #ifndef NEPENC_RT_H
 #define NEPENC_RT_H
@@ -64,6 +74,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "ir.h"
+#include "shapes.h"
 #include "status.h"
 
 #define NP_RT_MAX_RANK 8
@@ -104,6 +115,57 @@ typedef enum np_layout_rule {
 
 typedef struct np_xnode np_xnode;
 
+/* What an op is, for the analyses above the runtime (FACTS).  Only what
+ * some pass asks; an op has any number of them. */
+typedef enum np_op_flag {
+	/* Output 0 is linear in input 0 for a fixed weight (weight_input),
+	 * plus an optional bias: Conv, Gemm, MatMul.  weight_geom is set.
+	 * The producers of a rectified layer (passes/layers.c). */
+	NP_OPF_LINEAR = 1u << 0,
+	/* Input 0 may be the weight instead, when weight_input is not a
+	 * constant (MatMul: W @ x).  It is still the node's parameter but
+	 * does not index output channels.  Gemm's weight is B only. */
+	NP_OPF_WEIGHT_EITHER = 1u << 1,
+	/* Element-wise arithmetic of two operands with numpy broadcasting:
+	 * Add, Sub, Mul, Div (their operands must broadcast). */
+	NP_OPF_ARITH = 1u << 2,
+	/* y[:, c, ...] = a[c] x[:, c, ...] + b[c] at inference, inputs 1..
+	 * one value per channel of input 0's axis 1: BatchNormalization.
+	 * A layer's neurons pass through it. */
+	NP_OPF_CHANNEL_AFFINE = 1u << 3,
+	/* Output 0 is input 0 at inference: Identity, Dropout. */
+	NP_OPF_PASS = 1u << 4,
+	/* Output 0 is input 0's elements in order, in a shape computed from
+	 * an attribute or a shape input: Flatten, Reshape.  (Squeeze and
+	 * Unsqueeze, which only drop or add unit axes, are not marked:
+	 * layers.c would walk through them, which it never did.) */
+	NP_OPF_RESHAPE = 1u << 5,
+	/* A single-op rectifier of a NEPENTHE layer (layers.h): Relu,
+	 * LeakyRelu, PRelu, Clip (when its min is 0), Gelu.  Not HardSwish
+	 * or HardSigmoid. */
+	NP_OPF_RECTIFIER = 1u << 6,
+	/* Reads only its input's shape, never its data: Shape (the planner
+	 * folds it at plan time, whatever computes the input). */
+	NP_OPF_SHAPE_READ = 1u << 7
+} np_op_flag;
+
+/* How a linear op's weight W maps onto output channels and input
+ * features (NP_OPF_LINEAR's weight_geom). */
+typedef struct np_weight_geom {
+	int out_axis;                /* axis of W indexing output channels:
+	                              * 0 (Conv, Gemm transB=1) or W's last
+	                              * (Gemm transB=0, MatMul) */
+	int64_t out_ch;              /* output channels, W's dims[out_axis] */
+	int64_t K;                   /* input features W reads, all groups */
+	int64_t groups;              /* output channel o reads the features
+	                              * of group o / (out_ch / groups) only,
+	                              * K / groups of them (Conv); 1 else */
+	int in_axis;                 /* axis of input 0 holding the K
+	                              * features; -1: its last (MatMul) */
+	int batch_axes;              /* leading axes of W stacking matrices
+	                              * (MatMul, W of rank > 2); 0 else */
+} np_weight_geom;
+
 typedef struct np_op {
 	const char *name;            /* ONNX op_type, default domain */
 	/* Check attributes and input ranks/dtypes, set output dtype, rank,
@@ -121,7 +183,41 @@ typedef struct np_op {
 	np_status (*backward)(np_xnode *x, np_rt *rt, np_error *err);
 	void (*destroy)(np_xnode *x);  /* free x->state; may be NULL */
 	np_layout_rule layout;
+
+	/* ---- facts (FACTS); input masks: bit i is input i */
+	unsigned flags;              /* np_op_flag */
+	int weight_input;            /* a linear op's weight W, BN's scale;
+	                              * -1: none */
+	int bias_input;              /* its additive parameter; -1: none */
+	/* Node n's weight of shape [rank, dims]: fills g, false when that
+	 * shape does not fit the op (or an attribute is invalid).  Set for
+	 * NP_OPF_LINEAR, else NULL. */
+	bool (*weight_geom)(const np_node *n, int rank, const int64_t *dims,
+	                    np_weight_geom *g);
+	/* A float initializer read at input i is a parameter training
+	 * updates (PyTorch's nn.Parameter) when bit i is set in trainable;
+	 * or in trainable_nonscalar and it has more than one element (Add:
+	 * a MatMul's bias; a scalar is a constant like ReLU6's 6); or in
+	 * trainable_via_output and every reader of output 0 would train it
+	 * (Identity: exporters share one initializer through Identity
+	 * copies).  Anything else is a constant, or state. */
+	unsigned trainable;
+	unsigned trainable_nonscalar;
+	unsigned trainable_via_output;
+	unsigned state;              /* inputs the op updates itself in
+	                              * training, not parameters: BN's
+	                              * running mean and variance */
+	/* Cost: FLOPs of node n per example (multiply-adds count twice; the
+	 * batch axis is left out), from its input shapes in[0..n_in) and
+	 * output 0's (NULL where unknown); -1 when they do not say.  NULL:
+	 * no arithmetic worth counting (data movement, shape ops).  The fold
+	 * cost model (passes/cost.h) adds these up. */
+	int64_t (*flops)(const np_node *n, const np_shape *const *in, int n_in,
+	                 const np_shape *out);
 } np_op;
+
+/* Most ops have no weight: the defaults for their definitions. */
+#define NP_OP_NO_WEIGHT .weight_input = -1, .bias_input = -1
 
 struct np_xnode {
 	const np_node *node;         /* attributes, name, op_type */

@@ -42,3 +42,7 @@ dist_check_SCRIPTS += tests/allocfail.test tests/iofault.test
 # The layers (HACKING): symbols and includes only go down.
 TESTS += tests/layers.test
 dist_check_SCRIPTS += tests/layers.test
+
+# Op names are written in the op table only (runtime/ops.def, rt.h FACTS).
+TESTS += tests/opnames.test
+dist_check_SCRIPTS += tests/opnames.test

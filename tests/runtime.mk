@@ -11,7 +11,8 @@ tests_test_conformance_LDADD = $(NP_LIBS)
 tests_test_gradcheck_SOURCES = tests/test_gradcheck.c tests/tap.h
 tests_test_gradcheck_LDADD = $(NP_LIBS)
 
-# test_ops: every ops.def line against its np_op (.name, np_op_find).
+# test_ops: every ops.def line against its np_op (.name, np_op_find), the
+# facts against the ONNX spec, np_node_kind, weight_geom on known nodes.
 tests_test_ops_SOURCES = tests/test_ops.c tests/tap.h
 tests_test_ops_LDADD = $(NP_LIBS)
 

@@ -17,6 +17,7 @@
 #include "graphkit.h"
 #include "nepenthe.h"
 #include "pass.h"
+#include "ops.h"
 #include "tap.h"
 
 enum { ON = NP_STATE_ON, OFF = NP_STATE_OFF, HI = NP_STATE_OFF_HI };
@@ -516,7 +517,7 @@ static void t_explicit_join(void)
 	gk_output(&k, gk_op(&k, "Add", "res", GK_IN(r, k.g->inputs[0])));
 	if (linearize_case(what, &k, "relu", NP_RECT_RELU, 3, st, INFINITY, &in)) {
 		np_node *m = gk_find_node(k.g, "relu/linear");
-		ok(m && np_node_is(m, "Mul") && m->inputs[1]->init->rank == 3 &&
+		ok(m && np_node_kind(m) == NP_OPK_Mul && m->inputs[1]->init->rank == 3 &&
 		   m->inputs[1]->init->dims[0] == 3,
 		   "%s: Mul 'relu/linear' with a [3,1,1] constant", what);
 		ok(log_has(NP_LOG_LINEARIZED, "relu", "not folded"), "%s: logged 'not folded'", what);

@@ -574,13 +574,20 @@ static np_status bin_backward(np_xnode *x, np_rt *rt, np_error *err)
 	return NP_OK;
 }
 
-#define BIN_OP(sym, name) \
-	const np_op sym = { name, bin_infer, bin_prepare, bin_forward, \
-	                    bin_backward, bin_destroy, NP_LAYOUT_FLAT };
+#define BIN_OP(sym, op_name, op_flags, trained, trained_nonscalar) \
+	const np_op sym = { .name = op_name, .infer = bin_infer, \
+	                    .prepare = bin_prepare, .forward = bin_forward, \
+	                    .backward = bin_backward, .destroy = bin_destroy, \
+	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
+	                    NP_OP_NO_WEIGHT, .trainable = trained, \
+	                    .trainable_nonscalar = trained_nonscalar, \
+	                    .flops = np_flops_per_element };
 
-BIN_OP(np_op_add, "Add")
-BIN_OP(np_op_sub, "Sub")
-BIN_OP(np_op_mul, "Mul")
-BIN_OP(np_op_div, "Div")
-BIN_OP(np_op_pow, "Pow")
-BIN_OP(np_op_prelu, "PRelu")
+/* Add: a tensor operand is a bias (a MatMul's); Mul, Div, Pow and Sub of
+ * an initializer are constants of the function (scales, exponents). */
+BIN_OP(np_op_add, "Add", NP_OPF_ARITH, 0, 0x3)
+BIN_OP(np_op_sub, "Sub", NP_OPF_ARITH, 0, 0)
+BIN_OP(np_op_mul, "Mul", NP_OPF_ARITH, 0, 0)
+BIN_OP(np_op_div, "Div", NP_OPF_ARITH, 0, 0)
+BIN_OP(np_op_pow, "Pow", 0, 0, 0)
+BIN_OP(np_op_prelu, "PRelu", NP_OPF_RECTIFIER, 0x2, 0)    /* the slope */

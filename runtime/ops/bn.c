@@ -361,6 +361,14 @@ static void bn_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* A scale and a shift per element at inference. */
+static int64_t bn_flops(const np_node *n, const np_shape *const *in, int n_in,
+                        const np_shape *out)
+{
+	int64_t e = np_flops_per_element(n, in, n_in, out);
+	return e < 0 ? -1 : 2 * e;
+}
+
 const np_op np_op_batchnorm = {
 	.name = "BatchNormalization",
 	.infer = bn_infer,
@@ -369,4 +377,10 @@ const np_op np_op_batchnorm = {
 	.backward = bn_backward,
 	.destroy = bn_destroy,
 	.layout = NP_LAYOUT_SAME,
+	.flags = NP_OPF_CHANNEL_AFFINE,
+	.weight_input = 1,           /* scale */
+	.bias_input = 2,             /* B */
+	.trainable = 0x6,
+	.state = 0x18,               /* input_mean, input_var */
+	.flops = bn_flops,
 };

@@ -553,6 +553,35 @@ static void conv_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* W [M, C/group, k...]: output channels on axis 0; the input channels of
+ * input 0's axis 1, each group of M/group outputs reading its own C/group. */
+static bool conv_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                             np_weight_geom *g)
+{
+	int64_t group = np_node_attr_int(n, "group", 1);
+	if (rank < 3 || group < 1)
+		return false;
+	*g = (np_weight_geom){.out_axis = 0, .out_ch = dims[0], .K = dims[1] * group,
+	                      .groups = group, .in_axis = 1};
+	return true;
+}
+
+/* Every weight once per output position: 2 x |W| x out pixels. */
+static int64_t conv_flops(const np_node *n, const np_shape *const *in, int n_in,
+                          const np_shape *out)
+{
+	(void)n;
+	const np_shape *w = n_in > 1 ? in[1] : NULL;
+	if (!w || !out || out->rank < 3 || w->rank != out->rank)
+		return -1;
+	int64_t wn = 1, pix = 1;
+	for (int i = 0; i < w->rank; i++)
+		wn = w->dims[i] < 0 || wn < 0 ? -1 : wn * w->dims[i];
+	for (int i = 2; i < out->rank; i++)
+		pix = out->dims[i] < 0 || pix < 0 ? -1 : pix * out->dims[i];
+	return wn < 0 || pix < 0 ? -1 : 2 * wn * pix;
+}
+
 const np_op np_op_conv = {
 	.name = "Conv",
 	.infer = conv_infer,
@@ -561,4 +590,12 @@ const np_op np_op_conv = {
 	.backward = conv_backward,
 	.destroy = conv_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.flags = NP_OPF_LINEAR,
+	.weight_input = 1,
+	.bias_input = 2,
+	.weight_geom = conv_weight_geom,
+	/* X too: an initializer read as data is trained, as any constant
+	 * operand of a linear op always was. */
+	.trainable = 0x7,
+	.flops = conv_flops,
 };

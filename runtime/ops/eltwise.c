@@ -444,17 +444,20 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 	return st;
 }
 
-#define ELT_OP(sym, name) \
-	const np_op sym = { name, elt_infer, elt_prepare, elt_forward, \
-	                    elt_backward, elt_destroy, NP_LAYOUT_FLAT };
+#define ELT_OP(sym, op_name, op_flags) \
+	const np_op sym = { .name = op_name, .infer = elt_infer, \
+	                    .prepare = elt_prepare, .forward = elt_forward, \
+	                    .backward = elt_backward, .destroy = elt_destroy, \
+	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
+	                    NP_OP_NO_WEIGHT, .flops = np_flops_per_element };
 
-ELT_OP(np_op_relu, "Relu")
-ELT_OP(np_op_leakyrelu, "LeakyRelu")
-ELT_OP(np_op_clip, "Clip")
-ELT_OP(np_op_sigmoid, "Sigmoid")
-ELT_OP(np_op_tanh, "Tanh")
-ELT_OP(np_op_hardsigmoid, "HardSigmoid")
-ELT_OP(np_op_hardswish, "HardSwish")
-ELT_OP(np_op_erf, "Erf")
-ELT_OP(np_op_sqrt, "Sqrt")
-ELT_OP(np_op_gelu, "Gelu")
+ELT_OP(np_op_relu, "Relu", NP_OPF_RECTIFIER)
+ELT_OP(np_op_leakyrelu, "LeakyRelu", NP_OPF_RECTIFIER)
+ELT_OP(np_op_clip, "Clip", NP_OPF_RECTIFIER)
+ELT_OP(np_op_sigmoid, "Sigmoid", 0)
+ELT_OP(np_op_tanh, "Tanh", 0)
+ELT_OP(np_op_hardsigmoid, "HardSigmoid", 0)
+ELT_OP(np_op_hardswish, "HardSwish", 0)
+ELT_OP(np_op_erf, "Erf", 0)
+ELT_OP(np_op_sqrt, "Sqrt", 0)
+ELT_OP(np_op_gelu, "Gelu", NP_OPF_RECTIFIER)

@@ -465,9 +465,45 @@ static void gemm_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* B [K, N] (transB: [N, K]) gives the N output columns; A's features
+ * are its columns (transA: its rows). */
+static bool gemm_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                             np_weight_geom *g)
+{
+	if (rank != 2)
+		return false;
+	bool tb = np_node_attr_int(n, "transB", 0) != 0;
+	*g = (np_weight_geom){.out_axis = tb ? 0 : 1, .out_ch = dims[tb ? 0 : 1],
+	                      .K = dims[tb ? 1 : 0], .groups = 1,
+	                      .in_axis = np_node_attr_int(n, "transA", 0) ? 0 : 1};
+	return true;
+}
+
+/* One row of A per example: 2 x |B|. */
+static int64_t gemm_flops(const np_node *n, const np_shape *const *in, int n_in,
+                          const np_shape *out)
+{
+	(void)n, (void)out;
+	const np_shape *b = n_in > 1 ? in[1] : NULL;
+	if (!b || b->rank != 2 || b->dims[0] < 0 || b->dims[1] < 0)
+		return -1;
+	return 2 * b->dims[0] * b->dims[1];
+}
+
 const np_op np_op_gemm = {
-	"Gemm", gemm_infer, gemm_prepare, gemm_forward, gemm_backward,
-	gemm_destroy, NP_LAYOUT_PLAIN
+	.name = "Gemm",
+	.infer = gemm_infer,
+	.prepare = gemm_prepare,
+	.forward = gemm_forward,
+	.backward = gemm_backward,
+	.destroy = gemm_destroy,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_LINEAR,
+	.weight_input = 1,
+	.bias_input = 2,
+	.weight_geom = gemm_weight_geom,
+	.trainable = 0x7,            /* A too, as for Conv's X */
+	.flops = gemm_flops,
 };
 
 /* ============================================================= MatMul */
@@ -749,7 +785,49 @@ static void matmul_destroy(np_xnode *x)
 	x->state = NULL;
 }
 
+/* x @ W, W [..., K, N]: N output columns, x's last axis the K features;
+ * axes of W before those two stack matrices (broadcast against x's). */
+static bool matmul_weight_geom(const np_node *n, int rank, const int64_t *dims,
+                               np_weight_geom *g)
+{
+	(void)n;
+	if (rank < 2)
+		return false;
+	*g = (np_weight_geom){.out_axis = rank - 1, .out_ch = dims[rank - 1],
+	                      .K = dims[rank - 2], .groups = 1, .in_axis = -1,
+	                      .batch_axes = rank - 2};
+	return true;
+}
+
+/* Rows per example: the output's dims between the batch and the last (1
+ * for [N, n]); 2 x rows x K x columns. */
+static int64_t matmul_flops(const np_node *n, const np_shape *const *in, int n_in,
+                            const np_shape *out)
+{
+	(void)n;
+	const np_shape *a = n_in > 0 ? in[0] : NULL;
+	if (!a || !out || a->rank < 1 || out->rank < 1)
+		return -1;
+	int64_t k = a->dims[a->rank - 1], cols = out->dims[out->rank - 1], rows = 1;
+	for (int i = 1; i < out->rank - 1; i++)
+		rows = out->dims[i] < 0 || rows < 0 ? -1 : rows * out->dims[i];
+	if (k < 0 || cols < 0 || rows < 0)
+		return -1;
+	return 2 * rows * k * cols;
+}
+
 const np_op np_op_matmul = {
-	"MatMul", matmul_infer, matmul_prepare, matmul_forward, matmul_backward,
-	matmul_destroy, NP_LAYOUT_PLAIN
+	.name = "MatMul",
+	.infer = matmul_infer,
+	.prepare = matmul_prepare,
+	.forward = matmul_forward,
+	.backward = matmul_backward,
+	.destroy = matmul_destroy,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_LINEAR | NP_OPF_WEIGHT_EITHER,
+	.weight_input = 1,
+	.bias_input = -1,
+	.weight_geom = matmul_weight_geom,
+	.trainable = 0x3,
+	.flops = matmul_flops,
 };

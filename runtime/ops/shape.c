@@ -278,7 +278,12 @@ static np_status constant_forward(np_xnode *x, np_rt *rt, bool training,
 }
 
 const np_op np_op_constant = {
-	"Constant", constant_infer, np_no_prepare, constant_forward, NULL, NULL, NP_LAYOUT_PLAIN
+	.name = "Constant",
+	.infer = constant_infer,
+	.prepare = np_no_prepare,
+	.forward = constant_forward,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
 };
 
 /* -------------------------------------------------------------- Shape */
@@ -328,7 +333,14 @@ static np_status shape_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_shape = {
-	"Shape", shape_infer, np_no_prepare, shape_forward, shape_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Shape",
+	.infer = shape_infer,
+	.prepare = np_no_prepare,
+	.forward = shape_forward,
+	.backward = shape_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_SHAPE_READ,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ------------------------------------------------------------- Gather */
@@ -445,7 +457,13 @@ static np_status gather_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_gather = {
-	"Gather", gather_infer, np_no_prepare, gather_forward, gather_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Gather",
+	.infer = gather_infer,
+	.prepare = np_no_prepare,
+	.forward = gather_forward,
+	.backward = gather_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ---------------------------------------------------------- Unsqueeze */
@@ -485,7 +503,13 @@ static np_status unsqueeze_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_unsqueeze = {
-	"Unsqueeze", unsqueeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Unsqueeze",
+	.infer = unsqueeze_infer,
+	.prepare = np_no_prepare,
+	.forward = np_copy_forward,
+	.backward = np_copy_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ------------------------------------------------------------ Squeeze */
@@ -523,7 +547,13 @@ static np_status squeeze_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_squeeze = {
-	"Squeeze", squeeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Squeeze",
+	.infer = squeeze_infer,
+	.prepare = np_no_prepare,
+	.forward = np_copy_forward,
+	.backward = np_copy_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ------------------------------------------------------------- Concat */
@@ -619,7 +649,13 @@ static np_status concat_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_concat = {
-	"Concat", concat_infer, np_no_prepare, concat_forward, concat_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Concat",
+	.infer = concat_infer,
+	.prepare = np_no_prepare,
+	.forward = concat_forward,
+	.backward = concat_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ------------------------------------------------------------ Reshape */
@@ -679,7 +715,14 @@ static np_status reshape_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_reshape = {
-	"Reshape", reshape_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Reshape",
+	.infer = reshape_infer,
+	.prepare = np_no_prepare,
+	.forward = np_copy_forward,
+	.backward = np_copy_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_RESHAPE,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ------------------------------------------------------------ Flatten */
@@ -706,7 +749,14 @@ static np_status flatten_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_flatten = {
-	"Flatten", flatten_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Flatten",
+	.infer = flatten_infer,
+	.prepare = np_no_prepare,
+	.forward = np_copy_forward,
+	.backward = np_copy_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_RESHAPE,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ----------------------------------------------------------- Identity */
@@ -722,8 +772,18 @@ static np_status identity_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_identity = {
-	"Identity", identity_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL,
-	NP_LAYOUT_FLAT
+	.name = "Identity",
+	.infer = identity_infer,
+	.prepare = np_no_prepare,
+	.forward = np_copy_forward,
+	.backward = np_copy_backward,
+	.layout = NP_LAYOUT_FLAT,
+	.flags = NP_OPF_PASS,
+	/* torch.onnx.export writes a shared parameter once, its copies as
+	 * Identity(initializer): trained where the copies are.  A running
+	 * variance reached that way stays state. */
+	.trainable_via_output = 0x1,
+	NP_OP_NO_WEIGHT,
 };
 
 /* ------------------------------------------------------------ Dropout */
@@ -811,7 +871,14 @@ static np_status dropout_forward(np_xnode *x, np_rt *rt, bool training,
 }
 
 const np_op np_op_dropout = {
-	"Dropout", dropout_infer, np_no_prepare, dropout_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Dropout",
+	.infer = dropout_infer,
+	.prepare = np_no_prepare,
+	.forward = dropout_forward,
+	.backward = np_copy_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_PASS,
+	NP_OP_NO_WEIGHT,
 };
 
 /* --------------------------------------------------------------- Cast */
@@ -951,5 +1018,11 @@ static np_status cast_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_cast = {
-	"Cast", cast_infer, np_no_prepare, cast_forward, cast_backward, NULL, NP_LAYOUT_PLAIN
+	.name = "Cast",
+	.infer = cast_infer,
+	.prepare = np_no_prepare,
+	.forward = cast_forward,
+	.backward = cast_backward,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
 };

@@ -192,5 +192,13 @@ static void sm_destroy(np_xnode *x)
 }
 
 const np_op np_op_softmax = {
-	"Softmax", sm_infer, sm_prepare, sm_forward, sm_backward, sm_destroy, NP_LAYOUT_PLAIN
+	.name = "Softmax",
+	.infer = sm_infer,
+	.prepare = sm_prepare,
+	.forward = sm_forward,
+	.backward = sm_backward,
+	.destroy = sm_destroy,
+	.layout = NP_LAYOUT_PLAIN,
+	NP_OP_NO_WEIGHT,
+	.flops = np_flops_per_element,
 };
