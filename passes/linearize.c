@@ -93,6 +93,17 @@ static bool np_probe_inputs(const np_graph *g, np_rt_input *in, int *n_in,
 	return true;
 }
 
+/* The probe reads every computed value: none may be written over in
+ * place (rt.h, WATCH). */
+static bool np_probe_watch(np_rt *rt, const np_graph *g, np_error *err)
+{
+	for (int i = 0; i < g->n_values; i++)
+		if (g->values[i]->producer &&
+		    np_rt_watch(rt, g->values[i]->name, err) != NP_OK)
+			return false;
+	return true;
+}
+
 static void np_probe_shapes(np_model *m, np_shapes *sh)
 {
 	np_graph *g = m->graph;
@@ -110,7 +121,7 @@ static void np_probe_shapes(np_model *m, np_shapes *sh)
 	np_error err = {0};
 	np_rt *rt = NULL;
 	if (in && np_probe_inputs(g, in, &n_in, &sh->spatial_ok) &&
-	    (rt = np_rt_new(m, 1, &err)) != NULL &&
+	    (rt = np_rt_new(m, 1, &err)) != NULL && np_probe_watch(rt, g, &err) &&
 	    np_rt_run(rt, in, n_in, NP_RT_INFER, &err) == NP_OK) {
 		for (int i = 0; i < sh->n; i++) {
 			const np_value *v = g->values[i];

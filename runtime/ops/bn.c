@@ -369,4 +369,5 @@ const np_op np_op_batchnorm = {
 	.backward = bn_backward,
 	.destroy = bn_destroy,
 	.layout = NP_LAYOUT_SAME,
+	.out_overwritable = true,    /* backward: X, statistics, dY */
 };

@@ -561,4 +561,5 @@ const np_op np_op_conv = {
 	.backward = conv_backward,
 	.destroy = conv_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.out_overwritable = true,    /* backward: X, W and dY */
 };

@@ -24,6 +24,13 @@ static const char *const elt_names[ELT_N] = {
 	"HardSigmoid", "HardSwish", "Erf", "Sqrt", "Gelu"
 };
 
+/* Kinds whose derivative is a function of y alone: elt_fn_of gives them
+ * the *_use_dst_for_bwd algorithm, so backward never reads x. */
+static bool elt_bwd_from_dst(elt_kind k)
+{
+	return k == ELT_RELU || k == ELT_SIGMOID || k == ELT_TANH || k == ELT_SQRT;
+}
+
 /* The oneDNN function of an op: alg 0 means a hand-written loop. */
 typedef struct elt_fn {
 	elt_kind kind;
@@ -89,6 +96,7 @@ static np_status elt_fn_of(const np_xnode *x, elt_fn *fn, np_error *err)
 	const np_node *n = x->node;
 	memset(fn, 0, sizeof *fn);
 	fn->kind = elt_kind_of(x);
+	/* The kinds of elt_bwd_from_dst get the *_use_dst_for_bwd algs. */
 	switch (fn->kind) {
 	case ELT_RELU: fn->alg = dnnl_eltwise_relu_use_dst_for_bwd; break;
 	case ELT_LEAKYRELU:
@@ -271,6 +279,13 @@ static np_status elt_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	return s->fn.alg ? elt_build(x, rt, s, err) : NP_OK;
 }
 
+/* y may be written over x (rt.h, PLANS) when backward reads y only:
+ * oneDNN's eltwise runs in place, and y is what backward keeps. */
+static unsigned elt_inplace(const np_xnode *x)
+{
+	return elt_bwd_from_dst(elt_kind_of(x)) ? 1u : 0u;
+}
+
 static void elt_destroy(np_xnode *x)
 {
 	elt_state *s = x->state;
@@ -444,17 +459,20 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 	return st;
 }
 
-#define ELT_OP(sym, name) \
+/* y_free: backward does not read y (np_op.out_overwritable): the ops
+ * whose derivative comes from x (elt_bwd_from_dst false). */
+#define ELT_OP(sym, name, y_free) \
 	const np_op sym = { name, elt_infer, elt_prepare, elt_forward, \
-	                    elt_backward, elt_destroy, NP_LAYOUT_FLAT };
+	                    elt_backward, elt_destroy, NP_LAYOUT_FLAT, \
+	                    elt_inplace, y_free };
 
-ELT_OP(np_op_relu, "Relu")
-ELT_OP(np_op_leakyrelu, "LeakyRelu")
-ELT_OP(np_op_clip, "Clip")
-ELT_OP(np_op_sigmoid, "Sigmoid")
-ELT_OP(np_op_tanh, "Tanh")
-ELT_OP(np_op_hardsigmoid, "HardSigmoid")
-ELT_OP(np_op_hardswish, "HardSwish")
-ELT_OP(np_op_erf, "Erf")
-ELT_OP(np_op_sqrt, "Sqrt")
-ELT_OP(np_op_gelu, "Gelu")
+ELT_OP(np_op_relu, "Relu", false)
+ELT_OP(np_op_leakyrelu, "LeakyRelu", true)
+ELT_OP(np_op_clip, "Clip", true)
+ELT_OP(np_op_sigmoid, "Sigmoid", false)
+ELT_OP(np_op_tanh, "Tanh", false)
+ELT_OP(np_op_hardsigmoid, "HardSigmoid", true)
+ELT_OP(np_op_hardswish, "HardSwish", true)
+ELT_OP(np_op_erf, "Erf", true)
+ELT_OP(np_op_sqrt, "Sqrt", false)
+ELT_OP(np_op_gelu, "Gelu", true)

@@ -417,7 +417,7 @@ static void gemm_destroy(np_xnode *x)
 
 const np_op np_op_gemm = {
 	"Gemm", gemm_infer, gemm_prepare, gemm_forward, gemm_backward,
-	gemm_destroy, NP_LAYOUT_PLAIN
+	gemm_destroy, NP_LAYOUT_PLAIN, NULL, true   /* backward: A, B, dY */
 };
 
 /* ============================================================= MatMul */
@@ -701,5 +701,5 @@ static void matmul_destroy(np_xnode *x)
 
 const np_op np_op_matmul = {
 	"MatMul", matmul_infer, matmul_prepare, matmul_forward, matmul_backward,
-	matmul_destroy, NP_LAYOUT_PLAIN
+	matmul_destroy, NP_LAYOUT_PLAIN, NULL, true   /* backward: A, B, dY */
 };

@@ -345,6 +345,7 @@ const np_op np_op_maxpool = {
 	.backward = pool_backward,
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.out_overwritable = true,    /* backward: dY and the workspace */
 };
 
 const np_op np_op_averagepool = {
@@ -355,6 +356,7 @@ const np_op np_op_averagepool = {
 	.backward = pool_backward,
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.out_overwritable = true,    /* backward: dY and the workspace */
 };
 
 const np_op np_op_globalaveragepool = {
@@ -365,4 +367,5 @@ const np_op np_op_globalaveragepool = {
 	.backward = pool_backward,
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.out_overwritable = true,    /* backward: dY and the workspace */
 };

@@ -278,7 +278,8 @@ static np_status constant_forward(np_xnode *x, np_rt *rt, bool training,
 }
 
 const np_op np_op_constant = {
-	"Constant", constant_infer, np_no_prepare, constant_forward, NULL, NULL, NP_LAYOUT_PLAIN
+	"Constant", constant_infer, np_no_prepare, constant_forward, NULL, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* -------------------------------------------------------------- Shape */
@@ -328,7 +329,8 @@ static np_status shape_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_shape = {
-	"Shape", shape_infer, np_no_prepare, shape_forward, shape_backward, NULL, NP_LAYOUT_PLAIN
+	"Shape", shape_infer, np_no_prepare, shape_forward, shape_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ------------------------------------------------------------- Gather */
@@ -445,7 +447,8 @@ static np_status gather_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_gather = {
-	"Gather", gather_infer, np_no_prepare, gather_forward, gather_backward, NULL, NP_LAYOUT_PLAIN
+	"Gather", gather_infer, np_no_prepare, gather_forward, gather_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ---------------------------------------------------------- Unsqueeze */
@@ -485,7 +488,8 @@ static np_status unsqueeze_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_unsqueeze = {
-	"Unsqueeze", unsqueeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	"Unsqueeze", unsqueeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ------------------------------------------------------------ Squeeze */
@@ -523,7 +527,8 @@ static np_status squeeze_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_squeeze = {
-	"Squeeze", squeeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	"Squeeze", squeeze_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ------------------------------------------------------------- Concat */
@@ -619,7 +624,8 @@ static np_status concat_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_concat = {
-	"Concat", concat_infer, np_no_prepare, concat_forward, concat_backward, NULL, NP_LAYOUT_PLAIN
+	"Concat", concat_infer, np_no_prepare, concat_forward, concat_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ------------------------------------------------------------ Reshape */
@@ -679,7 +685,8 @@ static np_status reshape_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_reshape = {
-	"Reshape", reshape_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	"Reshape", reshape_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ------------------------------------------------------------ Flatten */
@@ -706,7 +713,8 @@ static np_status flatten_infer(np_xnode *x, np_error *err)
 }
 
 const np_op np_op_flatten = {
-	"Flatten", flatten_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	"Flatten", flatten_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* ----------------------------------------------------------- Identity */
@@ -723,7 +731,7 @@ static np_status identity_infer(np_xnode *x, np_error *err)
 
 const np_op np_op_identity = {
 	"Identity", identity_infer, np_no_prepare, np_copy_forward, np_copy_backward, NULL,
-	NP_LAYOUT_FLAT
+	NP_LAYOUT_FLAT, NULL, false
 };
 
 /* ------------------------------------------------------------ Dropout */
@@ -811,7 +819,8 @@ static np_status dropout_forward(np_xnode *x, np_rt *rt, bool training,
 }
 
 const np_op np_op_dropout = {
-	"Dropout", dropout_infer, np_no_prepare, dropout_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN
+	"Dropout", dropout_infer, np_no_prepare, dropout_forward, np_copy_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };
 
 /* --------------------------------------------------------------- Cast */
@@ -951,5 +960,6 @@ static np_status cast_backward(np_xnode *x, np_rt *rt, np_error *err)
 }
 
 const np_op np_op_cast = {
-	"Cast", cast_infer, np_no_prepare, cast_forward, cast_backward, NULL, NP_LAYOUT_PLAIN
+	"Cast", cast_infer, np_no_prepare, cast_forward, cast_backward, NULL, NP_LAYOUT_PLAIN,
+	NULL, false
 };

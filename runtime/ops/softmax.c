@@ -192,5 +192,6 @@ static void sm_destroy(np_xnode *x)
 }
 
 const np_op np_op_softmax = {
-	"Softmax", sm_infer, sm_prepare, sm_forward, sm_backward, sm_destroy, NP_LAYOUT_PLAIN
+	"Softmax", sm_infer, sm_prepare, sm_forward, sm_backward, sm_destroy, NP_LAYOUT_PLAIN,
+	NULL, false   /* backward reads y */
 };
