@@ -40,6 +40,8 @@ struct np_plan {
 	int n_grad_bufs;
 	uint64_t last_used;
 	size_t bytes;              /* activation and gradient buffers */
+	size_t grad_bytes;         /* of which gradients */
+	int n_in_place;            /* values written over their input (-v) */
 	bool *kept_by_watch;       /* by value id: would have been overwritten
 	                            * in place but for a watch (rt.h, WATCH) */
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
@@ -962,6 +964,7 @@ static np_status np_plan_buffers(np_rt *rt, np_plan *p, np_error *err)
 			x->out[0]->data = src->data;
 			x->out[0]->in_place = true;
 			src->overwritten = true;
+			p->n_in_place++;
 		}
 		for (int k = 0; st == NP_OK && k < x->n_out; k++) {
 			if (!x->out[k])
@@ -1152,7 +1155,7 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	 * all (free(NULL) is harmless) after a failure part-way. */
 	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
 		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
-		p->bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
+		p->grad_bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
 		p->n_grad_bufs++;
 		all &= p->grad_bufs[k] != NULL;
 	}
@@ -1221,7 +1224,24 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 		if (!p->t[i].is_param && !p->t[i].borrowed && !p->t[i].in_place &&
 		    p->t[i].data)
 			p->bytes += (size_t)p->t[i].nelem * np_dtype_size(p->t[i].dtype);
+	p->bytes += p->grad_bytes;
 	return p;
+}
+
+/* -v: what a new plan holds, for reading a run's memory. */
+static void np_plan_say(const np_plan *p)
+{
+	char shape[160];
+	size_t o = 0;
+	for (int i = 0; p->sig[i].rank >= 0 && o < sizeof shape - 48; i++)
+		for (int d = 0; d < p->sig[i].rank && o < sizeof shape - 48; d++)
+			o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%lld",
+			                      d ? "x" : i ? ", " : "", (long long)p->sig[i].dims[d]);
+	shape[o] = 0;
+	fprintf(stderr, "nepenc: runtime: plan for %s: %.1f MiB of activations "
+	        "(%d written in place), %.1f MiB of gradients in %d buffers\n", shape,
+	        (double)(p->bytes - p->grad_bytes) / 1048576.0, p->n_in_place,
+	        (double)p->grad_bytes / 1048576.0, p->n_grad_bufs);
 }
 
 /* Builds the plan; when an op found only a reference kernel for a blocked
@@ -1284,6 +1304,8 @@ static np_plan *np_rt_get_plan(np_rt *rt, const np_rt_input *in, int n_in,
 	np_plan *p = np_plan_build(rt, in, n_in, err);
 	if (!p)
 		return NULL;
+	if (np_rt_verbose)
+		np_plan_say(p);
 	if (rt->n_plans == NP_RT_PLANS) {
 		int lru = 0;
 		for (int i = 1; i < rt->n_plans; i++)
