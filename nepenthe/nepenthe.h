@@ -51,6 +51,11 @@ typedef struct np_input_norms {
  * node's second input or a MatMul weight of rank > 2. */
 np_status np_input_norms_add(np_rt *rt, const np_layers *ls, np_input_norms *nn,
                              np_error *err);
+/* Watch (on) or stop watching the values np_input_norms_add() reads,
+ * so the runtime never writes over them in place (rt.h, WATCH).  A weight
+ * np_input_norms_add() would refuse is skipped here. */
+np_status np_input_norms_watch(np_rt *rt, const np_layers *ls, bool on,
+                               np_error *err);
 void np_input_norms_finish(np_input_norms *nn);   /* sqrt of the sums */
 void np_input_norms_free(np_input_norms *nn);
 
@@ -69,7 +74,8 @@ typedef struct np_profile_opts {
 
 /* Run d through rt in inference mode and count states of every layer's
  * pre-activation (channels: axis 1, spatial positions included); with
- * o->input_norms, also the input-feature norms of the same batches. */
+ * o->input_norms, also the input-feature norms of the same batches.  The
+ * values it reads are watched (rt.h, WATCH) during the run only. */
 np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
                          const np_profile_opts *o, np_profile *out,
                          np_error *err);

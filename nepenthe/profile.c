@@ -222,6 +222,35 @@ static np_status np_profile_batch(np_rt *rt, const np_layers *ls,
 	return st;
 }
 
+static void np_profile_unwatch(np_rt *rt, const np_layers *ls, int n_z,
+                               bool norms)
+{
+	np_error ignored = {0};
+	for (int l = 0; l < n_z; l++)
+		np_rt_unwatch(rt, ls->v[l].z->name);
+	if (norms)
+		np_input_norms_watch(rt, ls, false, &ignored);
+}
+
+/* Watch what np_profile_batch reads by name, so the runtime keeps it
+ * (rt.h, WATCH): every z, and the producers' inputs for wanda.  All or
+ * nothing; np_profile_unwatch takes them back after the run, leaving
+ * training's plans unwatched. */
+static np_status np_profile_watch(np_rt *rt, const np_layers *ls, bool norms,
+                                  np_error *err)
+{
+	for (int l = 0; l < ls->n; l++)
+		if (np_rt_watch(rt, ls->v[l].z->name, err) != NP_OK) {
+			np_profile_unwatch(rt, ls, l, false);
+			return err->status;
+		}
+	if (norms && np_input_norms_watch(rt, ls, true, err) != NP_OK) {
+		np_profile_unwatch(rt, ls, ls->n, false);
+		return err->status;
+	}
+	return NP_OK;
+}
+
 np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
                          const np_profile_opts *o, np_profile *out,
                          np_error *err)
@@ -241,11 +270,15 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 	int64_t steps = (d->n + B - 1) / B;
 	np_progress pr;
 	np_progress_begin(&pr, "profile", "img", B, o->quiet);
+	st = np_profile_watch(rt, ls, o->input_norms, err);
+	bool watched = st == NP_OK;
 	for (int64_t s = 0; st == NP_OK && s < steps; s++) {
 		int64_t first = s * B, n = d->n - first < B ? d->n - first : B;
 		st = np_profile_batch(rt, ls, d, input, first, n, o, out, err);
 		np_progress_update(&pr, s + 1, steps, NAN);
 	}
+	if (watched)
+		np_profile_unwatch(rt, ls, ls->n, o->input_norms);
 	np_progress_end(&pr);
 	if (st != NP_OK) {
 		np_profile_free(out);

@@ -158,6 +158,38 @@ np_status np_input_norms_add(np_rt *rt, const np_layers *ls, np_input_norms *nn,
 	return st;
 }
 
+/* Watches (on) or unwatches the inputs of the first n weights (all:
+ * -1); *done: how many it went through before a failed watch. */
+static np_status np_norms_watch_first(np_rt *rt, const np_layers *ls, bool on,
+                                      int n, int *done, np_error *err)
+{
+	int k = 0;
+	np_status st = NP_OK;
+	for (int l = 0; l < ls->n; l++)
+		for (int i = 0; i < ls->v[l].n_weights && k != n && !st; i++, k++) {
+			np_feat_view fv;
+			np_error skip = {0};
+			if (np_feat_view_of(&ls->v[l], ls->v[l].weights[i], &fv, &skip) != NP_OK)
+				continue;   /* np_input_norms_add reports it */
+			if (!on)
+				np_rt_unwatch(rt, fv.x->name);
+			else
+				st = np_rt_watch(rt, fv.x->name, err);
+		}
+	*done = st ? k - 1 : k;
+	return st;
+}
+
+np_status np_input_norms_watch(np_rt *rt, const np_layers *ls, bool on,
+                               np_error *err)
+{
+	int done;
+	np_status st = np_norms_watch_first(rt, ls, on, -1, &done, err);
+	if (st != NP_OK)                /* all or nothing: undo the others */
+		np_norms_watch_first(rt, ls, false, done, &done, err);
+	return st;
+}
+
 void np_input_norms_finish(np_input_norms *nn)
 {
 	for (int k = 0; nn->v && k < nn->n; k++)

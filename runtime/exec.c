@@ -1,6 +1,9 @@
 /* exec.c - the planner and executor of the runtime; see rt.h. */
 #include "rt.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -37,6 +40,10 @@ struct np_plan {
 	int n_grad_bufs;
 	uint64_t last_used;
 	size_t bytes;              /* activation and gradient buffers */
+	size_t grad_bytes;         /* of which gradients */
+	int n_in_place;            /* values written over their input (-v) */
+	bool *kept_by_watch;       /* by value id: would have been overwritten
+	                            * in place but for a watch (rt.h, WATCH) */
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
 	bool *plain_nodes;         /* while building: nodes whose values must
 	                            * stay plain (borrowed, np_plan_build) */
@@ -61,6 +68,8 @@ struct np_rt {
 	int n_plans;
 	np_plan *cur;
 	np_plan *building;         /* the plan being prepared, or NULL */
+	int *watch;                /* by value id: np_rt_watch() count */
+	int n_watch;               /* the graph's values at np_rt_new() */
 	int block;                 /* channel block of activations: 16, 8, or
 	                            * 0 for plain (np_rt_probe_block) */
 	bool bf16;                 /* Conv/Gemm/MatMul read bf16 (PRECISION) */
@@ -497,7 +506,9 @@ np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 	rt->block = np_layouts_disabled() ? 0 : np_rt_probe_block(rt->engine);
 	rt->n_logged = g->n_nodes;
 	rt->fallback_logged = calloc((size_t)g->n_nodes + 1, sizeof(bool));
-	if (!rt->fallback_logged) {
+	rt->n_watch = g->n_values;
+	rt->watch = calloc((size_t)g->n_values + 1, sizeof(int));
+	if (!rt->fallback_logged || !rt->watch) {
 		np_fail(err, NP_ERR_NOMEM, "out of memory");
 		np_rt_free(rt);
 		return NULL;
@@ -547,10 +558,11 @@ static void np_plan_free(np_plan *p)
 	}
 	for (int i = 0; p->t && i < p->n_t; i++) {
 		np_rtensor *t = &p->t[i];
-		if (!t->is_param && !t->borrowed)
+		if (!t->is_param && !t->borrowed && !t->in_place)
 			free(t->data);
 		np_plain_view_free(t->plain);
 	}
+	free(p->kept_by_watch);
 	for (int i = 0; i < p->n_grad_bufs; i++)
 		free(p->grad_bufs[i]);
 	free(p->grad_bufs);
@@ -582,6 +594,7 @@ void np_rt_free(np_rt *rt)
 	for (int i = 0; i < 8; i++)
 		free(rt->scratch[i]);
 	free(rt->fallback_logged);
+	free(rt->watch);
 	if (rt->stream)
 		dnnl_stream_destroy(rt->stream);
 	if (rt->engine)
@@ -650,7 +663,9 @@ static np_status np_bind_input(np_rtensor *t, const np_value *v,
 	return NP_OK;
 }
 
-static np_status np_alloc_tensor(np_rtensor *t, const np_xnode *x, np_error *err)
+/* Checks an output's inferred shape and sets nelem; the buffer comes
+ * later (np_alloc_data), when the planner knows whether it is needed. */
+static np_status np_size_tensor(np_rtensor *t, const np_xnode *x, np_error *err)
 {
 	int64_t n = 1;
 	for (int i = 0; i < t->rank; i++) {
@@ -668,10 +683,16 @@ static np_status np_alloc_tensor(np_rtensor *t, const np_xnode *x, np_error *err
 		return np_rt_fail_node(err, NP_ERR_INVALID, x, "output '%s' is too large",
 		                       t->name);
 	t->nelem = n;
-	t->data = np_aligned((size_t)n * es);
+	return NP_OK;
+}
+
+static np_status np_alloc_data(np_rtensor *t, const np_xnode *x, np_error *err)
+{
+	size_t bytes = (size_t)t->nelem * np_dtype_size(t->dtype);
+	t->data = np_aligned(bytes);
 	if (!t->data)
 		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for '%s'", t->name);
-	memset(t->data, 0, (size_t)n * es);
+	memset(t->data, 0, bytes);
 	return NP_OK;
 }
 
@@ -753,10 +774,16 @@ static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
 	np_status st = x->op->infer(x, err);
 	for (int k = 0; st == NP_OK && k < n->n_outputs; k++)
 		if (x->out[k])
-			st = np_alloc_tensor(x->out[k], x, err);
+			st = np_size_tensor(x->out[k], x, err);
 	if (st != NP_OK)
 		return st;
 	if (all_const) {
+		/* Runs now: later nodes' infer() may read its outputs. */
+		for (int k = 0; st == NP_OK && k < n->n_outputs; k++)
+			if (x->out[k])
+				st = np_alloc_data(x->out[k], x, err);
+		if (st != NP_OK)
+			return st;
 		x->folded = true;
 		if (x->op->prepare && (st = x->op->prepare(x, rt, err)) != NP_OK)
 			return st;
@@ -776,7 +803,7 @@ static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
 		if (t && any_grad && t->dtype == NP_FLOAT)
 			t->needs_grad = true;   /* buffer: np_plan_grads() */
 	}
-	return NP_OK;             /* prepared after np_plan_layouts() */
+	return NP_OK;             /* buffers: np_plan_buffers() */
 }
 
 /* ------------------------------------------------------------ layouts */
@@ -895,6 +922,113 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 	return NP_OK;
 }
 
+/* ---------------------------------------------------- in place, buffers */
+
+/* Is the value of input i of x dead once x has run, so x may write its
+ * output 0 over it (rt.h, PLANS)?  producer: node index by value id. */
+static bool np_inplace_ok(const np_rt *rt, const np_plan *p, const np_xnode *x,
+                          int i, const int *producer)
+{
+	const np_graph *g = rt->m->graph;
+	const np_rtensor *in = x->in[i], *out = x->out[0];
+	int id = (int)(in - p->t), src = producer[id];
+	/* Its producer's backward must not want it back, and x must be its
+	 * only reader (x's own backward does not read it: np_op.inplace). */
+	if (src < 0 || !p->x[src].op->out_overwritable || in->n_consumers != 1)
+		return false;
+	if (in->is_const || in->is_param || in->borrowed ||
+	    g->values[id]->is_output || g->values[out - p->t]->is_output)
+		return false;
+	if (in->dtype != out->dtype || in->nelem != out->nelem || in->nelem == 0)
+		return false;
+	return in->blocked == out->blocked &&
+	       (!in->blocked || dnnl_memory_desc_equal(&in->md, &out->md));
+}
+
+/* The input whose buffer x's output 0 takes over, or NULL: allocate.
+ * The first of the op's candidates whose value is dead and not watched. */
+static np_rtensor *np_inplace_source(const np_rt *rt, np_plan *p,
+                                     const np_xnode *x, const int *producer)
+{
+	unsigned may = x->op->inplace && x->n_out > 0 && x->out[0]
+	               ? x->op->inplace(x) : 0;
+	for (int i = 0; i < x->n_in && i < 32; i++) {
+		if (!(may >> i & 1u) || !x->in[i] || !np_inplace_ok(rt, p, x, i, producer))
+			continue;
+		int id = (int)(x->in[i] - p->t);
+		if (rt->watch[id] == 0)
+			return x->in[i];
+		p->kept_by_watch[id] = true;
+	}
+	return NULL;
+}
+
+/* Buffers of the values computed at run time, in graph order: each
+ * output gets its own, or its input's when it may run in place. */
+static np_status np_plan_buffers(np_rt *rt, np_plan *p, np_error *err)
+{
+	int *producer = malloc(sizeof(int) * ((size_t)p->n_t + 1));
+	p->kept_by_watch = calloc((size_t)p->n_t + 1, sizeof(bool));
+	if (!producer || !p->kept_by_watch) {
+		free(producer);
+		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+	}
+	for (int i = 0; i < p->n_t; i++)
+		producer[i] = -1;
+	np_status st = NP_OK;
+	for (int i = 0; st == NP_OK && i < p->n_x; i++) {
+		np_xnode *x = &p->x[i];
+		if (x->folded)
+			continue;
+		np_rtensor *src = np_inplace_source(rt, p, x, producer);
+		if (src) {
+			x->out[0]->data = src->data;
+			x->out[0]->in_place = true;
+			src->overwritten = true;
+			p->n_in_place++;
+		}
+		for (int k = 0; st == NP_OK && k < x->n_out; k++) {
+			if (!x->out[k])
+				continue;
+			producer[x->out[k] - p->t] = i;
+			if (!x->out[k]->in_place)
+				st = np_alloc_data(x->out[k], x, err);
+		}
+	}
+	free(producer);
+	return st;
+}
+
+/* Would plan p make the same in-place choices under the current watches?
+ * A watched value must not be overwritten, and a value kept only for a
+ * watch taken back since would waste its buffer. */
+static bool np_plan_watch_matches(const np_rt *rt, const np_plan *p)
+{
+	for (int i = 0; i < p->n_t && i < rt->n_watch; i++) {
+		bool w = rt->watch[i] > 0;
+		if ((w && p->t[i].overwritten) || (!w && p->kept_by_watch[i]))
+			return false;
+	}
+	return true;
+}
+
+np_status np_rt_watch(np_rt *rt, const char *name, np_error *err)
+{
+	np_value *v = name ? np_graph_find(rt->m->graph, name) : NULL;
+	if (!v || v->id >= rt->n_watch)
+		return np_fail(err, NP_ERR_INVALID, "the model has no value '%s' to watch",
+		               name ? name : "(null)");
+	rt->watch[v->id]++;
+	return NP_OK;
+}
+
+void np_rt_unwatch(np_rt *rt, const char *name)
+{
+	np_value *v = name ? np_graph_find(rt->m->graph, name) : NULL;
+	if (v && v->id < rt->n_watch && rt->watch[v->id] > 0)
+		rt->watch[v->id]--;
+}
+
 static np_status np_plan_signature(np_rt *rt, np_plan *p, const np_rt_input *in,
                                    int n_in)
 {
@@ -943,7 +1077,7 @@ static bool np_plan_matches(const np_rt *rt, const np_plan *p,
 		if (s->values && memcmp(s->values, x->data, s->nbytes) != 0)
 			return false;
 	}
-	return true;
+	return np_plan_watch_matches(rt, p);
 }
 
 /* ------------------------------------------------------ gradient buffers */
@@ -1042,7 +1176,7 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	 * all (free(NULL) is harmless) after a failure part-way. */
 	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
 		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
-		p->bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
+		p->grad_bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
 		p->n_grad_bufs++;
 		all &= p->grad_bufs[k] != NULL;
 	}
@@ -1090,6 +1224,8 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	if (st == NP_OK && rt->block > 0)
 		st = np_plan_layouts(rt, p, err);
 	if (st == NP_OK)
+		st = np_plan_buffers(rt, p, err);
+	if (st == NP_OK)
 		st = np_plan_grads(rt, p, err);
 	rt->building = p;
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
@@ -1106,9 +1242,27 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	}
 	p->plain_nodes = NULL;
 	for (int i = 0; i < p->n_t; i++)
-		if (!p->t[i].is_param && !p->t[i].borrowed && p->t[i].data)
+		if (!p->t[i].is_param && !p->t[i].borrowed && !p->t[i].in_place &&
+		    p->t[i].data)
 			p->bytes += (size_t)p->t[i].nelem * np_dtype_size(p->t[i].dtype);
+	p->bytes += p->grad_bytes;
 	return p;
+}
+
+/* -v: what a new plan holds, for reading a run's memory. */
+static void np_plan_say(const np_plan *p)
+{
+	char shape[160];
+	size_t o = 0;
+	for (int i = 0; p->sig[i].rank >= 0 && o < sizeof shape - 48; i++)
+		for (int d = 0; d < p->sig[i].rank && o < sizeof shape - 48; d++)
+			o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%lld",
+			                      d ? "x" : i ? ", " : "", (long long)p->sig[i].dims[d]);
+	shape[o] = 0;
+	fprintf(stderr, "nepenc: runtime: plan for %s: %.1f MiB of activations "
+	        "(%d written in place), %.1f MiB of gradients in %d buffers\n", shape,
+	        (double)(p->bytes - p->grad_bytes) / 1048576.0, p->n_in_place,
+	        (double)p->grad_bytes / 1048576.0, p->n_grad_bufs);
 }
 
 /* Builds the plan; when an op found only a reference kernel for a blocked
@@ -1139,6 +1293,19 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 
 /* ---------------------------------------------------------- executing */
 
+/* Hands the pages of freed plans back to the system.  glibc raises its
+ * mmap threshold to the size of a freed mmapped block (up to 32 MiB), so
+ * after one plan is freed the next plan's smaller buffers come from the
+ * heap, whose freed middle glibc keeps: ResNet-18's finetune (the test
+ * set's last partial batch, then training again) kept about 220 MiB of
+ * freed plans resident. */
+static void np_release_freed(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
 static np_plan *np_rt_get_plan(np_rt *rt, const np_rt_input *in, int n_in,
                                np_error *err)
 {
@@ -1153,10 +1320,13 @@ static np_plan *np_rt_get_plan(np_rt *rt, const np_rt_input *in, int n_in,
 			np_plan_free(rt->plans[i]);
 		rt->n_plans = 0;
 		rt->cur = NULL;
+		np_release_freed();
 	}
 	np_plan *p = np_plan_build(rt, in, n_in, err);
 	if (!p)
 		return NULL;
+	if (np_rt_verbose)
+		np_plan_say(p);
 	if (rt->n_plans == NP_RT_PLANS) {
 		int lru = 0;
 		for (int i = 1; i < rt->n_plans; i++)
@@ -1300,6 +1470,8 @@ const np_rtensor *np_rt_value(const np_rt *rt, const char *name)
 	if (!rt->cur || !v)
 		return NULL;
 	np_rtensor *t = &rt->cur->t[v->id];
+	if (t->overwritten)
+		return NULL;            /* its buffer holds a later value now */
 	return t->blocked ? np_plain_view(rt, t) : t;
 }
 

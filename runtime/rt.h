@@ -22,11 +22,34 @@
  *   are freed before a new one is built, so a large model holds one
  *   batch's activations at a time.
  *
+ *   In place: an op whose np_op.inplace names inputs may write output 0
+ *   over one input's buffer, as PyTorch's inplace ReLU does (ResNet-18 at
+ *   batch 128: 392 of its 990 MiB of activations).  The planner allows it
+ *   only when the input's value is dead once the op has run: this op is
+ *   its only reader, the op's backward does not read it, its producer's
+ *   backward does not read its own outputs (np_op.out_overwritable), and
+ *   it is not a graph input or output, a parameter, a constant, or
+ *   watched.  Chains follow (BN -> Add -> Relu on one buffer).  The input
+ *   is then marked `overwritten` and np_rt_value() refuses it (NULL); the
+ *   output is marked `in_place` and owns nothing.  Results are the same
+ *   to the bit: the same kernels run on the same numbers.
+ *
+ * WATCH
+ *   A caller that reads a value by name after a run (the entropy profile
+ *   reads every rectifier's input, linearize every shape) watches it
+ *   first: np_rt_watch().  Watched values are never overwritten.  The
+ *   in-place choices are part of a plan's signature, so a cached plan is
+ *   reused only when the current watches make the same choices; training
+ *   watches nothing and gets the smaller plan.  Watches are counted:
+ *   np_rt_unwatch() undoes one np_rt_watch().
+ *
  * OWNERSHIP
  *   The np_rt owns parameters (float copies of the trainable initializers,
- *   their gradients, momentum and masks), plans, and every buffer.
- *   Tensors handed out by np_rt_output() stay valid until the next
- *   np_rt_run() or np_rt_free().  Inputs are copied.
+ *   their gradients, momentum and masks), plans, and every buffer.  In a
+ *   plan each buffer has one owner: the value that allocated it; values
+ *   written in place (`in_place`) borrow their input's.  Tensors handed
+ *   out by np_rt_output() stay valid until the next np_rt_run() or
+ *   np_rt_free().  Inputs are copied.
  *
  * LAYOUT
  *   The CPU decides: np_rt_new() asks oneDNN which layout its convolution
@@ -96,6 +119,9 @@ typedef struct np_rtensor {
 	bool needs_grad;             /* a parameter depends on it backward */
 	int grad_writes;             /* contributions so far this backward */
 	int n_consumers;             /* node inputs reading it in the plan */
+	bool in_place;               /* data is an input's buffer (PLANS) */
+	bool overwritten;            /* a consumer wrote over data in place:
+	                              * stale after the run (PLANS) */
 	bool blocked;                /* data and grad in layout md (see LAYOUT) */
 	dnnl_memory_desc_t md;       /* valid when blocked */
 	struct np_plain_view *plain; /* np_rt_value()'s plain copy, or NULL */
@@ -214,6 +240,16 @@ typedef struct np_op {
 	 * cost model (passes/cost.h) adds these up. */
 	int64_t (*flops)(const np_node *n, const np_shape *const *in, int n_in,
 	                 const np_shape *out);
+	/* In place (PLANS): the inputs whose buffer output 0 may take, bit i
+	 * for input i (the planner takes the first that is dead); 0 or NULL:
+	 * never.  forward() must work with output 0 on any of their buffers
+	 * (out[0]->data tells which), and backward() must not read their
+	 * data. */
+	unsigned (*inplace)(const np_xnode *x);
+	/* backward() reads no output's data (gradients only), so a consumer
+	 * may overwrite the outputs in place.  false for ops whose backward
+	 * uses y (Relu, Sigmoid, Softmax...) and for any op not checked. */
+	bool out_overwritable;
 } np_op;
 
 /* Most ops have no weight: the defaults for their definitions. */
@@ -332,11 +368,18 @@ np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
 int np_rt_n_outputs(const np_rt *rt);
 const np_rtensor *np_rt_output(const np_rt *rt, int i);
 /* Any value of the current plan by name (e.g. a rectifier's input for
- * entropy profiling), NULL if absent (or out of memory).  Every value
- * keeps its own buffer for the plan's life (backward needs the
- * activations anyway).  Always plain: a blocked value is reordered into a
- * plain copy (without grad), valid until the next np_rt_run(). */
+ * entropy profiling), NULL if absent, overwritten in place by its
+ * consumer (watch it first: WATCH), or out of memory.  Always plain: a
+ * blocked value is reordered into a plain copy (without grad), valid
+ * until the next np_rt_run(). */
 const np_rtensor *np_rt_value(const np_rt *rt, const char *name);
+
+/* Keep value `name` readable by np_rt_value() after every later run (see
+ * WATCH); an error if the model has no such value.  np_rt_unwatch()
+ * takes one watch back (none left: nothing happens).  The plan of the
+ * next np_rt_run() follows; the current one stays as it is. */
+np_status np_rt_watch(np_rt *rt, const char *name, np_error *err);
+void np_rt_unwatch(np_rt *rt, const char *name);
 
 /* Does the current plan keep this value in a blocked layout (LAYOUT)? */
 bool np_rt_value_blocked(const np_rt *rt, const char *name);

@@ -8,6 +8,9 @@
  * np_rt_backward(); the numeric one re-runs the forward pass with each
  * (sampled) weight moved by +-h.  Inputs are drawn away from kinks (ReLU
  * at 0, Clip bounds, MaxPool ties) so both agree to float precision.
+ * The kink check reads a rectifier's input, so it runs on a plan that
+ * watches it (runtime/rt.h, WATCH); the gradients then come from the plan
+ * training gets, with Relu and Add writing over their inputs in place.
  *
  * One TAP line per (case, parameter). */
 #include <math.h>
@@ -42,6 +45,12 @@ typedef struct gc {
 	/* Values the planner must keep in nChw16c (runtime/rt.h, LAYOUT). */
 	const char *blocked[4];
 	int n_blocked;
+	/* Unwatched, values a consumer must write over in place, and values
+	 * it must not (runtime/rt.h, PLANS). */
+	const char *inplace[4];
+	int n_inplace;
+	const char *kept[4];
+	int n_kept;
 } gc;
 
 static double urand(gc *c)
@@ -189,7 +198,11 @@ static bool kink_clear(gc *c, np_rt *rt)
 	if (!c->kink_value)
 		return true;
 	const np_rtensor *t = np_rt_value(rt, c->kink_value);
-	if (!t || t->dtype != NP_FLOAT)
+	if (!t) {      /* watched: never written over */
+		ok(0, "%s readable after a run that watches it", c->kink_value);
+		return true;
+	}
+	if (t->dtype != NP_FLOAT)
 		return true;
 	for (int64_t i = 0; i < t->nelem; i++)
 		for (int k = 0; k < c->n_kinks; k++)
@@ -333,6 +346,34 @@ static bool np_plain_layout(void)
 	return e && *e && strcmp(e, "0") != 0;
 }
 
+/* The first training run, watching the kink value for kink_clear. */
+static bool first_runs(gc *c, np_rt *rt, np_error *err)
+{
+	if (c->kink_value && np_rt_watch(rt, c->kink_value, err) != NP_OK)
+		return false;
+	return np_rt_run(rt, NULL, 0, NP_RT_TRAIN, err) == NP_OK;
+}
+
+/* The watch taken back, a run on training's plan: the values the case
+ * names are written over in place or kept. */
+static bool unwatched_run(const char *what, gc *c, np_rt *rt, np_error *err)
+{
+	if (c->kink_value)
+		np_rt_unwatch(rt, c->kink_value);
+	if (np_rt_run(rt, NULL, 0, NP_RT_TRAIN, err) != NP_OK) {
+		ok(0, "%s: runtime error unwatched: %s", what, err->msg);
+		return false;
+	}
+	for (int i = 0; i < c->n_inplace; i++)
+		ok(np_rt_value(rt, c->inplace[i]) == NULL,
+		   "%s: %s written over in place (np_rt_value refuses it)", what,
+		   c->inplace[i]);
+	for (int i = 0; i < c->n_kept; i++)
+		ok(np_rt_value(rt, c->kept[i]) != NULL,
+		   "%s: %s not written over (a backward reads it)", what, c->kept[i]);
+	return true;
+}
+
 /* Build with seeds 1, 2, ... until the kink values keep their margin,
  * then check every trainable parameter. */
 static void gradcheck(const char *what, int opset, void (*build)(gc *))
@@ -354,7 +395,7 @@ static void gradcheck(const char *what, int opset, void (*build)(gc *))
 			np_model_free(c.m);
 			return;
 		}
-		if (!rt || np_rt_run(rt, NULL, 0, NP_RT_TRAIN, &err) != NP_OK) {
+		if (!rt || !first_runs(&c, rt, &err)) {
 			ok(0, "%s: runtime error: %s", what, err.msg);
 			np_rt_free(rt);
 			np_model_free(c.m);
@@ -364,6 +405,11 @@ static void gradcheck(const char *what, int opset, void (*build)(gc *))
 			np_rt_free(rt);
 			np_model_free(c.m);
 			continue;
+		}
+		if (!unwatched_run(what, &c, rt, &err)) {
+			np_rt_free(rt);
+			np_model_free(c.m);
+			return;
 		}
 		/* Blocked wherever the CPU's convolutions want a channel block
 		 * (16 on AVX-512, 8 on AVX2: both divide 16); plain on SSE4.1
@@ -709,7 +755,10 @@ static void residual(gc *c)
 	np_value *z = done(c, n);
 	c->kink_value = z->name;
 	c->n_kinks = 1;
-	set_output(c, op2(c, "Add", op1(c, "Relu", z), x));
+	np_value *r = op1(c, "Relu", z);
+	set_output(c, op2(c, "Add", r, x));
+	c->inplace[c->n_inplace++] = z->name;
+	c->kept[c->n_kept++] = r->name;    /* Relu's backward reads it */
 }
 
 /* Conv -> BN (training) -> Relu -> GlobalAveragePool -> Flatten -> Gemm. */
@@ -726,6 +775,7 @@ static void small_net(gc *c)
 	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", op1(c, "Relu", b)));
 	np_value *gin[3] = {f, P(&UNIT, 3, 5), P(&UNIT, 5)};
 	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	c->inplace[c->n_inplace++] = b->name;
 }
 
 /* What torch.onnx.export makes of two BNs with equal tensors: one
@@ -752,6 +802,10 @@ static void bn_through_identity(gc *c)
 	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", op1(c, "Relu", s)));
 	np_value *gin[3] = {f, P(&UNIT, 3, 5), P(&UNIT, 5)};
 	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	/* BN -> Add -> Relu on one buffer, as in a ResNet block */
+	c->inplace[c->n_inplace++] = b1->name;
+	c->inplace[c->n_inplace++] = s->name;
+	c->kept[c->n_kept++] = z->name;    /* BN's backward reads it */
 }
 
 /* 16 channels, so the activations between Conv, BN, Relu, Add and
@@ -778,11 +832,13 @@ static void blocked_net(gc *c)
 	np_value *in2[3] = {r, P(&small, 16, 16, 3, 3), P(&UNIT, 16)};
 	n = node(c, "Conv", in2, 3);
 	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	np_value *s = op2(c, "Add", done(c, n), r);
+	np_value *z2 = done(c, n);
+	np_value *s = op2(c, "Add", z2, r);
 	n = node(c, "AveragePool", &s, 1);   /* MaxPool: argmax ties under h */
 	ATTR_INTS(n, "kernel_shape", 2, 2);
 	ATTR_INTS(n, "strides", 2, 2);
-	np_value *m = op1(c, "Sigmoid", done(c, n));
+	np_value *a = done(c, n);
+	np_value *m = op1(c, "Sigmoid", a);
 	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", m));
 	np_value *gin[3] = {f, P(&UNIT, 16, 3), P(&UNIT, 3)};
 	set_output(c, done(c, node(c, "Gemm", gin, 3)));
@@ -790,6 +846,40 @@ static void blocked_net(gc *c)
 	c->blocked[c->n_blocked++] = r->name;
 	c->blocked[c->n_blocked++] = s->name;
 	c->blocked[c->n_blocked++] = m->name;
+	/* in place on blocked buffers too */
+	c->inplace[c->n_inplace++] = b->name;
+	c->inplace[c->n_inplace++] = z2->name;
+	c->inplace[c->n_inplace++] = a->name;
+	c->kept[c->n_kept++] = r->name;
+}
+
+/* The in-place rules (runtime/rt.h, PLANS): Relu writes over the Conv
+ * output; Sigmoid may not write over Relu's output, nor Add over
+ * Sigmoid's (their backward reads y: a wrong plan shows in the gradients
+ * here), so Add writes over its second operand; Tanh over Add's. */
+static void inplace_rules(gc *c)
+{
+	np_value *x = P(&UNIT, 2, 3, 4, 4);
+	np_value *in[2] = {x, P(&UNIT, 4, 3, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *z = done(c, n);
+	c->kink_value = z->name;
+	c->n_kinks = 1;
+	np_value *r = op1(c, "Relu", z);
+	np_value *s = op1(c, "Sigmoid", r);
+	np_value *in2[2] = {x, P(&UNIT, 4, 3, 1, 1)};
+	np_value *z2 = done(c, node(c, "Conv", in2, 2));
+	np_value *a = op2(c, "Add", s, z2);
+	np_value *t = op1(c, "Tanh", a);
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", t));
+	np_value *gin[3] = {f, P(&UNIT, 4, 3), P(&UNIT, 3)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	c->inplace[c->n_inplace++] = z->name;
+	c->inplace[c->n_inplace++] = z2->name;
+	c->inplace[c->n_inplace++] = a->name;
+	c->kept[c->n_kept++] = r->name;
+	c->kept[c->n_kept++] = s->name;
 }
 
 /* Conv -> OP(z, S[16,1,1]) -> Conv: the broadcast operand must keep the
@@ -929,6 +1019,7 @@ int main(void)
 		{"Conv-BN-Relu-GAP-Gemm", 13, small_net},
 		{"BN statistics and shift through Identity", 13, bn_through_identity},
 		{"16 channels, blocked layout", 13, blocked_net},
+		{"in place: Relu, Add, Tanh; not over Relu or Sigmoid", 13, inplace_rules},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);

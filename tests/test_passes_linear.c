@@ -143,7 +143,9 @@ static bool states_hold(const char *what, gk *k, const char *rect, const uint8_t
 	np_error err = {0};
 	np_node *r = gk_find_node(k->g, rect);
 	np_rt *rt = r ? np_rt_new(k->m, 1, &err) : NULL;
-	bool good = rt && np_rt_run(rt, in->v, in->n, NP_RT_INFER, &err) == NP_OK;
+	/* Watched, or Relu would write over it in place (rt.h, WATCH). */
+	bool good = rt && np_rt_watch(rt, r->inputs[0]->name, &err) == NP_OK &&
+	            np_rt_run(rt, in->v, in->n, NP_RT_INFER, &err) == NP_OK;
 	const np_rtensor *z = good ? np_rt_value(rt, r->inputs[0]->name) : NULL;
 	good = z && z->rank >= 2 && z->dims[1] == C;
 	int64_t inner = 1;

@@ -7,7 +7,9 @@
  * Both convolutions by 1 and products with the identity are exact in
  * float, so z hits 0 and 6 exactly where the inputs do: that is what the
  * don't-care cases need.  Every run is repeated with several batch sizes
- * and thread counts, which must not change an integer count. */
+ * and thread counts, which must not change an integer count.  A third
+ * graph puts a Conv after the Relu, which then writes over z in place
+ * unless z is watched (runtime/rt.h, PLANS and WATCH). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +83,21 @@ static np_model *conv_relu(void)
 	                           (float[]){1, -1, 0})};
 	np_value *z = add_node(m, "Conv", "conv", in, 2);
 	set_output(m, add_node(m, "Relu", "relu", &z, 1));
+	return m;
+}
+
+/* conv_relu, its Relu no longer the graph output: it writes over z. */
+static np_model *conv_relu_conv(void)
+{
+	np_value *x;
+	np_model *m = new_model(&x);
+	np_value *in[2] = {x, init(m, "W", 4, (int64_t[]){3, 1, 1, 1},
+	                           (float[]){1, -1, 0})};
+	np_value *z = add_node(m, "Conv", "conv", in, 2);
+	np_value *r = add_node(m, "Relu", "relu", &z, 1);
+	np_value *in2[2] = {r, init(m, "W2", 4, (int64_t[]){1, 3, 1, 1},
+	                            (float[]){1, 1, 1})};
+	set_output(m, add_node(m, "Conv", "conv2", in2, 2));
 	return m;
 }
 
@@ -270,6 +287,63 @@ static void test_removable_zero(void)
 	np_model_free(m);
 }
 
+/* z of conv_relu_conv for conv_x, by hand: channel c is W[c] * x. */
+static bool z_is_conv_x(const np_rtensor *z)
+{
+	static const float w[3] = {1, -1, 0};
+	if (!z || z->nelem != 12)
+		return false;
+	for (int n = 0; n < 2; n++)
+		for (int c = 0; c < 3; c++)
+			for (int s = 0; s < 2; s++)
+				if (((const float *)z->data)[(n * 3 + c) * 2 + s] !=
+				    w[c] * conv_x[n * 2 + s])
+					return false;
+	return true;
+}
+
+/* The profile reads z, which the Relu would write over in place: it
+ * watches z while it runs and gives the watch back after, so training
+ * gets the in-place plan again. */
+static void test_in_place(void)
+{
+	np_error err = {0};
+	np_model *m = conv_relu_conv();
+	np_dataset d = {.n = 2, .rank = 3, .dims = {1, 1, 2}, .example_size = 2,
+	                .x = conv_x};
+	np_layers ls = {0};
+	np_profile p = {0};
+	np_profile_opts o = {.batch = 128, .quiet = true};
+	np_rt *rt = np_rt_new(m, 1, &err);
+	bool good = rt && np_find_layers(m, &ls, &err) == NP_OK &&
+	            np_profile_run(rt, &ls, &d, &o, &p, &err) == NP_OK;
+	const np_layer_profile *lp = good && p.n == 1 ? &p.l[0] : NULL;
+	ok(lp && lp->neurons == 3 && COUNTS(lp, 0, 1, 1, 2) &&
+	   COUNTS(lp, 1, 1, 2, 1) && COUNTS(lp, 2, 4, 0, 0),
+	   "in place: the profile reads z, exact counts%s%s", err.msg[0] ? ": " : "",
+	   err.msg);
+	np_rt_input in = {.name = "x", .dtype = NP_FLOAT, .rank = 4,
+	                  .dims = {2, 1, 1, 2}, .data = conv_x};
+	good = good && np_rt_run(rt, &in, 1, NP_RT_TRAIN, &err) == NP_OK;
+	ok(good && !np_rt_value(rt, "conv_out") && np_rt_value(rt, "relu_out"),
+	   "in place: after the profile z is not watched: Relu writes over it, "
+	   "np_rt_value refuses it");
+	good = good && np_rt_watch(rt, "conv_out", &err) == NP_OK &&
+	       np_rt_run(rt, &in, 1, NP_RT_TRAIN, &err) == NP_OK;
+	ok(good && z_is_conv_x(np_rt_value(rt, "conv_out")),
+	   "in place: watched, z reads back as computed by hand");
+	np_rt_unwatch(rt, "conv_out");
+	good = good && np_rt_run(rt, &in, 1, NP_RT_TRAIN, &err) == NP_OK;
+	ok(good && !np_rt_value(rt, "conv_out"),
+	   "in place: unwatched again, the in-place plan again");
+	ok(np_rt_watch(rt, "no_such_value", &err) == NP_ERR_INVALID,
+	   "in place: watching a value the model lacks is an error");
+	np_rt_free(rt);
+	np_profile_free(&p);
+	np_layers_free(&ls);
+	np_model_free(m);
+}
+
 int main(void)
 {
 	test_conv_relu(false);
@@ -277,5 +351,6 @@ int main(void)
 	test_gemm_clip(false);
 	test_gemm_clip(true);
 	test_removable_zero();
+	test_in_place();
 	return done_testing();
 }

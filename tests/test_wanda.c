@@ -109,7 +109,8 @@ static bool ref_from_runtime(np_model *m, const np_dataset *d, const char *name,
 	np_rt_input in = {.name = "x", .dtype = NP_FLOAT, .rank = d->rank + 1, .data = d->x};
 	in.dims[0] = d->n;
 	memcpy(in.dims + 1, d->dims, sizeof(int64_t) * (size_t)d->rank);
-	bool good = rt && np_rt_run(rt, &in, 1, NP_RT_INFER, &err) == NP_OK;
+	bool good = rt && np_rt_watch(rt, name, &err) == NP_OK &&
+	            np_rt_run(rt, &in, 1, NP_RT_INFER, &err) == NP_OK;
 	const np_rtensor *t = good ? np_rt_value(rt, name) : NULL;
 	if (t)
 		ref_norms(t->data, d->n, C, S, out);

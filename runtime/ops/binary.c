@@ -268,6 +268,10 @@ static np_status bin_try_dnnl(np_xnode *x, np_rt *rt, bin_state *s,
 	const np_rtensor *a = x->in[0], *b = x->in[1], *out = x->out[0];
 	if (a->dtype != NP_FLOAT || s->kind > BIN_DIV || out->nelem == 0)
 		return NP_OK;
+	/* Written over b in place (bin_inplace): b is src0.  b + a is a + b
+	 * to the bit. */
+	if (out->in_place && out->data == b->data)
+		return bin_make_dnnl(x, rt, s, b, a, err);
 	if (same_dims(a, out))
 		return bin_make_dnnl(x, rt, s, a, b, err);
 	if (same_dims(b, out) && (s->kind == BIN_ADD || s->kind == BIN_MUL))
@@ -574,6 +578,19 @@ static np_status bin_backward(np_xnode *x, np_rt *rt, np_error *err)
 	return NP_OK;
 }
 
+/* Add's backward reads no operand (its terms are dy), and oneDNN's
+ * binary writes dst over src0: the output may take the buffer of either
+ * operand of its shape (rt.h, PLANS), which bin_try_dnnl then makes src0.
+ * Sub's loops still load the first operand, so it stays out. */
+static unsigned bin_inplace(const np_xnode *x)
+{
+	const np_rtensor *a = x->in[0], *b = x->in[1], *out = x->out[0];
+	if (bin_kind_of(x) != BIN_ADD || a->dtype != NP_FLOAT || out->nelem == 0)
+		return 0;
+	return (same_dims(a, out) ? 1u : 0u) | (same_dims(b, out) ? 2u : 0u);
+}
+
+/* Backward reads the operands and dy, never y: out_overwritable. */
 #define BIN_OP(sym, op_name, op_flags, trained, trained_nonscalar) \
 	const np_op sym = { .name = op_name, .infer = bin_infer, \
 	                    .prepare = bin_prepare, .forward = bin_forward, \
@@ -581,7 +598,8 @@ static np_status bin_backward(np_xnode *x, np_rt *rt, np_error *err)
 	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
 	                    NP_OP_NO_WEIGHT, .trainable = trained, \
 	                    .trainable_nonscalar = trained_nonscalar, \
-	                    .flops = np_flops_per_element };
+	                    .flops = np_flops_per_element, \
+	                    .inplace = bin_inplace, .out_overwritable = true };
 
 /* Add: a tensor operand is a bias (a MatMul's); Mul, Div, Pow and Sub of
  * an initializer are constants of the function (scales, exponents). */

@@ -383,4 +383,5 @@ const np_op np_op_batchnorm = {
 	.trainable = 0x6,
 	.state = 0x18,               /* input_mean, input_var */
 	.flops = bn_flops,
+	.out_overwritable = true,    /* backward: X, statistics, dY */
 };

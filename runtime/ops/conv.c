@@ -598,4 +598,5 @@ const np_op np_op_conv = {
 	 * operand of a linear op always was. */
 	.trainable = 0x7,
 	.flops = conv_flops,
+	.out_overwritable = true,    /* backward: X, W and dY */
 };

@@ -24,6 +24,13 @@ static const char *const elt_names[ELT_N] = {
 	"HardSigmoid", "HardSwish", "Erf", "Sqrt", "Gelu"
 };
 
+/* Kinds whose derivative is a function of y alone: elt_fn_of gives them
+ * the *_use_dst_for_bwd algorithm, so backward never reads x. */
+static bool elt_bwd_from_dst(elt_kind k)
+{
+	return k == ELT_RELU || k == ELT_SIGMOID || k == ELT_TANH || k == ELT_SQRT;
+}
+
 /* The oneDNN function of an op: alg 0 means a hand-written loop. */
 typedef struct elt_fn {
 	elt_kind kind;
@@ -89,6 +96,7 @@ static np_status elt_fn_of(const np_xnode *x, elt_fn *fn, np_error *err)
 	const np_node *n = x->node;
 	memset(fn, 0, sizeof *fn);
 	fn->kind = elt_kind_of(x);
+	/* The kinds of elt_bwd_from_dst get the *_use_dst_for_bwd algs. */
 	switch (fn->kind) {
 	case ELT_RELU: fn->alg = dnnl_eltwise_relu_use_dst_for_bwd; break;
 	case ELT_LEAKYRELU:
@@ -271,6 +279,13 @@ static np_status elt_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	return s->fn.alg ? elt_build(x, rt, s, err) : NP_OK;
 }
 
+/* y may be written over x (rt.h, PLANS) when backward reads y only:
+ * oneDNN's eltwise runs in place, and y is what backward keeps. */
+static unsigned elt_inplace(const np_xnode *x)
+{
+	return elt_bwd_from_dst(elt_kind_of(x)) ? 1u : 0u;
+}
+
 static void elt_destroy(np_xnode *x)
 {
 	elt_state *s = x->state;
@@ -444,20 +459,23 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 	return st;
 }
 
-#define ELT_OP(sym, op_name, op_flags) \
+/* y_free: backward does not read y (np_op.out_overwritable): the ops
+ * whose derivative comes from x (elt_bwd_from_dst false). */
+#define ELT_OP(sym, op_name, op_flags, y_free) \
 	const np_op sym = { .name = op_name, .infer = elt_infer, \
 	                    .prepare = elt_prepare, .forward = elt_forward, \
 	                    .backward = elt_backward, .destroy = elt_destroy, \
 	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
-	                    NP_OP_NO_WEIGHT, .flops = np_flops_per_element };
+	                    NP_OP_NO_WEIGHT, .flops = np_flops_per_element, \
+	                    .inplace = elt_inplace, .out_overwritable = y_free };
 
-ELT_OP(np_op_relu, "Relu", NP_OPF_RECTIFIER)
-ELT_OP(np_op_leakyrelu, "LeakyRelu", NP_OPF_RECTIFIER)
-ELT_OP(np_op_clip, "Clip", NP_OPF_RECTIFIER)
-ELT_OP(np_op_sigmoid, "Sigmoid", 0)
-ELT_OP(np_op_tanh, "Tanh", 0)
-ELT_OP(np_op_hardsigmoid, "HardSigmoid", 0)
-ELT_OP(np_op_hardswish, "HardSwish", 0)
-ELT_OP(np_op_erf, "Erf", 0)
-ELT_OP(np_op_sqrt, "Sqrt", 0)
-ELT_OP(np_op_gelu, "Gelu", NP_OPF_RECTIFIER)
+ELT_OP(np_op_relu, "Relu", NP_OPF_RECTIFIER, false)
+ELT_OP(np_op_leakyrelu, "LeakyRelu", NP_OPF_RECTIFIER, true)
+ELT_OP(np_op_clip, "Clip", NP_OPF_RECTIFIER, true)
+ELT_OP(np_op_sigmoid, "Sigmoid", 0, false)
+ELT_OP(np_op_tanh, "Tanh", 0, false)
+ELT_OP(np_op_hardsigmoid, "HardSigmoid", 0, true)
+ELT_OP(np_op_hardswish, "HardSwish", 0, true)
+ELT_OP(np_op_erf, "Erf", 0, true)
+ELT_OP(np_op_sqrt, "Sqrt", 0, false)
+ELT_OP(np_op_gelu, "Gelu", NP_OPF_RECTIFIER, true)

@@ -504,6 +504,7 @@ const np_op np_op_gemm = {
 	.weight_geom = gemm_weight_geom,
 	.trainable = 0x7,            /* A too, as for Conv's X */
 	.flops = gemm_flops,
+	.out_overwritable = true,   /* backward: A, B, dY */
 };
 
 /* ============================================================= MatMul */
@@ -830,4 +831,5 @@ const np_op np_op_matmul = {
 	.weight_geom = matmul_weight_geom,
 	.trainable = 0x3,
 	.flops = matmul_flops,
+	.out_overwritable = true,   /* backward: A, B, dY */
 };

@@ -346,6 +346,7 @@ const np_op np_op_maxpool = {
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
 	NP_OP_NO_WEIGHT,
+	.out_overwritable = true,    /* backward: dY and the workspace */
 };
 
 const np_op np_op_averagepool = {
@@ -357,6 +358,7 @@ const np_op np_op_averagepool = {
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
 	NP_OP_NO_WEIGHT,
+	.out_overwritable = true,    /* backward: dY and the workspace */
 };
 
 const np_op np_op_globalaveragepool = {
@@ -368,4 +370,5 @@ const np_op np_op_globalaveragepool = {
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
 	NP_OP_NO_WEIGHT,
+	.out_overwritable = true,    /* backward: dY and the workspace */
 };

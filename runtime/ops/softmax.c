@@ -201,4 +201,5 @@ const np_op np_op_softmax = {
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
 	.flops = np_flops_per_element,
+	/* out_overwritable false:  backward reads y  */
 };
