@@ -12,3 +12,10 @@ tests_test_image_SOURCES = tests/test_image.c tests/tap.h
 tests_test_image_LDADD = $(NP_LIBS)
 TESTS += tests/test_image
 EXTRA_DIST += tests/make-preprocess-fixtures.py
+
+# folder: end to end (issue 14): a Fashion-MNIST PNG/JPEG folder
+# (tests/make-image-folder.py, python3-pil) against IDX, streaming,
+# --classes, and the hostile images.
+TESTS += tests/folder.test
+dist_check_SCRIPTS += tests/folder.test
+EXTRA_DIST += tests/make-image-folder.py
