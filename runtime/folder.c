@@ -90,6 +90,8 @@ static int np_cmp_off(const void *a, const void *b)
  * no context argument; listing runs in the loading thread only. */
 static void np_names_sort(np_names *l, int64_t from)
 {
+	if (l->n - from < 2)
+		return;
 	np_sort_list = l;
 	qsort(l->off + from, (size_t)(l->n - from), sizeof *l->off, np_cmp_off);
 	np_sort_list = NULL;
