@@ -122,7 +122,8 @@ static bool np_is_image_name(const char *name)
 }
 
 /* The entries of folder path (relative rel) into dirs (sub-folders, as
- * rel paths) and files (image names, as rel paths). */
+ * rel paths) and files (image names, as rel paths); either may be NULL
+ * when not wanted. */
 static np_status np_list_dir(const char *path, const char *rel, np_names *dirs,
                              np_names *files, np_error *err)
 {
@@ -145,7 +146,7 @@ static np_status np_list_dir(const char *path, const char *rel, np_names *dirs,
 			break;
 		}
 		bool dir = np_is_dir(full);
-		np_names *to = dir ? dirs : np_is_image_name(e->d_name) ? files : NULL;
+		np_names *to = dir ? dirs : files && np_is_image_name(e->d_name) ? files : NULL;
 		if (to && !np_names_add(to, r))
 			st = np_fail(err, NP_ERR_NOMEM, "out of memory listing %s", path);
 	}
@@ -158,11 +159,12 @@ static np_status np_list_dir(const char *path, const char *rel, np_names *dirs,
 static np_status np_walk_class(const char *dir, const char *cls, np_names *out,
                                np_error *err)
 {
-	np_names dirs = {0}, files = {0};
+	np_names dirs = {0};
 	char path[NP_PATH_BUF];
 	np_status st = np_names_add(&dirs, cls) ? NP_OK
 	             : np_fail(err, NP_ERR_NOMEM, "out of memory");
-	/* Breadth first over every folder, then one sort by path. */
+	/* Breadth first over every folder, then one sort by path; then the
+	 * files of each folder in that order. */
 	for (int64_t i = 0; st == NP_OK && i < dirs.n; i++) {
 		const char *rel = np_name(&dirs, i);
 		int depth = 0;
@@ -177,23 +179,16 @@ static np_status np_walk_class(const char *dir, const char *cls, np_names *out,
 		snprintf(path, sizeof path, "%s/%s", dir, rel);
 		char relcopy[NP_PATH_BUF];
 		snprintf(relcopy, sizeof relcopy, "%s", rel);   /* dirs may move */
-		st = np_list_dir(path, relcopy, &dirs, &files, err);
+		st = np_list_dir(path, relcopy, &dirs, NULL, err);
 	}
 	np_names_sort(&dirs, 0);
 	for (int64_t i = 0; st == NP_OK && i < dirs.n; i++) {
-		np_names one = {0};
+		int64_t from = out->n;
 		snprintf(path, sizeof path, "%s/%s", dir, np_name(&dirs, i));
-		np_names sub = {0};
-		st = np_list_dir(path, np_name(&dirs, i), &sub, &one, err);
-		np_names_sort(&one, 0);
-		for (int64_t k = 0; st == NP_OK && k < one.n; k++)
-			if (!np_names_add(out, np_name(&one, k)))
-				st = np_fail(err, NP_ERR_NOMEM, "out of memory");
-		np_names_free(&one);
-		np_names_free(&sub);
+		st = np_list_dir(path, np_name(&dirs, i), NULL, out, err);
+		np_names_sort(out, from);
 	}
 	np_names_free(&dirs);
-	np_names_free(&files);
 	return st;
 }
 
@@ -237,9 +232,8 @@ static np_status np_read_classes(const char *file, np_names *cls, np_error *err)
 static np_status np_list_classes(const char *dir, const char *file,
                                  np_names *cls, np_error *err)
 {
-	np_names sub = {0}, files = {0};
-	np_status st = np_list_dir(dir, "", &sub, &files, err);
-	np_names_free(&files);
+	np_names sub = {0};
+	np_status st = np_list_dir(dir, "", &sub, NULL, err);
 	np_names_sort(&sub, 0);
 	if (st == NP_OK && !file) {
 		*cls = sub;
