@@ -148,7 +148,6 @@ def main():
             "npy": b"npy:x.npy,y.npy",
             "cifar": b"cifar10:/nonexistent/cifar",
             "pb": b"pb:/nonexistent/set",
-            "folder": b"folder:/nonexistent/images",
         },
         "fuzz_image": image_seeds(),
     }
