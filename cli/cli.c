@@ -36,6 +36,7 @@ enum {
 	OPT_ZETA, OPT_THETA, OPT_MAX_ITER, OPT_BACKOFF, OPT_ENTROPY_EPS, OPT_METHOD,
 	OPT_CRITERION, OPT_FOLD, OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
 	OPT_REPORT, OPT_PLOT, OPT_CONFIG, OPT_DEPFILE,
+	OPT_RESIZE, OPT_CROP, OPT_CLASSES, OPT_SKIP_BAD_IMAGES, OPT_WORKERS,
 	OPT_END
 };
 
@@ -71,6 +72,11 @@ static const np_opt np_opts[] = {
 	{{"limit", required_argument, NULL, OPT_LIMIT}, C_DATA},
 	{{"batch", required_argument, NULL, OPT_BATCH}, C_DATA},
 	{{"threads", required_argument, NULL, OPT_THREADS}, C_DATA},
+	{{"resize", required_argument, NULL, OPT_RESIZE}, C_DATA},
+	{{"crop", required_argument, NULL, OPT_CROP}, C_DATA},
+	{{"classes", required_argument, NULL, OPT_CLASSES}, C_DATA},
+	{{"skip-bad-images", no_argument, NULL, OPT_SKIP_BAD_IMAGES}, C_DATA},
+	{{"workers", required_argument, NULL, OPT_WORKERS}, C_DATA},
 	{{"seed", required_argument, NULL, OPT_SEED}, C_TRAIN},
 	{{"epochs", required_argument, NULL, OPT_EPOCHS}, C_TRAIN},
 	{{"lr", required_argument, NULL, OPT_LR}, C_TRAIN},
@@ -151,7 +157,8 @@ void np_cli_help(FILE *out)
 "                         (model.onnx -> model.nepenc.xml) beside the model,\n"
 "                         else ./nepenc.xml, if there is one\n"
 "\n"
-"Data (SPEC: idx:IMAGES[,LABELS]  cifar10:DIR  npy:X.npy[,Y.npy]  pb:DIR):\n"
+"Data (SPEC: idx:IMAGES[,LABELS]  cifar10:DIR  npy:X.npy[,Y.npy]  pb:DIR\n"
+"      folder:DIR, PNG/JPEG images in one sub-folder per class):\n"
 "      --data SPEC        training data (eval: the data to score)\n"
 "      --val SPEC         validation data (default: the last 1/12 of --data)\n"
 "      --test SPEC        test data, scored at the end only\n"
@@ -161,6 +168,15 @@ void np_cli_help(FILE *out)
 "      --limit N          use only the first N examples\n"
 "      --batch N          batch size (default 128)\n"
 "      --threads N        threads (default: all cores)\n"
+"\n"
+"Image folders (as torchvision: Resize, CenterCrop, ToTensor, Normalize):\n"
+"      --resize N         scale the shorter side to N pixels (bilinear)\n"
+"      --crop N           centre N x N crop (random when --augment is on)\n"
+"      --classes FILE     class names in label order, one a line\n"
+"                         (default: the sub-folders sorted by name)\n"
+"      --skip-bad-images  leave out images that do not decode (a first\n"
+"                         pass decodes every one), and say how many\n"
+"      --workers N        decoding threads (default: one per core)\n"
 "\n"
 "Training:\n"
 "      --epochs N         epochs (default 1)\n"
@@ -337,6 +353,17 @@ static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
 	case OPT_PLOT: c->plot = arg; return true;
 	case OPT_CONFIG: c->config = arg; return true;
 	case OPT_DEPFILE: c->depfile = arg; return true;
+	case OPT_CLASSES: c->dopts.classes = arg; return true;
+	case OPT_SKIP_BAD_IMAGES: c->dopts.skip_bad = true; return true;
+	case OPT_RESIZE:
+		if (np_parse_int(arg, 1, 65535, &i)) { c->dopts.resize = (int)i; return true; }
+		break;
+	case OPT_CROP:
+		if (np_parse_int(arg, 1, 65535, &i)) { c->dopts.crop = (int)i; return true; }
+		break;
+	case OPT_WORKERS:
+		if (np_parse_int(arg, 1, 64, &i)) { c->dopts.workers = (int)i; return true; }
+		break;
 	case OPT_ZETA:
 		if (np_parse_double(arg, &d) && d > 0 && d < 1) { c->zeta = d; return true; }
 		break;

@@ -76,9 +76,9 @@ static np_status np_compile_load(const np_session *s, const np_cli *c,
 		st = np_predict(s->rt, &cd->train, c->batch, &cd->teacher_train, &classes, err);
 	if (st == NP_OK && !cd->val.y)
 		st = np_predict(s->rt, &cd->val, c->batch, &cd->teacher_val, &classes, err);
-	if (st == NP_OK && cd->test.x && !cd->test.y)
+	if (st == NP_OK && cd->test.spec && !cd->test.y)
 		st = np_predict(s->rt, &cd->test, c->batch, &cd->teacher_test, &classes, err);
-	cd->rd = (np_run_data){&cd->train, &cd->val, cd->test.x ? &cd->test : NULL,
+	cd->rd = (np_run_data){&cd->train, &cd->val, cd->test.spec ? &cd->test : NULL,
 	                       cd->teacher_train, cd->teacher_val, cd->teacher_test};
 	return st;
 }

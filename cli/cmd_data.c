@@ -23,6 +23,8 @@ np_status np_cmd_eval(const np_cli *c, np_error *err)
 	if (st == NP_OK && !d.y)
 		st = np_fail(err, NP_ERR_USAGE, "eval needs labelled data ('%s' has none)",
 		             c->data);
+	s.eval_progress.note = np_decode_note;
+	s.eval_progress.note_ctx = &d;
 	if (st == NP_OK)
 		st = np_evaluate(s.rt, &d, c->batch, NULL, &r, err);
 	if (st == NP_OK) {
@@ -92,7 +94,7 @@ static np_status np_teacher(const np_session *s, const np_dataset *d, const np_c
                             float **teacher, np_error *err)
 {
 	int64_t classes;
-	if (!d->x || d->y)
+	if (!d->spec || d->y)
 		return NP_OK;
 	return np_predict(s->rt, d, c->batch, teacher, &classes, err);
 }
@@ -123,15 +125,17 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 		st = np_teacher(&s, &train, c, &teacher, err);
 	if (st == NP_OK)
 		st = np_teacher(&s, &val, c, &teacher_val, err);
-	if (st == NP_OK && val.x)
+	if (st == NP_OK && val.spec)
 		st = np_top1(s.rt, &val, c->batch, teacher_val, &vs.before, err);
-	if (st == NP_OK && test.x)
+	if (st == NP_OK && test.spec)
 		st = np_top1(s.rt, &test, c->batch, NULL, &ts.before, err);
 	if (st == NP_OK) {
 		np_progress p;
 		/* stderr: --json (stdout) keeps its progress; only -q silences it. */
 		np_progress_begin(&p, "finetune", "img", c->train.batch, c->quiet);
 		p.epochs = c->train.epochs;
+		p.note = np_decode_note;
+		p.note_ctx = &train;
 		np_train_opts o = c->train;
 		np_loss_watch w = {.p = &p};
 		o.progress = np_loss_watch_step;
@@ -145,9 +149,9 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 	}
 	if (st == NP_OK)
 		st = np_rt_store(s.rt, s.m, err);
-	if (st == NP_OK && val.x)
+	if (st == NP_OK && val.spec)
 		st = np_top1(s.rt, &val, c->batch, teacher_val, &vs.after, err);
-	if (st == NP_OK && test.x)
+	if (st == NP_OK && test.spec)
 		st = np_top1(s.rt, &test, c->batch, NULL, &ts.after, err);
 	if (st == NP_OK) {
 		np_save_opts so = {.external_data = c->external_data};

@@ -22,11 +22,43 @@ void np_deps_free(np_deps *d)
 	memset(d, 0, sizeof *d);
 }
 
+/* FNV-1a. */
+static unsigned np_path_hash(const char *s)
+{
+	unsigned h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* The slot of path: where it is, or the empty one it would go to. */
+static int *np_deps_find(const np_deps *d, const char *path)
+{
+	unsigned mask = (unsigned)d->nslot - 1;
+	for (unsigned i = np_path_hash(path) & mask;; i = (i + 1) & mask)
+		if (!d->slot[i] || strcmp(d->v[d->slot[i] - 1], path) == 0)
+			return &d->slot[i];
+}
+
+/* Keep the table at most half full. */
+static void np_deps_rehash(np_deps *d)
+{
+	int n = d->nslot ? 2 * d->nslot : 64;
+	d->slot = np_arena_alloc(d->arena, (size_t)n * sizeof *d->slot);
+	memset(d->slot, 0, (size_t)n * sizeof *d->slot);
+	d->nslot = n;
+	for (int i = 0; i < d->n; i++)
+		*np_deps_find(d, d->v[i]) = i + 1;
+}
+
 void np_deps_add(np_deps *d, const char *path)
 {
-	for (int i = 0; i < d->n; i++)
-		if (strcmp(d->v[i], path) == 0)
-			return;
+	if (2 * (d->n + 1) > d->nslot)
+		np_deps_rehash(d);
+	int *slot = np_deps_find(d, path);
+	if (*slot)
+		return;
+	*slot = d->n + 1;
 	if (d->n == d->cap) {
 		int cap = d->cap ? 2 * d->cap : 16;
 		d->v = np_arena_grow(d->arena, d->v, (size_t)d->cap * sizeof *d->v,

@@ -24,6 +24,9 @@ typedef struct np_deps {
 	np_arena *arena;     /* owns the names */
 	const char **v;
 	int n, cap;
+	int *slot;           /* hash of v's indexes (+1; 0: empty), nslot a
+	                      * power of two: a folder lists thousands */
+	int nslot;
 } np_deps;
 
 void np_deps_init(np_deps *d);

@@ -43,6 +43,8 @@ static void np_collect_deps(const np_cli *c, np_deps *d)
 			np_deps_add_spec(d, c->val);
 		if (c->test)
 			np_deps_add_spec(d, c->test);
+		if (c->dopts.classes)   /* folder: data's class list */
+			np_deps_add(d, c->dopts.classes);
 	}
 	if (c->conf.path)
 		np_deps_add(d, c->conf.path);

@@ -27,6 +27,8 @@ static const char np_config_rng[] =
 static const char *const np_spec_settings[] = {"data", "val", "test", NULL};
 static const char *const np_path_settings[] = {"output", "report", "plot",
                                                "depfile", NULL};
+/* Input files: rebased the same way; reading one is no escape. */
+static const char *const np_input_settings[] = {"classes", NULL};
 
 static bool np_in(const char *s, const char *const *list)
 {
@@ -364,6 +366,8 @@ static void np_collect(np_runconfig *rc, const xmlNode *root, const char *dir,
 			v = np_rebase_spec(rc->arena, dir, v);
 		else if (np_in(o->name, np_path_settings)) {
 			o->escapes = confine && !np_path_inside(v);
+			v = np_rebase(rc->arena, dir, v, strlen(v));
+		} else if (np_in(o->name, np_input_settings)) {
 			v = np_rebase(rc->arena, dir, v, strlen(v));
 		}
 		o->value = v;

@@ -2,6 +2,8 @@
  * see session.h. */
 #include "session.h"
 
+#include <stdio.h>
+
 #include "depfile.h"
 #include "onnx_io.h"
 #include "pass.h"
@@ -52,14 +54,33 @@ np_status np_session_untie(np_session *s, const np_cli *c,
 	return np_run_passes(s->m, "untie", &ctx, err);
 }
 
+/* Images of a folder are converted to the model's channels (grey or
+ * RGB) when its input says them: [N, C, H, W] with C 1 or 3. */
+static int np_model_channels(const np_value *in)
+{
+	if (!in || !in->has_shape || in->rank != 4)
+		return 0;
+	int64_t c = in->dims[1].value;
+	return c == 1 || c == 3 ? (int)c : 0;
+}
+
 /* Load a data spec and check it fits the model. */
 np_status np_session_data(const np_session *s, const np_cli *c,
                           const char *spec, np_dataset *d, np_error *err)
 {
-	np_status st = np_data_load(spec, &c->dopts, d, err);
+	const np_value *in = np_graph_find(s->m->graph, s->input);
+	np_data_opts o = c->dopts;
+	o.channels = np_model_channels(in);
+	np_status st = np_data_load(spec, &o, d, err);
 	if (st != NP_OK)
 		return st;
-	st = np_dataset_check_input(d, np_graph_find(s->m->graph, s->input), err);
+	/* --skip-bad-images: said once, on stderr, whatever the output. */
+	if (d->skipped)
+		fprintf(stderr, "nepenc: %s: skipped %lld image%s that do%s not decode "
+		        "(first: %s)\n", spec, (long long)d->skipped,
+		        d->skipped == 1 ? "" : "s", d->skipped == 1 ? "es" : "",
+		        d->skip_note ? d->skip_note : "?");
+	st = np_dataset_check_input(d, in, err);
 	if (st == NP_OK && d->y)
 		st = np_dataset_check_labels(d, s->classes, err);
 	return st;

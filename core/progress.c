@@ -45,6 +45,8 @@ void np_progress_begin(np_progress *p, const char *what, const char *unit,
 	p->epochs = 0;
 	p->period = np_period(p->tty);
 	p->start = p->last = np_now();
+	p->note = NULL;
+	p->note_ctx = NULL;
 }
 
 /* " epoch E/N" when the steps span several epochs, else "". */
@@ -93,10 +95,13 @@ void np_progress_update(np_progress *p, int64_t done, int64_t total,
 	if (!isnan(loss))
 		snprintf(loss_text, sizeof loss_text, " loss %.4f", loss);
 	np_eta_text(eta, eta_text, sizeof eta_text);
-	fprintf(p->out, "%snepenc: %s%s %lld/%lld (%3.0f%%) %.0f %s/s%s ETA %s%s",
+	char note[64] = "";
+	if (p->note)
+		p->note(p->note_ctx, note, sizeof note);
+	fprintf(p->out, "%snepenc: %s%s %lld/%lld (%3.0f%%) %.0f %s/s%s%s ETA %s%s",
 	        p->tty ? "\r" : "", p->what, epoch, (long long)done, (long long)total,
 	        total ? 100.0 * (double)done / (double)total : 100.0,
-	        rate * (double)p->units_per_step, p->unit, loss_text, eta_text,
+	        rate * (double)p->units_per_step, p->unit, note, loss_text, eta_text,
 	        p->tty ? "\033[K" : "\n");
 	fflush(p->out);
 	p->drawn = true;
@@ -135,7 +140,12 @@ void np_progress_rt(void *ctx, int64_t done, int64_t total)
 {
 	np_progress *p = ctx;
 	if (done == 0) {
+		/* The note outlives begin: the session sets it once. */
+		void (*note)(void *, char *, size_t) = p->note;
+		void *note_ctx = p->note_ctx;
 		np_progress_begin(p, "evaluate", "img", 1, p->quiet);
+		p->note = note;
+		p->note_ctx = note_ctx;
 		return;
 	}
 	np_progress_update(p, done, total, NAN);

@@ -26,6 +26,10 @@ typedef struct np_progress {
 	 * then names the epoch, and a plain line ends every epoch. */
 	int epochs;
 	double start, last, period;
+	/* Optional, set after begin: text appended to the line (e.g. the
+	 * decoding rate of a folder, when decoding is the bottleneck). */
+	void (*note)(void *ctx, char *buf, size_t size);
+	void *note_ctx;
 } np_progress;
 
 double np_now(void);           /* monotonic seconds */

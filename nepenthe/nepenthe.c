@@ -120,6 +120,8 @@ static np_status np_finetune(np_rt *rt, const np_run_data *d,
 	np_progress p;
 	np_progress_begin(&p, what, "img", o->train.batch, o->quiet);
 	p.epochs = o->train.epochs;
+	p.note = np_decode_note;
+	p.note_ctx = (void *)d->train;
 	np_train_opts t = o->train;
 	t.seed = o->train.seed + (uint64_t)it;   /* a new shuffle each iteration */
 	np_loss_watch w = {.p = &p};

@@ -202,16 +202,16 @@ static np_status np_profile_input(const np_rt *rt, const char **name,
 	return NP_OK;
 }
 
-/* Run examples [first, first+n), count every layer and, for wanda, add
+/* Run one batch (x: n examples), count every layer and, for wanda, add
  * up the input-feature norms of the same batch. */
 static np_status np_profile_batch(np_rt *rt, const np_layers *ls,
                                   const np_dataset *d, const char *input,
-                                  int64_t first, int64_t n,
+                                  const float *x, int64_t n,
                                   const np_profile_opts *o, np_profile *p,
                                   np_error *err)
 {
 	np_rt_input in = {.name = input, .dtype = NP_FLOAT, .rank = d->rank + 1,
-	                  .data = d->x + first * d->example_size};
+	                  .data = x};
 	in.dims[0] = n;
 	memcpy(in.dims + 1, d->dims, sizeof(int64_t) * (size_t)d->rank);
 	np_status st = np_rt_run(rt, &in, 1, NP_RT_INFER, err);
@@ -269,16 +269,28 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 	int64_t B = o->batch > 0 ? o->batch : NP_PROFILE_DEFAULT_BATCH;
 	int64_t steps = (d->n + B - 1) / B;
 	np_progress pr;
+	np_batches *b = NULL;
+	st = np_batches_open(d, NULL, d->n, B, NULL, NULL, NULL, &b, err);
 	np_progress_begin(&pr, "profile", "img", B, o->quiet);
-	st = np_profile_watch(rt, ls, o->input_norms, err);
-	bool watched = st == NP_OK;
+	pr.note = np_decode_note;   /* says when decoding is what limits */
+	pr.note_ctx = (void *)d;
+	bool watched = false;
+	if (st == NP_OK) {
+		st = np_profile_watch(rt, ls, o->input_norms, err);
+		watched = st == NP_OK;
+	}
 	for (int64_t s = 0; st == NP_OK && s < steps; s++) {
-		int64_t first = s * B, n = d->n - first < B ? d->n - first : B;
-		st = np_profile_batch(rt, ls, d, input, first, n, o, out, err);
+		const float *x;
+		const int32_t *y;
+		int64_t n;
+		st = np_batches_next(b, &x, &y, &n, err);
+		if (st == NP_OK)
+			st = np_profile_batch(rt, ls, d, input, x, n, o, out, err);
 		np_progress_update(&pr, s + 1, steps, NAN);
 	}
 	if (watched)
 		np_profile_unwatch(rt, ls, ls->n, o->input_norms);
+	np_batches_close(b);
 	np_progress_end(&pr);
 	if (st != NP_OK) {
 		np_profile_free(out);

@@ -21,6 +21,7 @@
 
 #include <zlib.h>
 
+#include "folder.h"
 #include "onnx_io.h"
 #include "safeio.h"
 
@@ -1342,6 +1343,9 @@ static np_status check_opts(const np_data_opts *o, np_error *err)
 	if (o->limit < 0)
 		return np_fail(err, NP_ERR_USAGE, "data limit %lld is negative",
 		               (long long)o->limit);
+	if (o->resize < 0 || o->crop < 0 || o->workers < 0)
+		return np_fail(err, NP_ERR_USAGE, "resize, crop and workers are not "
+		               "negative");
 	return NP_OK;
 }
 
@@ -1392,18 +1396,19 @@ typedef struct spec_parts {
 
 static np_status parse_spec(const char *spec, spec_parts *sp, np_error *err)
 {
-	static const char *kinds[] = {"idx", "cifar10", "npy", "pb"};
-	static const bool two[] = {true, false, true, false};
+	static const char *kinds[] = {"idx", "cifar10", "npy", "pb", "folder"};
+	static const bool two[] = {true, false, true, false, false};
+	enum { n_kinds = sizeof kinds / sizeof kinds[0] };
 	memset(sp, 0, sizeof *sp);
 	const char *colon = spec ? strchr(spec, ':') : NULL;
 	int k = -1;
-	for (int i = 0; colon && i < 4; i++)
+	for (int i = 0; colon && i < n_kinds; i++)
 		if ((size_t)(colon - spec) == strlen(kinds[i]) &&
 		    !strncmp(spec, kinds[i], strlen(kinds[i])))
 			k = i;
 	if (k < 0)
 		return np_fail(err, NP_ERR_USAGE, "unknown data spec '%s': use idx:, "
-		               "cifar10:, npy: or pb:", spec ? spec : "");
+		               "cifar10:, npy:, pb: or folder:", spec ? spec : "");
 	snprintf(sp->kind, sizeof sp->kind, "%s", kinds[k]);
 	const char *rest = colon + 1, *comma = strchr(rest, ',');
 	size_t la = comma ? (size_t)(comma - rest) : strlen(rest);
@@ -1434,6 +1439,8 @@ np_status np_data_files(const char *spec,
 		int nf = cifar_files(sp.a, files);
 		for (int i = 0; i < nf; i++)
 			add(ctx, files[i]);
+	} else if (strcmp(sp.kind, "folder") == 0) {
+		st = np_folder_files(sp.a, add, ctx, err);
 	} else if (strcmp(sp.kind, "pb") == 0) {
 		pb_set *sets = NULL;
 		int n = 0;
@@ -1471,15 +1478,19 @@ np_status np_data_load(const char *spec, const np_data_opts *opts,
 		st = load_cifar(sp->a, scale, limit, out, err);
 	else if (st == NP_OK && !strcmp(sp->kind, "npy"))
 		st = load_npy(sp->a, ypath, scale, limit, out, err);
+	else if (st == NP_OK && !strcmp(sp->kind, "folder"))
+		st = np_folder_load(sp->a, opts, out, err);
 	else if (st == NP_OK)
 		st = load_pb(sp->a, scale, limit, out, err);
 	if (st == NP_OK && out->n == 0)
 		st = np_fail_file(err, NP_ERR_INVALID, sp->a, "the data set holds "
 		                  "no examples");
-	if (st == NP_OK)
+	/* A folder normalises as it decodes, and knows its classes. */
+	if (st == NP_OK && !out->src)
 		st = normalise(out, opts, sp->a, err);
 	if (st == NP_OK) {
-		count_classes(out);
+		if (!out->src)
+			count_classes(out);
 		out->spec = strdup(spec);
 		if (!out->spec)
 			st = np_fail(err, NP_ERR_NOMEM, "out of memory");
@@ -1497,6 +1508,8 @@ void np_dataset_free(np_dataset *d)
 	free(d->spec);
 	free(d->x);
 	free(d->y);
+	free(d->skip_note);
+	np_source_free(d->src);
 	memset(d, 0, sizeof *d);
 }
 
@@ -1559,6 +1572,13 @@ np_status np_dataset_check_labels(const np_dataset *d, int64_t classes,
 	for (int64_t i = 0; d->y && i < d->n; i++)
 		if (d->y[i] >= classes) {
 			char file[PATH_BUF];
+			if (d->src) {
+				np_source_class_dir(d->src, d->y[i], file, sizeof file);
+				return np_fail_file(err, NP_ERR_INVALID, file, "class %d (by "
+				                    "sorted sub-folder, or --classes) is out "
+				                    "of range for the model's %lld classes",
+				                    d->y[i], (long long)classes);
+			}
 			spec_file(d, 1, file, sizeof file);
 			return np_fail_file(err, NP_ERR_INVALID, file,
 			                    "label %d at example %lld is out of range for "
@@ -1578,8 +1598,9 @@ np_dataset np_dataset_slice(const np_dataset *d, int64_t first, int64_t count)
 	if (count < 0 || count > d->n - first)
 		count = d->n - first;
 	v.n = count;
-	v.x = d->x + first * d->example_size;
+	v.x = d->x ? d->x + first * d->example_size : NULL;
 	v.y = d->y ? d->y + first : NULL;
+	v.first = d->first + first;
 	return v;
 }
 
@@ -1672,24 +1693,30 @@ static void augment_one(const np_dataset *d, const float *src, float *dst,
 	}
 }
 
+void np_augment_example(const np_dataset *d, const float *src, float *dst,
+                        const np_augment *aug, np_rng *rng,
+                        const np_data_opts *opts)
+{
+	int s = aug->shift > 0 ? aug->shift : 0;
+	/* Draw in a fixed order so runs are reproducible. */
+	bool flip = aug->flip && np_rng_below(rng, 2);
+	int dy = d->rank >= 2 && s ? (int)np_rng_below(rng, 2 * (uint64_t)s + 1) - s : 0;
+	int dx = s ? (int)np_rng_below(rng, 2 * (uint64_t)s + 1) - s : 0;
+	augment_one(d, src, dst, flip, dy, dx, opts);
+}
+
 void np_dataset_gather(const np_dataset *d, const int64_t *idx, int64_t n,
                        float *x, int32_t *y, const np_augment *aug,
                        np_rng *rng, const np_data_opts *opts)
 {
 	int64_t es = d->example_size;
 	bool augment = aug && rng && (aug->flip || aug->shift > 0);
-	int s = aug && aug->shift > 0 ? aug->shift : 0;
 	for (int64_t k = 0; k < n; k++) {
 		const float *src = d->x + idx[k] * es;
-		if (!augment) {
+		if (!augment)
 			memcpy(x + k * es, src, (size_t)es * sizeof *x);
-		} else {
-			/* Draw in a fixed order so runs are reproducible. */
-			bool flip = aug->flip && np_rng_below(rng, 2);
-			int dy = d->rank >= 2 && s ? (int)np_rng_below(rng, 2 * (uint64_t)s + 1) - s : 0;
-			int dx = s ? (int)np_rng_below(rng, 2 * (uint64_t)s + 1) - s : 0;
-			augment_one(d, src, x + k * es, flip, dy, dx, opts);
-		}
+		else
+			np_augment_example(d, src, x + k * es, aug, rng, opts);
 		if (y && d->y)
 			y[k] = d->y[idx[k]];
 	}

@@ -8,7 +8,14 @@
  *   pb:DIR                 ONNX TensorProto files: DIR/input_0.pb and
  *                          DIR/output_0.pb (labels, or logits -> argmax),
  *                          or several test_data_set_N folders under DIR
- * A dataset owns its float examples (already preprocessed) and labels.
+ *   folder:DIR             PNG and JPEG images, one sub-folder per class
+ *                          (torchvision's ImageFolder: classes sorted by
+ *                          name, or in the order of a --classes file)
+ * An in-memory dataset owns its float examples (already preprocessed)
+ * and labels.  A folder dataset holds only the file names and labels:
+ * its examples are decoded on demand, by worker threads, into a bounded
+ * queue of batches (np_batches), so its memory does not grow with the
+ * number of images.  Consumers read every dataset through np_batches.
  * Errors name the data file (np_fail_file) and say what is wrong:
  * truncated, wrong magic, image count != label count, label out of range.
  */
@@ -34,7 +41,22 @@ typedef struct np_data_opts {
 	double std[NP_DATA_MAX_CHANNELS];
 	int n_std;
 	int64_t limit;                 /* keep the first N examples; 0 = all */
+	/* folder: data, as torchvision's Resize(resize), then
+	 * CenterCrop(crop) (RandomCrop(crop) when training augments). */
+	int resize;                    /* shorter side to N pixels; 0: keep */
+	int crop;                      /* N x N window; 0: the whole image */
+	const char *classes;           /* class names in label order, one a
+	                                * line; NULL: sorted sub-folders */
+	bool skip_bad;                 /* leave out images that do not decode
+	                                * (checked by a first pass) */
+	int workers;                   /* decoding threads; 0: one per core */
+	int channels;                  /* 1 (grey) or 3 (RGB); 0: as the
+	                                * first image (the session sets the
+	                                * model's) */
 } np_data_opts;
+
+/* A folder's file list, classes and preprocessing (opaque). */
+typedef struct np_source np_source;
 
 typedef struct np_dataset {
 	char *spec;                    /* as given */
@@ -42,9 +64,16 @@ typedef struct np_dataset {
 	int rank;                      /* per-example rank, e.g. 3 for [1,28,28] */
 	int64_t dims[NP_RT_MAX_RANK - 1];
 	int64_t example_size;          /* floats per example */
-	float *x;                      /* n * example_size, owned */
+	float *x;                      /* n * example_size, owned; NULL for
+	                                * a folder (src) */
 	int32_t *y;                    /* n labels, owned; NULL: unlabeled */
-	int n_classes;                 /* 1 + max label (0 if unlabeled) */
+	int n_classes;                 /* 1 + max label (0 if unlabeled); a
+	                                * folder: its number of classes */
+	np_source *src;                /* folder: owned by the loaded dataset,
+	                                * shared by its views */
+	int64_t first;                 /* a view's first example of src */
+	int64_t skipped;               /* images left out (skip_bad) */
+	char *skip_note;               /* "FILE: why" of the first; owned */
 } np_dataset;
 
 np_status np_data_load(const char *spec, const np_data_opts *opts,
@@ -64,7 +93,8 @@ void np_dataset_free(np_dataset *d);
  * fixed dims equal); error names the spec's file. */
 np_status np_dataset_check_input(const np_dataset *d, const np_value *input,
                                  np_error *err);
-/* Labels must be < classes (the model's output width). */
+/* Labels must be < classes (the model's output width); for a folder the
+ * error names the class's sub-folder. */
 np_status np_dataset_check_labels(const np_dataset *d, int64_t classes,
                                   np_error *err);
 
@@ -92,10 +122,54 @@ typedef struct np_augment {
 	                                * fill is the normalised 0 pixel) */
 } np_augment;
 
-/* Copy examples idx[0..n) into x (n * example_size floats) and labels
- * into y (if y and d->y), augmenting when aug is non-NULL. */
+/* Copy examples idx[0..n) of an in-memory dataset (d->x) into x
+ * (n * example_size floats) and labels into y (if y and d->y),
+ * augmenting when aug is non-NULL.  Folder data: use np_batches. */
 void np_dataset_gather(const np_dataset *d, const int64_t *idx, int64_t n,
                        float *x, int32_t *y, const np_augment *aug,
                        np_rng *rng, const np_data_opts *opts);
+
+/* One example flipped and/or shifted as aug says, drawing from rng in
+ * the order gather does (flip, then dy, then dx). */
+void np_augment_example(const np_dataset *d, const float *src, float *dst,
+                        const np_augment *aug, np_rng *rng,
+                        const np_data_opts *opts);
+
+/* ------------------------------------------------------------ batches */
+
+/* Batches of a dataset, in order: order NULL reads examples 0..n-1 of d,
+ * else examples order[0..n) (a permutation for training); batch examples
+ * each, the last one partial.  aug (NULL: none) and rng as gather's.
+ *
+ * In-memory data is read in the caller's thread: without order and
+ * augmentation a batch points into d->x; otherwise it is gathered, with
+ * the same draws from rng as np_dataset_gather, so runs are as before.
+ * Folder data is decoded by opts->workers threads into a queue of a few
+ * batches; a pass with augmentation takes one number from rng and each
+ * example's draws (crop corner, flip, shift) come from it and the
+ * example's position, so the batches do not depend on the number of
+ * workers.  A failed image fails the batch that holds it (the first
+ * failure in order, whatever thread saw it). */
+typedef struct np_batches np_batches;
+
+np_status np_batches_open(const np_dataset *d, const int64_t *order,
+                          int64_t n, int64_t batch, const np_augment *aug,
+                          np_rng *rng, const np_data_opts *opts,
+                          np_batches **out, np_error *err);
+/* The next batch: *x (count * example_size floats) and *y (count labels,
+ * NULL when d has none), valid until the next call or close; *count 0
+ * after the last. */
+np_status np_batches_next(np_batches *b, const float **x, const int32_t **y,
+                          int64_t *count, np_error *err);
+/* Stops and joins the workers; NULL is a no-op. */
+void np_batches_close(np_batches *b);
+
+/* For a progress line: when the consumer of the latest pass over d's
+ * folder waited for decoding more than a tenth of the time, true with
+ * the decoding throughput in images per second. */
+bool np_dataset_decode_rate(const np_dataset *d, double *img_per_s);
+/* An np_progress note (core/progress.h) for ctx, an np_dataset:
+ * " decode N img/s" while decoding limits the pass, else nothing. */
+void np_decode_note(void *ctx, char *buf, size_t size);
 
 #endif

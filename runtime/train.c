@@ -106,6 +106,57 @@ static double np_example_loss(const float *z, int64_t c, int32_t label,
 	return loss * T * T;
 }
 
+/* Sequential batches of d through the model in inference mode; each
+ * batch's logits go to fn(ctx, first, n, y, z).  Progress per batch. */
+typedef np_status (*np_batch_fn)(void *ctx, int64_t first, int64_t n,
+                                 const int32_t *y, const float *z,
+                                 np_error *err);
+
+static np_status np_infer_pass(np_rt *rt, const np_dataset *d, int64_t batch,
+                               int64_t classes, np_batch_fn fn, void *ctx,
+                               np_error *err)
+{
+	const char *input;
+	int64_t c;
+	np_status st = np_model_io(np_rt_model(rt), &input, &c, err);
+	np_batches *b = NULL;
+	if (st == NP_OK)
+		st = np_batches_open(d, NULL, d->n, batch, NULL, NULL, NULL, &b, err);
+	if (st != NP_OK)
+		return st;
+	np_rt_report_progress(rt, 0, d->n);
+	for (int64_t i = 0; st == NP_OK;) {
+		const float *x, *z;
+		const int32_t *y;
+		int64_t n;
+		st = np_batches_next(b, &x, &y, &n, err);
+		if (st != NP_OK || n == 0)
+			break;
+		st = np_forward_batch(rt, input, d, x, n, NP_RT_INFER, classes, &z, err);
+		if (st == NP_OK)
+			st = fn(ctx, i, n, y, z, err);
+		i += n;
+		np_rt_report_progress(rt, i, d->n);
+	}
+	np_batches_close(b);
+	return st;
+}
+
+typedef struct np_logits_ctx {
+	float *out;
+	int64_t classes;
+} np_logits_ctx;
+
+static np_status np_keep_logits(void *ctx, int64_t first, int64_t n,
+                                const int32_t *y, const float *z, np_error *err)
+{
+	np_logits_ctx *c = ctx;
+	(void)y;
+	(void)err;
+	memcpy(c->out + first * c->classes, z, sizeof(float) * (size_t)(n * c->classes));
+	return NP_OK;
+}
+
 np_status np_predict(np_rt *rt, const np_dataset *d, int64_t batch,
                      float **logits, int64_t *classes, np_error *err)
 {
@@ -117,20 +168,37 @@ np_status np_predict(np_rt *rt, const np_dataset *d, int64_t batch,
 	if (!out)
 		return np_fail(err, NP_ERR_NOMEM, "out of memory for %lld logits",
 		               (long long)d->n);
-	np_rt_report_progress(rt, 0, d->n);
-	for (int64_t i = 0; i < d->n; i += batch) {
-		int64_t n = d->n - i < batch ? d->n - i : batch;
-		const float *z;
-		st = np_forward_batch(rt, input, d, d->x + i * d->example_size, n,
-		                      NP_RT_INFER, *classes, &z, err);
-		if (st != NP_OK) {
-			free(out);
-			return st;
-		}
-		memcpy(out + i * *classes, z, sizeof(float) * (size_t)(n * *classes));
-		np_rt_report_progress(rt, i + n, d->n);
+	np_logits_ctx c = {out, *classes};
+	st = np_infer_pass(rt, d, batch, *classes, np_keep_logits, &c, err);
+	if (st != NP_OK) {
+		free(out);
+		return st;
 	}
 	*logits = out;
+	return NP_OK;
+}
+
+/* Hits and loss, added up batch by batch in example order (the order
+ * the sums always had), so no logits of the whole set are kept. */
+typedef struct np_score_ctx {
+	const float *teacher;
+	int64_t classes, hits;
+	double loss, *tmp;
+} np_score_ctx;
+
+static np_status np_score_batch(void *ctx, int64_t first, int64_t n,
+                                const int32_t *y, const float *z, np_error *err)
+{
+	np_score_ctx *s = ctx;
+	int64_t c = s->classes;
+	(void)err;
+	for (int64_t k = 0; k < n; k++) {
+		const float *zi = z + k * c;
+		const float *ti = s->teacher ? s->teacher + (first + k) * c : NULL;
+		int64_t want = ti ? np_argmax(ti, c) : y[k];
+		s->hits += np_argmax(zi, c) == want;
+		s->loss += np_example_loss(zi, c, (int32_t)want, ti, 1.0, NULL, 1.0, s->tmp);
+	}
 	return NP_OK;
 }
 
@@ -139,30 +207,23 @@ np_status np_evaluate(np_rt *rt, const np_dataset *d, int64_t batch,
 {
 	if (!teacher && !d->y)
 		return np_fail(err, NP_ERR_INVALID, "no labels to evaluate against");
-	float *z;
+	const char *input;
 	int64_t c;
-	np_status st = np_predict(rt, d, batch, &z, &c, err);
+	np_status st = np_model_io(np_rt_model(rt), &input, &c, err);
 	if (st != NP_OK)
 		return st;
-	double *tmp = malloc(sizeof(double) * (size_t)(2 * c));
-	if (!tmp) {
-		free(z);
+	np_score_ctx s = {.teacher = teacher, .classes = c};
+	s.tmp = malloc(sizeof(double) * (size_t)(2 * c));
+	if (!s.tmp)
 		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	st = np_infer_pass(rt, d, batch, c, np_score_batch, &s, err);
+	if (st == NP_OK) {
+		res->n = d->n;
+		res->top1 = d->n ? 100.0 * (double)s.hits / (double)d->n : 0.0;
+		res->loss = d->n ? s.loss / (double)d->n : 0.0;
 	}
-	int64_t hits = 0;
-	double loss = 0;
-	for (int64_t i = 0; i < d->n; i++) {
-		const float *zi = z + i * c, *ti = teacher ? teacher + i * c : NULL;
-		int64_t want = ti ? np_argmax(ti, c) : d->y[i];
-		hits += np_argmax(zi, c) == want;
-		loss += np_example_loss(zi, c, (int32_t)want, ti, 1.0, NULL, 1.0, tmp);
-	}
-	res->n = d->n;
-	res->top1 = d->n ? 100.0 * (double)hits / (double)d->n : 0.0;
-	res->loss = d->n ? loss / (double)d->n : 0.0;
-	free(tmp);
-	free(z);
-	return NP_OK;
+	free(s.tmp);
+	return st;
 }
 
 static float np_lr_at(const np_train_opts *o, int epoch, int64_t step,
@@ -181,67 +242,105 @@ static float np_lr_at(const np_train_opts *o, int epoch, int64_t step,
 	}
 }
 
+/* One epoch's steps over the batches of perm. */
+typedef struct np_epoch {
+	np_rt *rt;
+	const np_dataset *d;
+	const np_train_opts *o;
+	const char *input;
+	const float *teacher;
+	const int64_t *perm;
+	int64_t c, steps;
+	float *t;                      /* teacher rows of the batch */
+	double *tmp, T, loss;
+	int e;
+} np_epoch;
+
+static np_status np_train_step(np_epoch *ep, int64_t s, const float *x,
+                               const int32_t *y, int64_t n, np_error *err)
+{
+	const np_train_opts *o = ep->o;
+	int64_t c = ep->c, first = s * o->batch;
+	for (int64_t i = 0; ep->teacher && i < n; i++)
+		memcpy(ep->t + i * c, ep->teacher + ep->perm[first + i] * c,
+		       sizeof(float) * (size_t)c);
+	const float *z;
+	np_status st = np_forward_batch(ep->rt, ep->input, ep->d, x, n, NP_RT_TRAIN,
+	                                c, &z, err);
+	if (st != NP_OK)
+		return st;
+	float *g = np_rt_output_grad(ep->rt, 0);
+	double loss = 0;
+	for (int64_t i = 0; i < n; i++)
+		loss += np_example_loss(z + i * c, c, y ? y[i] : 0,
+		                        ep->teacher ? ep->t + i * c : NULL, ep->T,
+		                        g + i * c, 1.0 / (double)n, ep->tmp);
+	ep->loss += loss / (double)n;
+	if ((st = np_rt_backward(ep->rt, err)) != NP_OK)
+		return st;
+	np_sgd sgd = o->sgd;
+	sgd.lr = np_lr_at(o, ep->e, s, ep->steps);
+	np_rt_sgd_step(ep->rt, &sgd);
+	if (o->progress)
+		o->progress(o->progress_ctx, ep->e * ep->steps + s + 1,
+		            o->epochs * ep->steps, loss / (double)n);
+	return NP_OK;
+}
+
+static np_status np_train_epoch(np_epoch *ep, np_rng *rng,
+                                const np_data_opts *dopts, np_error *err)
+{
+	const np_train_opts *o = ep->o;
+	np_batches *b;
+	np_status st = np_batches_open(ep->d, ep->perm, ep->d->n, o->batch,
+	                               o->augment.flip || o->augment.shift ? &o->augment : NULL,
+	                               rng, dopts, &b, err);
+	ep->loss = 0;
+	for (int64_t s = 0; st == NP_OK && s < ep->steps; s++) {
+		const float *x;
+		const int32_t *y;
+		int64_t n;
+		st = np_batches_next(b, &x, &y, &n, err);
+		if (st == NP_OK)
+			st = np_train_step(ep, s, x, y, n, err);
+	}
+	np_batches_close(b);
+	return st;
+}
+
 np_status np_train(np_rt *rt, const np_dataset *d, const np_train_opts *o,
                    const float *teacher, const np_data_opts *dopts,
                    double *last_loss, np_error *err)
 {
-	const char *input;
-	int64_t c;
-	np_status st = np_model_io(np_rt_model(rt), &input, &c, err);
+	np_epoch ep = {.rt = rt, .d = d, .o = o, .teacher = teacher};
+	np_status st = np_model_io(np_rt_model(rt), &ep.input, &ep.c, err);
 	if (st != NP_OK)
 		return st;
 	if (!d->y && !teacher)
 		return np_fail(err, NP_ERR_INVALID, "no labels and no teacher to train on");
-	int64_t B = o->batch, steps = (d->n + B - 1) / B;
+	int64_t B = o->batch, c = ep.c;
+	ep.steps = (d->n + B - 1) / B;
 	int64_t *perm = malloc(sizeof(int64_t) * (size_t)(d->n + 1));
-	float *x = malloc(sizeof(float) * (size_t)(B * d->example_size));
-	int32_t *y = malloc(sizeof(int32_t) * (size_t)B);
-	float *t = teacher ? malloc(sizeof(float) * (size_t)(B * c)) : NULL;
-	double *tmp = malloc(sizeof(double) * (size_t)(2 * c));
+	ep.t = teacher ? malloc(sizeof(float) * (size_t)(B * c)) : NULL;
+	ep.tmp = malloc(sizeof(double) * (size_t)(2 * c));
+	ep.perm = perm;
 	np_rng rng;
 	np_rng_seed(&rng, o->seed);
-	if (!perm || !x || !y || !tmp || (teacher && !t)) {
+	if (!perm || !ep.tmp || (teacher && !ep.t)) {
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory for training batches");
 		goto done;
 	}
-	double T = o->temperature > 0 ? o->temperature : 4.0, epoch_loss = 0;
+	ep.T = o->temperature > 0 ? o->temperature : 4.0;
 	for (int e = 0; e < o->epochs && st == NP_OK; e++) {
 		np_rng_permutation(&rng, perm, d->n);
-		epoch_loss = 0;
-		for (int64_t s = 0; s < steps && st == NP_OK; s++) {
-			int64_t first = s * B, n = d->n - first < B ? d->n - first : B;
-			np_dataset_gather(d, perm + first, n, x, y,
-			                  o->augment.flip || o->augment.shift ? &o->augment : NULL,
-			                  &rng, dopts);
-			for (int64_t i = 0; teacher && i < n; i++)
-				memcpy(t + i * c, teacher + perm[first + i] * c, sizeof(float) * (size_t)c);
-			const float *z;
-			st = np_forward_batch(rt, input, d, x, n, NP_RT_TRAIN, c, &z, err);
-			if (st != NP_OK)
-				break;
-			float *g = np_rt_output_grad(rt, 0);
-			double loss = 0;
-			for (int64_t i = 0; i < n; i++)
-				loss += np_example_loss(z + i * c, c, y[i], teacher ? t + i * c : NULL,
-				                        T, g + i * c, 1.0 / (double)n, tmp);
-			epoch_loss += loss / (double)n;
-			if ((st = np_rt_backward(rt, err)) != NP_OK)
-				break;
-			np_sgd sgd = o->sgd;
-			sgd.lr = np_lr_at(o, e, s, steps);
-			np_rt_sgd_step(rt, &sgd);
-			if (o->progress)
-				o->progress(o->progress_ctx, e * steps + s + 1, o->epochs * steps,
-				            loss / (double)n);
-		}
+		ep.e = e;
+		st = np_train_epoch(&ep, &rng, dopts, err);
 	}
 	if (last_loss)
-		*last_loss = steps ? epoch_loss / (double)steps : 0;
+		*last_loss = ep.steps ? ep.loss / (double)ep.steps : 0;
 done:
 	free(perm);
-	free(x);
-	free(y);
-	free(t);
-	free(tmp);
+	free(ep.t);
+	free(ep.tmp);
 	return st;
 }

@@ -3,3 +3,19 @@ check_PROGRAMS += tests/test_data
 tests_test_data_SOURCES = tests/test_data.c tests/tap.h
 tests_test_data_LDADD = $(NP_LIBS)
 TESTS += tests/test_data
+
+# folder: data (runtime/image.c, folder.c, stream.c): the preprocessing
+# against torchvision's (fixtures made by tests/make-preprocess-fixtures.py)
+# and the decoders' edges.
+check_PROGRAMS += tests/test_image
+tests_test_image_SOURCES = tests/test_image.c tests/tap.h
+tests_test_image_LDADD = $(NP_LIBS)
+TESTS += tests/test_image
+EXTRA_DIST += tests/make-preprocess-fixtures.py
+
+# folder: end to end (issue 14): a Fashion-MNIST PNG/JPEG folder
+# (tests/make-image-folder.py, python3-pil) against IDX, streaming,
+# --classes, and the hostile images.
+TESTS += tests/folder.test
+dist_check_SCRIPTS += tests/folder.test
+EXTRA_DIST += tests/make-image-folder.py

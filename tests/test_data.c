@@ -414,7 +414,7 @@ static void test_idx_errors(void)
 	expect_err(spec, NULL, NP_ERR_IO, tmpdir, "not a regular file",
 	           "a folder as IDX file");
 	expect_err("foo:x", NULL, NP_ERR_USAGE, NULL,
-	           "unknown data spec 'foo:x': use idx:, cifar10:, npy: or pb:",
+	           "unknown data spec 'foo:x': use idx:, cifar10:, npy:, pb: or folder:",
 	           "unknown prefix");
 	expect_err("mnist.gz", NULL, NP_ERR_USAGE, NULL, "unknown data spec",
 	           "no prefix");

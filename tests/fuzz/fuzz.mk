@@ -7,12 +7,13 @@
 ##   fuzz_config  the run configuration, through the command line
 ##   fuzz_cli     the command-line parser (argv split at NUL bytes)
 ##   fuzz_spec    the data-spec parser
+##   fuzz_image   the folder: decoders (PNG, JPEG) and preprocessing
 ## Seeds: tests/fuzz/corpus/TARGET/; dictionaries: tests/fuzz/*.dict.
 ## `make fuzz-smoke` runs each for FUZZ_SECONDS (default 20) on one core;
 ## docs/reliability.md has the long campaign.
 
 FUZZ_TARGETS = fuzz_model fuzz_idx fuzz_npy fuzz_cifar fuzz_pb \
-	fuzz_config fuzz_cli fuzz_spec
+	fuzz_config fuzz_cli fuzz_spec fuzz_image
 FUZZ_SECONDS = 20
 FUZZ_FLAGS = -timeout=20 -rss_limit_mb=2048 -close_fd_mask=1 -print_final_stats=1
 
@@ -21,7 +22,8 @@ EXTRA_DIST += tests/fuzz
 if FUZZERS
 noinst_PROGRAMS = tests/fuzz/fuzz_model tests/fuzz/fuzz_idx \
 	tests/fuzz/fuzz_npy tests/fuzz/fuzz_cifar tests/fuzz/fuzz_pb \
-	tests/fuzz/fuzz_config tests/fuzz/fuzz_cli tests/fuzz/fuzz_spec
+	tests/fuzz/fuzz_config tests/fuzz/fuzz_cli tests/fuzz/fuzz_spec \
+	tests/fuzz/fuzz_image
 FUZZ_LD = $(NP_FUZZ_FLAGS)
 tests_fuzz_fuzz_model_SOURCES = tests/fuzz/fuzz_model.c tests/fuzz/fuzz.h
 tests_fuzz_fuzz_model_LDADD = $(NP_LIBS)
@@ -51,6 +53,9 @@ tests_fuzz_fuzz_cli_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LD)
 tests_fuzz_fuzz_spec_SOURCES = tests/fuzz/fuzz_spec.c tests/fuzz/fuzz.h
 tests_fuzz_fuzz_spec_LDADD = $(NP_LIBS)
 tests_fuzz_fuzz_spec_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LD)
+tests_fuzz_fuzz_image_SOURCES = tests/fuzz/fuzz_image.c tests/fuzz/fuzz.h
+tests_fuzz_fuzz_image_LDADD = $(NP_LIBS)
+tests_fuzz_fuzz_image_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LD)
 
 
 # New inputs go to fuzz-work/TARGET (the committed seeds stay as they

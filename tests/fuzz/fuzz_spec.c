@@ -22,6 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(spec, data, size);
 	spec[size] = '\0';
+	/* folder:DIR walks DIR's tree: "folder:/" would list the whole file
+	 * system.  Its parsing is fuzz_image's and folder.test's business. */
+	if (strncmp(spec, "folder:", 7) == 0) {
+		free(spec);
+		return 0;
+	}
 	size_t total = 0;
 	np_error err = {0};
 	np_data_files(spec, count, &total, &err);

@@ -78,6 +78,20 @@ def models():
     return out
 
 
+def image_seeds():
+    """The preprocessing fixtures' images (tests/fixtures/preprocess): grey,
+    RGB, RGBA and palette PNG, grey and RGB JPEG."""
+    top = os.path.join(HERE, "..", "fixtures", "preprocess")
+    seeds = {}
+    for folder in sorted(os.listdir(top)):
+        d = os.path.join(top, folder, "x")
+        if os.path.isdir(d):
+            for f in os.listdir(d):
+                with open(os.path.join(d, f), "rb") as fh:
+                    seeds[folder + os.path.splitext(f)[1]] = fh.read()
+    return seeds
+
+
 def main():
     sep = b"\n--\n"
     r = np.random.default_rng(1)
@@ -135,6 +149,7 @@ def main():
             "cifar": b"cifar10:/nonexistent/cifar",
             "pb": b"pb:/nonexistent/set",
         },
+        "fuzz_image": image_seeds(),
     }
     for target, files in corp.items():
         d = os.path.join(HERE, "corpus", target)
