@@ -37,6 +37,7 @@ enum {
 	OPT_CRITERION, OPT_FOLD, OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
 	OPT_REPORT, OPT_PLOT, OPT_CONFIG, OPT_DEPFILE,
 	OPT_RESIZE, OPT_CROP, OPT_CLASSES, OPT_SKIP_BAD_IMAGES, OPT_WORKERS,
+	OPT_EASIER_MAP, OPT_MIN_LIVE,
 	OPT_END
 };
 
@@ -60,6 +61,8 @@ static const np_opt np_opts[] = {
 	{{"fold", required_argument, NULL, OPT_FOLD}, C_COMPILE},
 	{{"no-entropy-budget", no_argument, NULL, OPT_NO_ENTROPY_BUDGET}, C_COMPILE},
 	{{"no-neuron-selection", no_argument, NULL, OPT_NO_NEURON_SELECTION}, C_COMPILE},
+	{{"min-live", required_argument, NULL, OPT_MIN_LIVE}, C_COMPILE},
+	{{"easier-map", required_argument, NULL, OPT_EASIER_MAP}, C_COMPILE},
 	{{"report", required_argument, NULL, OPT_REPORT}, C_COMPILE},
 	{{"plot", required_argument, NULL, OPT_PLOT}, C_COMPILE},
 	{{"no-dont-care", no_argument, NULL, OPT_NO_DONT_CARE}, C_COMPILE | C_PROFILE},
@@ -201,11 +204,20 @@ void np_cli_help(FILE *out)
 "                         paper's rule: stop)\n"
 "      --entropy-eps E    also remove layers with entropy <= E bits, each\n"
 "                         neuron to its majority state (default 0)\n"
-"      --method M         nepenthe (default) or imp (global magnitude)\n"
+"      --method M         nepenthe (default), imp (global magnitude) or\n"
+"                         easier (one layer of lowest entropy linearized\n"
+"                         per iteration, fine-tuned, undone if below theta)\n"
 "      --criterion C      magnitude (default) or wanda\n"
 "                         (|w| x input-feature norm)\n"
 "      --no-entropy-budget    budget proportional to layer size (ablation)\n"
 "      --no-neuron-selection  also prune zero-entropy neurons (ablation)\n"
+"      --min-live F       no-collapse budget: every neuron keeps at least\n"
+"                         F of its prunable weights, and one, live; what a\n"
+"                         layer cannot take goes to the others (default 0:\n"
+"                         off)\n"
+"      --easier-map MAP   --method easier, a layer above zero entropy becomes\n"
+"                         identity (default) or majority (each neuron its\n"
+"                         majority state); at zero entropy its exact map\n"
 "      --no-dont-care     count z == 0 as OFF (ablation; default: not counted)\n"
 "      --fold F           exact (default), approx (also Conv -> padded Conv,\n"
 "                         kept if theta holds) or none\n"
@@ -382,6 +394,14 @@ static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
 	case OPT_METHOD:
 		if (strcmp(arg, "nepenthe") == 0) { c->method = NP_METHOD_NEPENTHE; return true; }
 		if (strcmp(arg, "imp") == 0) { c->method = NP_METHOD_IMP; return true; }
+		if (strcmp(arg, "easier") == 0) { c->method = NP_METHOD_EASIER; return true; }
+		break;
+	case OPT_EASIER_MAP:
+		if (strcmp(arg, "identity") == 0) { c->easier_map = NP_MAP_IDENTITY; return true; }
+		if (strcmp(arg, "majority") == 0) { c->easier_map = NP_MAP_MAJORITY; return true; }
+		break;
+	case OPT_MIN_LIVE:
+		if (np_parse_double(arg, &d) && d >= 0 && d < 1) { c->min_live = d; return true; }
 		break;
 	case OPT_CRITERION:
 		if (strcmp(arg, "magnitude") == 0) { c->criterion = NP_CRIT_MAGNITUDE; return true; }
@@ -710,6 +730,28 @@ static bool np_passes_none_takes(int id)
 	}
 }
 
+/* The options of the masking methods that EASIER (one layer linearized
+ * per step, no weight pruned) does not have, and the two that belong to
+ * one method: given on the command line with another, a usage error. */
+static int np_cli_method_options(const np_cli *c, const bool *given)
+{
+	static const int masking[] = {OPT_ZETA, OPT_BACKOFF, OPT_CRITERION,
+	                              OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
+	                              OPT_MIN_LIVE};
+	for (size_t k = 0; c->method == NP_METHOD_EASIER &&
+	                   k < sizeof masking / sizeof masking[0]; k++)
+		if (given[masking[k]])
+			return np_usage("--%s does not apply to --method easier (it "
+			                "linearizes one layer per iteration and prunes "
+			                "no weight)", np_opt_by_id(masking[k])->lo.name);
+	if (given[OPT_EASIER_MAP] && c->method != NP_METHOD_EASIER)
+		return np_usage("--easier-map applies to --method easier only");
+	if (given[OPT_MIN_LIVE] && c->method == NP_METHOD_IMP)
+		return np_usage("--min-live does not apply to --method imp (global "
+		                "magnitude pruning has no per-layer budget to cap)");
+	return 0;
+}
+
 /* Options that cannot apply together; given: what the command line set
  * (a setting of the configuration file the run does not use is ignored,
  * as for any command). */
@@ -729,7 +771,7 @@ static int np_cli_conflicts(const np_cli *c, const bool *given)
 		return np_usage("--%s does not apply to --method imp (global magnitude "
 		                "pruning has no entropy budget and no neuron selection)",
 		                c->no_entropy_budget ? "no-entropy-budget" : "no-neuron-selection");
-	return 0;
+	return np_cli_method_options(c, given);
 }
 
 /* Required options per command, once flags and file are merged. */

@@ -53,6 +53,8 @@ typedef struct np_cli {
 	int criterion;               /* np_criterion */
 	int fold;                    /* np_fold_policy */
 	bool no_entropy_budget, no_neuron_selection;
+	int easier_map;              /* np_easier_map: --easier-map */
+	double min_live;             /* --min-live (0: off) */
 	const char *report, *plot;
 	np_data_opts dopts;
 	int64_t batch;

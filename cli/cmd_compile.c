@@ -95,6 +95,9 @@ static void np_compile_opts(const np_cli *c, np_nepenthe_opts *o)
 	o->mask.criterion = (np_criterion)c->criterion;
 	o->mask.no_entropy_budget = c->no_entropy_budget;
 	o->mask.no_neuron_selection = c->no_neuron_selection;
+	o->mask.min_live = c->min_live;
+	o->easier_map = (np_easier_map)c->easier_map;
+	o->bf16 = c->bf16;
 	o->train = c->train;
 	o->profile.batch = c->batch;
 	o->profile.no_dont_care = c->no_dont_care;
@@ -132,10 +135,15 @@ static void np_stamp(np_model *m, const np_run *run, const np_cli *c)
 	np_model_set_metadata(m, "nepenthe.iterations", buf);
 	np_model_set_metadata(m, "nepenthe.method", np_method_name((np_method)c->method));
 	np_model_set_metadata(m, "nepenthe.version", PACKAGE_VERSION);
+	bool easier = c->method == NP_METHOD_EASIER;
 	m->graph->doc_string = np_arena_printf(m->arena,
-		"nepenc %s: NEPENTHE zeta %g theta %g; removed %d of %d rectified layers; "
+		"nepenc %s: %s theta %g; removed %d of %d rectified layers; "
 		"%d -> %d nodes, longest path %d -> %d; %.1f%% of prunable weights pruned; "
-		"validation top-1 %.2f%% (dense %.2f%%)", PACKAGE_VERSION, c->zeta, c->theta,
+		"validation top-1 %.2f%% (dense %.2f%%)", PACKAGE_VERSION,
+		easier ? np_arena_printf(m->arena, "EASIER (%s map)",
+		                         np_easier_map_name((np_easier_map)c->easier_map))
+		       : np_arena_printf(m->arena, "%s zeta %g", c->method == NP_METHOD_IMP
+		                         ? "IMP" : "NEPENTHE", c->zeta), c->theta,
 		run->removed, run->layers, run->nodes_before, run->nodes_after,
 		run->depth_before, run->depth_after, 100.0 * run->sparsity, run->final_val,
 		run->dense_val);
@@ -147,6 +155,7 @@ static void np_summary(const np_run *run, const np_cli *c)
 		np_json j;
 		np_json_init(&j, stdout);
 		np_json_begin_object(&j, NULL);
+		np_json_string(&j, "method", np_method_name(run->method));
 		np_json_double(&j, "dense_top1", run->final_test >= 0 ? run->dense_test : run->dense_val);
 		np_json_double(&j, "top1", run->final_test >= 0 ? run->final_test : run->final_val);
 		np_json_string(&j, "split", run->final_test >= 0 ? "test" : "validation");
@@ -180,6 +189,39 @@ static void np_summary(const np_run *run, const np_cli *c)
 	printf("wrote %s\n", c->output);
 }
 
+/* NEPENTHE and IMP: mask in the session's runtime; the chosen iterate's
+ * weights go back into the session's model, which is emitted. */
+static np_status np_compile_masking(np_session *s, const np_layers *ls,
+                                    np_compile_data *cd, const np_nepenthe_opts *o,
+                                    np_run *run, np_model **out, np_error *err)
+{
+	double bar = o->theta * run->dense_val;
+	np_status st = np_nepenthe_loop(s->rt, ls, &cd->rd, o, run, err);
+	if (st == NP_OK)
+		st = np_rt_store(s->rt, s->m, err);
+	np_profile_opts po = o->profile;
+	po.quiet = o->quiet;
+	if (st == NP_OK)
+		st = np_profile_run(s->rt, ls, cd->rd.train, &po, &run->final_profile, err);
+	if (st == NP_OK)
+		st = np_nepenthe_emit(s->m, ls, &run->final_profile, &cd->rd, o, bar, run, out, err);
+	return st;
+}
+
+/* EASIER: every step a model of its own; the chosen one is emitted. */
+static np_status np_compile_easier(np_session *s, const np_layers *ls,
+                                   np_compile_data *cd, const np_nepenthe_opts *o,
+                                   np_run *run, np_model **out, np_error *err)
+{
+	np_easier_result res = {0};
+	np_status st = np_easier_loop(s->m, ls, &cd->rd, o, run, &res, err);
+	if (st == NP_OK)
+		st = np_nepenthe_emit(res.model, &res.layers, &res.profile, &cd->rd, o,
+		                      o->theta * run->dense_val, run, out, err);
+	np_easier_result_free(&res);
+	return st;
+}
+
 /* The loop and the emission on a loaded session. */
 static np_status np_compile_run(np_session *s, const np_cli *c, np_compile_data *cd,
                                 np_run *run, np_model **out, np_error *err)
@@ -198,17 +240,10 @@ static np_status np_compile_run(np_session *s, const np_cli *c, np_compile_data 
 		run->layer_kinds[l] = np_rect_kind_name(ls.v[l].kind);
 		run->layer_labels[l] = np_layer_kind_label(&ls.v[l]);
 	}
-	double bar = o.theta * run->dense_val;
-	if (st == NP_OK)
-		st = np_nepenthe_loop(s->rt, &ls, &cd->rd, &o, run, err);
-	if (st == NP_OK)
-		st = np_rt_store(s->rt, s->m, err);
-	np_profile_opts po = o.profile;
-	po.quiet = o.quiet;
-	if (st == NP_OK)
-		st = np_profile_run(s->rt, &ls, cd->rd.train, &po, &run->final_profile, err);
-	if (st == NP_OK)
-		st = np_nepenthe_emit(s->m, &ls, &run->final_profile, &cd->rd, &o, bar, run, out, err);
+	if (st == NP_OK && o.mask.method == NP_METHOD_EASIER)
+		st = np_compile_easier(s, &ls, cd, &o, run, out, err);
+	else if (st == NP_OK)
+		st = np_compile_masking(s, &ls, cd, &o, run, out, err);
 	np_layers_free(&ls);
 	return st;
 }
@@ -254,6 +289,7 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.zeta = c->zeta, run.theta = c->theta, run.entropy_eps = c->entropy_eps;
 		run.max_iter = c->max_iter, run.epochs = c->train.epochs, run.backoff = c->backoff;
 		run.method = (np_method)c->method, run.criterion = (np_criterion)c->criterion;
+		run.easier_map = (np_easier_map)c->easier_map, run.min_live = c->min_live;
 		run.fold = (np_fold_policy)c->fold;
 		st = np_model_top1(s.m, cd.rd.val, c->batch, cd.teacher_val, c->threads,
 		                   c->quiet, &run.dense_val, err);

@@ -20,6 +20,7 @@ enum {
 	MARGIN_L = 70,          /* room for the y axis and its label */
 	LEGEND_GAP = 24,
 	LEGEND_W = 330,
+	LEGEND_W_EASIER = 390,  /* its iteration labels name a layer and a map */
 	MIN_PLOT_W = 420,
 	TOP_A = 104,            /* panel (a) top, under four header lines */
 	PANEL_H = 200,
@@ -98,6 +99,25 @@ static const char *layer_name(const np_run *r, int i)
 	return r->layer_names && r->layer_names[i] ? r->layer_names[i] : "";
 }
 
+/* The method as the title says it. */
+static const char *method_title(np_method m)
+{
+	switch (m) {
+	case NP_METHOD_IMP: return "IMP";
+	case NP_METHOD_EASIER: return "EASIER";
+	default: return "NEPENTHE";
+	}
+}
+
+/* Is layer i gone from the written model?  (Before emission, or for a
+ * run record without it: linearized, as the log says.) */
+static bool layer_removed(const np_run *r, int i)
+{
+	np_layer_fate f;
+	np_layer_fate_of(r, i, &f);
+	return r->gone ? f.gone != NP_GONE_NO : f.linearized;
+}
+
 /* Fractions (sparsity, shares of neurons) as percentages; accuracies
  * are percentages already. */
 static double pct(double v)
@@ -156,7 +176,8 @@ static double max_entropy(const np_run *r)
 	double m = 0;
 	for (int k = 0; k < r->n_it; k++)
 		for (int i = 0; i < r->it[k].profile.n; i++)
-			m = fmax(m, r->it[k].profile.l[i].H_layer);
+			if (!r->it[k].profile.l[i].absent)
+				m = fmax(m, r->it[k].profile.l[i].H_layer);
 	for (int i = 0; i < r->final_profile.n; i++)
 		m = fmax(m, r->final_profile.l[i].H_layer);
 	return m;
@@ -195,7 +216,8 @@ static void layout(plot *p)
 	p->yb = p->ya + p->ha + PANEL_GAP;
 	p->hb = PANEL_H;
 	p->ymax = max_entropy(p->r) > 1.0 ? 1.6 : 1.0;
-	p->width = MARGIN_L + p->pw + LEGEND_GAP + LEGEND_W;
+	p->width = MARGIN_L + p->pw + LEGEND_GAP +
+	           (p->r->method == NP_METHOD_EASIER ? LEGEND_W_EASIER : LEGEND_W);
 	/* Rotated names: about 0.6 em per character, at 45 degrees. */
 	double names = 18 + (NAME_MAX + 4) * NAME_FONT * 0.6 * 0.7071 + 22;
 	p->height = p->yb + p->hb + names;
@@ -212,24 +234,33 @@ static void header(plot *p)
 	        "width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
 	        "font-family=\"DejaVu Sans, Arial, Helvetica, sans-serif\" "
 	        "font-size=\"11\">\n", p->width, p->height, p->width, p->height);
-	fprintf(p->f, "<title>nepenc NEPENTHE run: %d of %d rectified layers "
-	        "removed</title>\n", r->removed, r->layers);
+	fprintf(p->f, "<title>nepenc %s run: %d of %d rectified layers "
+	        "removed</title>\n", method_title(r->method), r->removed, r->layers);
 	fprintf(p->f, "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" "
 	        "fill=\"#ffffff\"/>\n", p->width, p->height);
 	fprintf(p->f, "<text x=\"%d\" y=\"24\" font-size=\"15\" "
-	        "font-weight=\"bold\">NEPENTHE", MARGIN_L);
+	        "font-weight=\"bold\">%s", MARGIN_L, method_title(r->method));
 	if (r->model && *r->model) {
 		fputs(" on ", p->f);
 		put_text(p, r->model);
 	}
 	fprintf(p->f, ": %d of %d rectified layers removed, sparsity %.1f%%</text>\n",
 	        r->removed, r->layers, pct(r->sparsity));
-	fprintf(p->f, "<text x=\"%d\" y=\"43\">\xce\xb6 %g, \xce\xb8 %g, "
-	        "entropy-eps %g, method %s, criterion %s, fold %s, "
-	        "max-iter %d, epochs %d, backoff %d</text>\n", MARGIN_L, r->zeta,
-	        r->theta, r->entropy_eps, np_method_name(r->method),
-	        np_criterion_name(r->criterion), np_fold_name(r->fold),
-	        r->max_iter, r->epochs, r->backoff);
+	char floor_note[40] = "";
+	if (r->min_live > 0)
+		snprintf(floor_note, sizeof floor_note, ", min-live %g", r->min_live);
+	if (r->method == NP_METHOD_EASIER)
+		fprintf(p->f, "<text x=\"%d\" y=\"43\">\xce\xb8 %g, entropy-eps %g, "
+		        "method easier, map %s, fold %s, max-iter %d, epochs %d</text>\n",
+		        MARGIN_L, r->theta, r->entropy_eps, np_easier_map_name(r->easier_map),
+		        np_fold_name(r->fold), r->max_iter, r->epochs);
+	else
+		fprintf(p->f, "<text x=\"%d\" y=\"43\">\xce\xb6 %g, \xce\xb8 %g, "
+		        "entropy-eps %g, method %s, criterion %s, fold %s, "
+		        "max-iter %d, epochs %d, backoff %d%s</text>\n", MARGIN_L,
+		        r->zeta, r->theta, r->entropy_eps, np_method_name(r->method),
+		        np_criterion_name(r->criterion), np_fold_name(r->fold),
+		        r->max_iter, r->epochs, r->backoff, floor_note);
 	fprintf(p->f, "<text x=\"%d\" y=\"58\">top-1, dense \xe2\x86\x92 "
 	        "final: validation %.2f%% \xe2\x86\x92 %.2f%%", MARGIN_L,
 	        r->dense_val, r->final_val);
@@ -311,15 +342,26 @@ static void profile_line(plot *p, const np_profile *pr, const char *colour,
 {
 	if (pr->n != p->n || p->n == 0)
 		return;
-	fprintf(p->f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%.1f\""
-	        " stroke-linejoin=\"round\"%s%s%s points=\"", colour, width,
-	        dash ? " stroke-dasharray=\"" : "", dash ? dash : "",
-	        dash ? "\"" : "");
-	for (int i = 0; i < p->n; i++)
-		fprintf(p->f, "%s%.1f,%.1f", i ? " " : "", slot_x(p, i),
-		        entropy_y(p, pr->l[i].H_layer));
-	fprintf(p->f, "\"/>\n<g fill=\"%s\">\n", colour);
+	/* One polyline per run of present layers: a layer an EASIER step
+	 * removed earlier leaves a gap. */
+	for (int i = 0; i < p->n; ) {
+		if (pr->l[i].absent) {
+			i++;
+			continue;
+		}
+		fprintf(p->f, "<polyline fill=\"none\" stroke=\"%s\" "
+		        "stroke-width=\"%.1f\" stroke-linejoin=\"round\"%s%s%s "
+		        "points=\"", colour, width, dash ? " stroke-dasharray=\"" : "",
+		        dash ? dash : "", dash ? "\"" : "");
+		for (int first = i; i < p->n && !pr->l[i].absent; i++)
+			fprintf(p->f, "%s%.1f,%.1f", i > first ? " " : "", slot_x(p, i),
+			        entropy_y(p, pr->l[i].H_layer));
+		fprintf(p->f, "\"/>\n");
+	}
+	fprintf(p->f, "<g fill=\"%s\">\n", colour);
 	for (int i = 0; i < p->n; i++) {
+		if (pr->l[i].absent)
+			continue;
 		double x = slot_x(p, i), y = entropy_y(p, pr->l[i].H_layer);
 		if (squares)
 			fprintf(p->f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"5\" "
@@ -334,18 +376,39 @@ static void profile_line(plot *p, const np_profile *pr, const char *colour,
 static void iteration_label(const np_iteration *it, bool chosen, char *buf,
                             size_t size)
 {
-	snprintf(buf, size, "iteration %d: \xce\xb6 %g, val %.2f%%, %s%s",
-	         it->index, it->zeta, it->val_top1,
-	         it->backoff ? "failed, rolled back"
-	         : it->accepted ? "accepted" : "failed",
-	         chosen ? " (chosen)" : "");
+	if (it->layer > 0)
+		snprintf(buf, size, "iteration %d: layer %d %s, val %.2f%%, %s%s",
+		         it->index, it->layer, np_easier_map_name(it->map), it->val_top1,
+		         it->accepted ? "accepted" : "undone",
+		         chosen ? " (chosen)" : "");
+	else if (it->exhausted)
+		snprintf(buf, size, "iteration %d: nothing left to try", it->index);
+	else
+		snprintf(buf, size, "iteration %d: \xce\xb6 %g, val %.2f%%, %s%s",
+		         it->index, it->zeta, it->val_top1,
+		         it->backoff ? "failed, rolled back"
+		         : it->accepted ? "accepted" : "failed",
+		         chosen ? " (chosen)" : "");
+}
+
+/* EASIER: a ring on the layer the step linearized, on its line. */
+static void step_marker(plot *p, const np_iteration *it, const char *colour)
+{
+	int i = it->layer - 1;
+	if (i < 0 || i >= p->n || it->profile.n != p->n || it->profile.l[i].absent)
+		return;
+	fprintf(p->f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"6\" fill=\"none\" "
+	        "stroke=\"%s\" stroke-width=\"2\"/>\n", slot_x(p, i),
+	        entropy_y(p, it->profile.l[i].H_layer), colour);
 }
 
 static void panel_entropy(plot *p)
 {
 	const np_run *r = p->r;
 	axes(p, p->ya, p->ha, p->ymax, 0.2, false, "H(l) [bits]",
-	     "(a) Layer entropy H(l) before masking, per iteration");
+	     r->method == NP_METHOD_EASIER
+	     ? "(a) Layer entropy H(l) before each step; ringed: the layer it linearized"
+	     : "(a) Layer entropy H(l) before masking, per iteration");
 	index_ticks(p, p->ya + p->ha);
 	double ly = p->ya + 10;
 	char colour[8], label[160];
@@ -355,6 +418,7 @@ static void panel_entropy(plot *p)
 		const char *dash = it->accepted && !it->backoff ? NULL : "2 3";
 		profile_line(p, &it->profile, colour, dash,
 		             it->index == r->chosen ? 2.4 : 1.5, false);
+		step_marker(p, it, colour);
 		iteration_label(it, it->index == r->chosen, label, sizeof label);
 		legend_row(p, ly, colour, dash, false, false, label);
 	}
@@ -372,6 +436,17 @@ static void panel_entropy(plot *p)
 /* One stacked bar; fractions of the layer's neurons. */
 static void state_bar(plot *p, int i, const np_layer_profile *lp, bool removed)
 {
+	if (lp->absent) {
+		/* Removed by an EASIER step: no states to show, only the outline. */
+		double bw = fmin(p->sw * 0.7, 44), x = slot_x(p, i) - bw / 2;
+		fprintf(p->f, "<g>\n<title>");
+		put_text(p, layer_name(p->r, i));
+		fprintf(p->f, ": removed by an EASIER step</title>\n<rect x=\"%.1f\" "
+		        "y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
+		        "stroke=\"#000000\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/>"
+		        "\n</g>\n", x, p->yb, bw, p->hb);
+		return;
+	}
 	np_state_summary s;
 	np_state_summarise(lp, &s);
 	int64_t v[N_CAT] = {s.off, s.on, s.off_hi, s.dont_care, s.mixed};
@@ -417,11 +492,8 @@ static void panel_states(plot *p)
 	           "outlined, bold name: layer removed");
 	if (!p->states)
 		return;
-	for (int i = 0; i < p->n; i++) {
-		np_layer_fate f;
-		np_layer_fate_of(p->r, i, &f);
-		state_bar(p, i, &p->states->l[i], f.linearized);
-	}
+	for (int i = 0; i < p->n; i++)
+		state_bar(p, i, &p->states->l[i], layer_removed(p->r, i));
 }
 
 /* Layer names under panel (b), reading down to the right at 45 degrees:
@@ -431,14 +503,13 @@ static void layer_names(plot *p)
 	double y = p->yb + p->hb + 10;
 	fprintf(p->f, "<g font-size=\"%d\">\n", NAME_FONT);
 	for (int i = 0; i < p->n; i++) {
-		np_layer_fate f;
-		np_layer_fate_of(p->r, i, &f);
+		bool removed = layer_removed(p->r, i);
 		char name[4 * NAME_MAX + 8];
 		short_name(layer_name(p->r, i), name, sizeof name);
 		double x = slot_x(p, i) - 3;
 		fprintf(p->f, "<text x=\"%.1f\" y=\"%.1f\" transform=\"rotate(45 "
 		        "%.1f %.1f)\"%s>%d ", x, y, x, y,
-		        f.linearized ? " font-weight=\"bold\"" : "", i + 1);
+		        removed ? " font-weight=\"bold\"" : "", i + 1);
 		put_text(p, name);
 		fprintf(p->f, "</text>\n");
 	}

@@ -25,7 +25,30 @@
 
 const char *np_method_name(np_method m)
 {
-	return m == NP_METHOD_IMP ? "imp" : "nepenthe";
+	switch (m) {
+	case NP_METHOD_IMP: return "imp";
+	case NP_METHOD_EASIER: return "easier";
+	default: return "nepenthe";
+	}
+}
+
+const char *np_gone_name(np_gone g)
+{
+	switch (g) {
+	case NP_GONE_LINEARIZED: return "linearize";
+	case NP_GONE_EASIER: return "easier";
+	case NP_GONE_FOLDED: return "fold";
+	default: return "no";
+	}
+}
+
+/* The accepted EASIER step that removed layer i (0-based), or NULL. */
+static const np_iteration *easier_step_of(const np_run *run, int i)
+{
+	for (int k = 0; k < run->n_it; k++)
+		if (run->it[k].layer == i + 1 && run->it[k].accepted)
+			return &run->it[k];
+	return NULL;
 }
 
 const char *np_criterion_name(np_criterion c)
@@ -96,6 +119,8 @@ void np_layer_fate_of(const np_run *run, int i, np_layer_fate *f)
 {
 	memset(f, 0, sizeof *f);
 	const char *name = run->layer_names ? run->layer_names[i] : NULL;
+	if (run->gone && i < run->layers)
+		f->gone = (np_gone)run->gone[i];
 	if (!name)
 		return;
 	/* Later entries override earlier ones: undo, then a retry, etc. */
@@ -118,9 +143,12 @@ void np_layer_fate_of(const np_run *run, int i, np_layer_fate *f)
 	const char *kind = run->layer_kinds ? run->layer_kinds[i] : NULL;
 	bool exact_kind = !same(kind, np_rect_kind_name(NP_RECT_GELU)) &&
 	                  !same(kind, np_rect_kind_name(NP_RECT_SILU));
-	/* Without a profile of the chosen iterate, eps cannot be judged. */
-	bool zero_H = i >= run->final_profile.n ||
-	              run->final_profile.l[i].H_layer == 0;
+	/* Without a profile of the chosen iterate, eps cannot be judged.  A
+	 * layer an EASIER step removed is absent from that profile: the
+	 * step's map says. */
+	const np_iteration *step = easier_step_of(run, i);
+	bool zero_H = step ? step->map == NP_MAP_EXACT
+	            : i >= run->final_profile.n || run->final_profile.l[i].H_layer == 0;
 	f->approximate = !exact_kind || !zero_H;
 }
 
@@ -249,6 +277,10 @@ static void write_settings(xw *x, const np_run *r)
 	x_attr(x, "method", np_method_name(r->method));
 	x_attr(x, "criterion", np_criterion_name(r->criterion));
 	x_attr(x, "fold", np_fold_name(r->fold));
+	if (r->method == NP_METHOD_EASIER)
+		x_attr(x, "easier-map", np_easier_map_name(r->easier_map));
+	if (r->min_live > 0)
+		x_double(x, "min-live", r->min_live);
 	x_end(x);
 }
 
@@ -300,7 +332,9 @@ static void write_layer_profile(xw *x, const np_run *r, int i,
 	x_attr(x, "name", layer_name(r, i));
 	x_attr(x, "kind", layer_label(r, i));
 	x_attr(x, "family", layer_kind(r, i));
-	if (!lp)
+	if (lp && lp->absent)
+		x_attr(x, "present", "no");
+	if (!lp || lp->absent)
 		return;
 	np_state_summary s;
 	np_state_summarise(lp, &s);
@@ -327,6 +361,10 @@ static void write_iteration(xw *x, const np_run *r, const np_iteration *it)
 	x_double(x, "sparsity", it->sparsity);
 	x_seconds(x, "seconds", it->seconds);
 	x_bool(x, "chosen", it->index == r->chosen);
+	if (it->layer > 0) {
+		x_int(x, "layer", it->layer);
+		x_attr(x, "map", np_easier_map_name(it->map));
+	}
 	for (int i = 0; i < r->layers; i++) {
 		x_start(x, "layer");
 		write_layer_profile(x, r, i, &it->profile.l[i]);
@@ -364,10 +402,12 @@ static void write_layers(xw *x, const np_run *r)
 		np_layer_fate_of(r, i, &f);
 		x_start(x, "layer");
 		write_layer_profile(x, r, i, lp);
-		if (lp)
+		if (lp && !lp->absent)
 			x_bool(x, "removable", r->entropy_eps > 0
 			       ? lp->H_layer <= r->entropy_eps : lp->H_layer == 0);
-		x_bool(x, "removed", f.linearized);
+		x_bool(x, "removed", r->gone ? f.gone != NP_GONE_NO : f.linearized);
+		if (f.gone != NP_GONE_NO)
+			x_attr(x, "removed-by", np_gone_name(f.gone));
 		x_bool(x, "linearized", f.linearized);
 		x_bool(x, "folded", f.folded);
 		x_bool(x, "approximate", f.approximate);

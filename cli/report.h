@@ -8,11 +8,12 @@
  *
  *   <nepenc-report version="1" generator="nepenc VERSION">
  *     <settings zeta theta entropy-eps max-iter epochs backoff
- *               method criterion fold/>
+ *               method criterion fold [easier-map] [min-live]/>
  *     <accuracy chosen>  <dense split top1/>... <final split top1/>...
  *     <iterations count> <iteration index zeta val-top1 accepted backoff
- *                          sparsity seconds [chosen]>
- *                          <layer .../> per rectified layer
+ *                          sparsity seconds [chosen] [layer map]>
+ *                          <layer .../> per rectified layer (EASIER:
+ *                          present="no" for one an earlier step removed)
  *     <layers count removed> <layer .../> per layer, chosen iterate
  *     <passes count> <folded|linearized|removed|refused|undone
  *                     pass node [into] [why]/>
@@ -31,9 +32,13 @@
  *   folded      linearized, and its LINEARIZED entry has `into` set (the
  *               map went into that node) or a FOLDED or REMOVED entry
  *               names it as node; otherwise "linearized, not folded";
- *   approximate linearized, and a GELU/SiLU layer or H(l) > 0 in the
- *               chosen iterate's profile (--entropy-eps);
- *   removed     = linearized: its rectifier is gone from the output.
+ *   approximate linearized, and a GELU/SiLU layer, or H(l) > 0 in the
+ *               chosen iterate's profile (--entropy-eps), or removed by
+ *               an EASIER step that took the identity or majority map;
+ *   removed     its rectifier is gone from the output (run->gone, read
+ *               off the written model), and removed-by says what took it:
+ *               linearize (at emission), easier (an EASIER step) or
+ *               fold (a branch folded into a constant took it along).
  *
  * Numbers: doubles print in the shortest form of at least 6 significant
  * digits that reads back exactly
@@ -61,12 +66,14 @@ void np_state_summarise(const np_layer_profile *lp, np_state_summary *s);
 /* What the pass log says became of layer i (0-based), see above. */
 typedef struct np_layer_fate {
 	bool linearized, folded, approximate;
+	np_gone gone;                   /* NP_GONE_NO without run->gone */
 } np_layer_fate;
 
 void np_layer_fate_of(const np_run *run, int i, np_layer_fate *f);
 
 /* Names of the settings' enums as the report spells them. */
 const char *np_method_name(np_method m);
+const char *np_gone_name(np_gone g);      /* removed-by: "linearize" ... */
 const char *np_criterion_name(np_criterion c);
 const char *np_fold_name(np_fold_policy f);
 

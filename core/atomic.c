@@ -1,9 +1,9 @@
 /* atomic.c - output files that appear whole or not at all (see atomic.h).
  *
  * Temporary names live in a fixed static table so that a signal handler can
- * walk it without taking locks or touching the heap: a slot's name is fully
- * written before its flag says "live", and the flag is cleared before the
- * name is reused.  Opening and committing are for one thread at a time.
+ * walk it without taking locks or touching the heap: a slot's name (the
+ * template mkstemp completes in place) is written before its flag says
+ * "live", and the flag is cleared before the name is reused.  Opening and committing are for one thread at a time.
  */
 #include "atomic.h"
 
@@ -109,14 +109,19 @@ np_atomic_file *np_atomic_open(const char *target, np_error *err)
 		        strerror(ENAMETOOLONG));
 		goto fail;
 	}
+	/* Live before the file exists: a signal that arrives as mkstemp's
+	 * open() returns (the file there, its name in the slot, the flag not
+	 * yet set) would otherwise leave the file behind.  Earlier, the
+	 * handler unlinks a name that does not exist (the template, or
+	 * mkstemp's try under way): harmless. */
+	np_atomic_state[f->slot] = SLOT_LIVE;
 	int fd = mkstemp(np_atomic_names[f->slot]);
 	if (fd < 0) {
+		np_atomic_state[f->slot] = SLOT_CLAIMED;
 		np_fail(err, NP_ERR_IO, "cannot create a file in %s: %s", dir,
 		        strerror(errno));
 		goto fail;
 	}
-	/* Name complete: from now on the signal handler may unlink it. */
-	np_atomic_state[f->slot] = SLOT_LIVE;
 	f->fp = fdopen(fd, "wb");
 	if (!f->fp) {
 		int e = errno;

@@ -426,28 +426,102 @@ static np_status np_fold_verified(const np_model *lin, const np_run_data *d,
 	return NP_OK;
 }
 
+/* ------------------------------------------------- what was removed */
+
+/* Did the log's last word on node name say it was linearized? */
+static bool np_logged_linearized(const np_pass_log *log, const char *name)
+{
+	bool lin = false;
+	for (int k = 0; k < log->n; k++)
+		if (log->v[k].node && strcmp(log->v[k].node, name) == 0) {
+			if (log->v[k].kind == NP_LOG_LINEARIZED)
+				lin = true;
+			else if (log->v[k].kind == NP_LOG_UNDONE)
+				lin = false;
+		}
+	return lin;
+}
+
+/* Did an accepted EASIER step remove layer `layer` (0-based)? */
+static bool np_easier_removed(const np_run *run, int layer)
+{
+	for (int k = 0; k < run->n_it; k++)
+		if (run->it[k].layer == layer + 1 && run->it[k].accepted)
+			return true;
+	return false;
+}
+
+static bool np_layers_have(const np_layers *ls, const char *name)
+{
+	for (int j = 0; name && j < ls->n; j++)
+		if (ls->v[j].rectifier->name && strcmp(ls->v[j].rectifier->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* run->removed and run->gone from the model written: a layer is removed
+ * when its rectifier is not in out, whatever took it (DESIGN section 11):
+ * linearized here, by an EASIER step, or folded away with a branch that
+ * became a constant.  Without the run's layer names (callers that only
+ * emit), the count is stored's layers minus out's. */
+static np_status np_count_removed(const np_layers *stored_ls, np_model *out,
+                                  np_run *run, np_error *err)
+{
+	np_layers ol = {0};
+	np_status st = np_find_layers(out, &ol, err);
+	if (st != NP_OK)
+		return st;
+	if (!run->layer_names) {
+		run->removed = stored_ls->n - ol.n;
+		np_layers_free(&ol);
+		return NP_OK;
+	}
+	free(run->gone);
+	run->gone = calloc((size_t)run->layers + 1, 1);
+	if (!run->gone) {
+		np_layers_free(&ol);
+		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	}
+	run->removed = 0;
+	for (int i = 0; i < run->layers; i++) {
+		const char *name = run->layer_names[i];
+		if (np_layers_have(&ol, name))
+			continue;
+		run->gone[i] = np_easier_removed(run, i) ? NP_GONE_EASIER
+		             : name && np_logged_linearized(&run->log, name) ? NP_GONE_LINEARIZED
+		             : NP_GONE_FOLDED;
+		run->removed++;
+	}
+	np_layers_free(&ol);
+	return NP_OK;
+}
+
 np_status np_nepenthe_emit(const np_model *stored, const np_layers *ls,
                            const np_profile *prof, const np_run_data *d,
                            const np_nepenthe_opts *o, double bar, np_run *run,
                            np_model **out, np_error *err)
 {
-	np_model *lin = NULL;
-	int removed = 0;
+	np_model *lin = NULL, *m = NULL;
+	int linearized = 0;
 	np_status st = np_choose_linearized(stored, ls, prof, d, o, bar, run, &lin,
-	                                    &removed, err);
+	                                    &linearized, err);
 	if (st != NP_OK)
 		return st;
-	run->removed = removed;
 	if (o->fold == NP_FOLD_NONE) {
 		np_pass_ctx ctx = {.fold = o->fold, .log = &run->log};
 		st = np_run_passes(lin, "eliminate,dce", &ctx, err);
-		if (st == NP_OK)
-			*out = lin;
-		else
-			np_model_free(lin);
+		m = lin;
+		lin = NULL;
+	} else {
+		st = np_fold_verified(lin, d, o, bar, run, &m, err);
+	}
+	np_model_free(lin);
+	if (st == NP_OK)
+		st = np_count_removed(ls, m, run, err);
+	if (st != NP_OK) {
+		np_model_free(m);
 		return st;
 	}
-	st = np_fold_verified(lin, d, o, bar, run, out, err);
-	np_model_free(lin);
-	return st;
+	*out = m;
+	return NP_OK;
 }

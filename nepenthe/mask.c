@@ -109,6 +109,10 @@ typedef struct np_lstate {
 	int64_t nonzero;         /* unmasked weights, candidates or not */
 	double I;
 	bool in_L;
+	/* --min-live: per neuron, live weights above its floor; cap: how
+	 * many candidates may go this step (all of them without it). */
+	int64_t *room;
+	int64_t cap;
 } np_lstate;
 
 static float np_score(const np_mask_opts *o, int gw, const np_wview *v, int64_t idx)
@@ -204,7 +208,8 @@ static void np_prune(np_param *p, int64_t idx)
 		p->momentum[idx] = 0.0f;
 }
 
-/* Remove the b smallest-score candidates of a layer (capped). */
+/* Remove the b smallest-score candidates of a layer (capped), passing
+ * over those of a neuron at its --min-live floor. */
 static int64_t np_prune_layer(np_lstate *s, int64_t b)
 {
 	if (b > s->n_cand)
@@ -212,9 +217,81 @@ static int64_t np_prune_layer(np_lstate *s, int64_t b)
 	if (b <= 0)
 		return 0;
 	qsort(s->cand, (size_t)s->n_cand, sizeof(np_cand), np_cmp_cand);
-	for (int64_t i = 0; i < b; i++)
-		np_prune(s->wv[s->cand[i].w].p, s->cand[i].idx);
-	return b;
+	int64_t done = 0;
+	for (int64_t i = 0; i < s->n_cand && done < b; i++) {
+		const np_cand *c = &s->cand[i];
+		int64_t *room = s->room ? &s->room[np_wview_neuron(&s->wv[c->w], c->idx)] : NULL;
+		if (room && *room <= 0)
+			continue;
+		if (room)
+			(*room)--;
+		np_prune(s->wv[c->w].p, c->idx);
+		done++;
+	}
+	return done;
+}
+
+/* ------------------------------------------- the no-collapse budget */
+
+/* --min-live F: room[n] = live weights of neuron n above its floor
+ * max(1, ceil(F x its weights)), and s->cap = the candidates that may go
+ * (for each neuron, at most its room).  Why per neuron: a neuron left
+ * without weights outputs its bias, and a layer whose neurons all do is
+ * a constant (the collapse of docs/nepenthe.md); a floor of one keeps
+ * every neuron reading its input. */
+static np_status np_layer_floor(np_lstate *s, double F, np_error *err)
+{
+	int64_t n = 0;
+	for (int k = 0; k < s->n_w; k++)
+		n = s->wv[k].g.out_ch > n ? s->wv[k].g.out_ch : n;
+	int64_t *total = calloc((size_t)n + 1, sizeof(int64_t));
+	int64_t *cands = calloc((size_t)n + 1, sizeof(int64_t));
+	s->room = calloc((size_t)n + 1, sizeof(int64_t));
+	np_status st = total && cands && s->room ? NP_OK
+	               : np_fail(err, NP_ERR_NOMEM, "out of memory masking");
+	for (int k = 0; st == NP_OK && k < s->n_w; k++)
+		for (int64_t i = 0; i < s->wv[k].p->nelem; i++) {
+			int64_t neuron = np_wview_neuron(&s->wv[k], i);
+			total[neuron]++;
+			s->room[neuron] += s->wv[k].p->mask[i] != 0;
+		}
+	for (int64_t i = 0; st == NP_OK && i < s->n_cand; i++)
+		cands[np_wview_neuron(&s->wv[s->cand[i].w], s->cand[i].idx)]++;
+	s->cap = 0;
+	for (int64_t j = 0; st == NP_OK && j < n; j++) {
+		int64_t floor_j = (int64_t)ceil(F * (double)total[j]);
+		s->room[j] -= floor_j > 1 ? floor_j : 1;
+		if (s->room[j] < 0)
+			s->room[j] = 0;
+		s->cap += s->room[j] < cands[j] ? s->room[j] : cands[j];
+	}
+	free(total);
+	free(cands);
+	return st;
+}
+
+/* np_apportion with a cap per layer: a layer given more than s[l].cap
+ * takes its cap, and the rest of B is apportioned again over the others
+ * by the same shares, until no layer is over its cap (each round caps at
+ * least one, so at most n rounds).  open: n scratch flags. */
+static void np_apportion_capped(const double *share, const bool *in, int n, int64_t B,
+                                const np_lstate *s, int64_t *b, double *rem, bool *open)
+{
+	int64_t fixed = 0;
+	memcpy(open, in, sizeof(bool) * (size_t)n);
+	for (bool over = true; over; ) {
+		np_apportion(share, open, n, B - fixed, b, rem);
+		over = false;
+		for (int l = 0; l < n; l++)
+			if (open[l] && b[l] > s[l].cap) {
+				open[l] = false;
+				fixed += s[l].cap;
+				over = true;
+			}
+	}
+	for (int l = 0; l < n; l++)
+		if (in[l] && !open[l])
+			b[l] = s[l].cap;
 }
 
 /* IMP: global magnitude pruning of zeta of what remains; head: n
@@ -262,9 +339,10 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	/* Scratch: the remainders of np_apportion, the heads of IMP's merge. */
 	double *rem = calloc((size_t)n + 1, sizeof(double));
 	int64_t *head = calloc((size_t)n + 1, sizeof(int64_t));
+	bool *open = calloc((size_t)n + 1, sizeof(bool));
 	/* A failed allocation is an error, never "nothing to prune" (which
 	 * would end the loop as if the model were exhausted). */
-	np_status st = s && share && in && b && rem && head ? NP_OK
+	np_status st = s && share && in && b && rem && head && open ? NP_OK
 	               : np_fail(err, NP_ERR_NOMEM, "out of memory masking");
 	if (st == NP_OK && o->criterion == NP_CRIT_WANDA && !o->input_norms)
 		st = np_fail(err, NP_ERR_INVALID, "--criterion wanda: no input norms were collected");
@@ -274,12 +352,17 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	    (o->no_entropy_budget || o->no_neuron_selection))
 		st = np_fail(err, NP_ERR_USAGE, "--%s does not apply to --method imp",
 		             o->no_entropy_budget ? "no-entropy-budget" : "no-neuron-selection");
+	if (st == NP_OK && o->method != NP_METHOD_NEPENTHE && o->min_live > 0)
+		st = np_fail(err, NP_ERR_USAGE, "--min-live applies to --method nepenthe only");
 	np_mask_opts imp = *o;
 	if (o->method == NP_METHOD_IMP)
 		imp.no_neuron_selection = true;   /* IMP ignores entropy */
 	int gw = 0;
 	for (int l = 0; st == NP_OK && l < n; l++) {
 		st = np_layer_collect(rt, &ls->v[l], &prof->l[l], &imp, gw, &s[l], err);
+		s[l].cap = s[l].n_cand;
+		if (st == NP_OK && o->min_live > 0)
+			st = np_layer_floor(&s[l], o->min_live, err);
 		gw += ls->v[l].n_weights;
 		if (stats) {
 			memset(&stats[l], 0, sizeof stats[l]);
@@ -314,7 +397,10 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 			if (stats)
 				stats[l].R = R;
 		}
-		np_apportion(share, in, n, B, b, rem);
+		if (o->min_live > 0)
+			np_apportion_capped(share, in, n, B, s, b, rem, open);
+		else
+			np_apportion(share, in, n, B, b, rem);
 		for (int l = 0; l < n; l++) {
 			int64_t removed = in[l] ? np_prune_layer(&s[l], b[l]) : 0;
 			if (stats) {
@@ -326,6 +412,7 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	for (int l = 0; s && l < n; l++) {
 		free(s[l].wv);
 		free(s[l].cand);
+		free(s[l].room);
 	}
 	free(s);
 	free(share);
@@ -333,5 +420,6 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 	free(b);
 	free(rem);
 	free(head);
+	free(open);
 	return st;
 }

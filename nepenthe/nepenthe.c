@@ -1,6 +1,7 @@
 /* nepenthe.c - the NEPENTHE iteration loop (DESIGN.md section 5, paper
  * Alg. 1) with nepenc's backoff. */
 #include "nepenthe.h"
+#include "loop.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,8 +87,7 @@ static np_status np_snapshot_restore(np_rt *rt, const np_snapshot *s, np_error *
 	return NP_OK;
 }
 
-/* Fraction of the layers' prunable weights that are masked. */
-static double np_sparsity(np_rt *rt, const np_layers *ls)
+double np_loop_sparsity(np_rt *rt, const np_layers *ls)
 {
 	int64_t total = 0, pruned = 0;
 	for (int l = 0; l < ls->n; l++)
@@ -110,8 +110,8 @@ static int np_zero_entropy_layers(const np_profile *p, double eps)
 	return k;
 }
 
-static np_status np_finetune(np_rt *rt, const np_run_data *d,
-                             const np_nepenthe_opts *o, int it, np_error *err)
+np_status np_loop_finetune(np_rt *rt, const np_run_data *d, const np_nepenthe_opts *o,
+                           int it, np_error *err)
 {
 	if (o->train.epochs == 0)
 		return NP_OK;
@@ -136,7 +136,7 @@ static np_status np_finetune(np_rt *rt, const np_run_data *d,
 	return st;
 }
 
-static np_iteration *np_run_add_iteration(np_run *run, np_error *err)
+np_iteration *np_run_add_iteration(np_run *run, np_error *err)
 {
 	np_iteration *v = realloc(run->it, sizeof(np_iteration) * (size_t)(run->n_it + 1));
 	if (!v) {
@@ -173,7 +173,7 @@ static np_status np_iterate(np_rt *rt, const np_layers *ls, const np_run_data *d
 	mo.input_norms = po.input_norms ? it->profile.norms.v : NULL;
 	if ((st = np_mask_step(rt, ls, &it->profile, &mo, it->mask, err)) != NP_OK)
 		return st;
-	it->sparsity = np_sparsity(rt, ls);
+	it->sparsity = np_loop_sparsity(rt, ls);
 	int64_t removed = 0;
 	for (int l = 0; l < ls->n; l++)
 		removed += it->mask[l].removed;
@@ -182,7 +182,7 @@ static np_status np_iterate(np_rt *rt, const np_layers *ls, const np_run_data *d
 		it->seconds = np_now() - t0;
 		return NP_OK;
 	}
-	if ((st = np_finetune(rt, d, o, it->index, err)) != NP_OK)
+	if ((st = np_loop_finetune(rt, d, o, it->index, err)) != NP_OK)
 		return st;
 	st = np_top1(rt, d->val, o->batch, d->teacher_val, &it->val_top1, err);
 	it->seconds = np_now() - t0;
@@ -262,7 +262,7 @@ np_status np_nepenthe_loop(np_rt *rt, const np_layers *ls, const np_run_data *d,
 	}
 	if (st == NP_OK)
 		st = np_snapshot_restore(rt, &good, err);
-	run->sparsity = np_sparsity(rt, ls);
+	run->sparsity = np_loop_sparsity(rt, ls);
 	np_snapshot_free(&good);
 	return st;
 }
@@ -276,6 +276,7 @@ void np_run_free(np_run *run)
 	free(run->it);
 	np_profile_free(&run->final_profile);
 	np_pass_log_free(&run->log);
+	free(run->gone);
 	free(run->layer_names);
 	free(run->layer_kinds);
 	free(run->layer_labels);

@@ -28,6 +28,9 @@ typedef struct np_layer_profile {
 	double *H;                   /* neurons: entropy in bits */
 	double H_layer;              /* mean of H over neurons */
 	int64_t zero_neurons;        /* neurons with H == 0 */
+	/* EASIER's per-step profiles cover every layer of the input model:
+	 * a layer an earlier step removed is absent (no neurons, no arrays). */
+	bool absent;
 } np_layer_profile;
 
 /* --criterion wanda: ||x_j||_2 over the data of every input feature j of
@@ -88,7 +91,7 @@ int np_neuron_state(const np_layer_profile *lp, int64_t i);
 
 /* ------------------------------------------------------------ masking */
 
-typedef enum np_method { NP_METHOD_NEPENTHE, NP_METHOD_IMP } np_method;
+typedef enum np_method { NP_METHOD_NEPENTHE, NP_METHOD_IMP, NP_METHOD_EASIER } np_method;
 typedef enum np_criterion { NP_CRIT_MAGNITUDE, NP_CRIT_WANDA } np_criterion;
 
 typedef struct np_mask_opts {
@@ -97,6 +100,12 @@ typedef struct np_mask_opts {
 	np_criterion criterion;
 	bool no_entropy_budget;      /* b(l) proportional to layer size */
 	bool no_neuron_selection;    /* candidates include H(l,i) == 0 neurons */
+	/* --min-live F, the no-collapse budget (NEPENTHE only; 0: off): a
+	 * masking step leaves every neuron at least max(1, ceil(F x its
+	 * prunable weights)) live ones, so no layer is ever emptied; the
+	 * budget a layer cannot take at its floor goes to the other layers
+	 * of L in proportion to their shares. */
+	double min_live;
 	/* --criterion wanda: ||x||_2 of each weight's input feature (Gemm:
 	 * input column; Conv: input channel), one array per prunable weight,
 	 * numbered across layers in order (layer 0's weights first).  NULL
@@ -123,6 +132,21 @@ np_status np_mask_step(np_rt *rt, const np_layers *ls, const np_profile *prof,
 
 /* The linearize plan (np_linearize_plan) is the pass's input: pass.h. */
 
+/* ------------------------------------------------------------ EASIER */
+
+/* What an EASIER step makes of a layer whose entropy is above zero (at
+ * zero entropy the step takes the layer's exact affine map, NP_MAP_EXACT):
+ * the identity, as EASIER does (for every rectifier nepenc knows the
+ * ON-state map is the identity: ON is s = 1, t = 0), or each neuron's
+ * majority state, as --entropy-eps does. */
+typedef enum np_easier_map {
+	NP_MAP_IDENTITY,
+	NP_MAP_MAJORITY,
+	NP_MAP_EXACT
+} np_easier_map;
+
+const char *np_easier_map_name(np_easier_map m);
+
 /* ---------------------------------------------------------- run record */
 
 /* What one NEPENTHE iteration did; the report and the plot read these.
@@ -138,8 +162,23 @@ typedef struct np_iteration {
 	double sparsity;             /* over prunable weights, after masking */
 	double seconds;
 	np_profile profile;          /* before masking at this iteration */
-	np_mask_layer_stat *mask;    /* layers.n entries */
+	np_mask_layer_stat *mask;    /* layers.n entries (NULL for EASIER) */
+	/* EASIER: the layer this step linearized (1-based index into the
+	 * run's layers; 0: none, NEPENTHE and IMP) and the map it took. */
+	int layer;
+	np_easier_map map;
+	bool refused;                /* EASIER: linearize kept the rectifier
+	                              * (the log says why): not fine-tuned */
 } np_iteration;
+
+/* How a layer's rectifier left the written model (np_run.gone). */
+typedef enum np_gone {
+	NP_GONE_NO = 0,              /* still in the output */
+	NP_GONE_LINEARIZED,          /* linearized when the model was emitted */
+	NP_GONE_EASIER,              /* linearized by an accepted EASIER step */
+	NP_GONE_FOLDED               /* went with a branch folded into a
+	                              * constant (fold_const), never linearized */
+} np_gone;
 
 typedef struct np_run {
 	const char *model;           /* input file, for titles */
@@ -149,6 +188,8 @@ typedef struct np_run {
 	np_method method;
 	np_criterion criterion;
 	np_fold_policy fold;
+	np_easier_map easier_map;    /* --method easier */
+	double min_live;             /* --min-live (0: off) */
 	/* results */
 	double dense_val, final_val;
 	double dense_test, final_test;     /* -1 without --test */
@@ -156,7 +197,12 @@ typedef struct np_run {
 	np_iteration *it;
 	int n_it;
 	np_profile final_profile;          /* profile of the chosen iterate */
+	/* removed: the layers whose rectifier is not in the written model,
+	 * whatever removed it (gone[i] says what); counted on the output by
+	 * np_nepenthe_emit, by the rectifiers' node names when layer_names is
+	 * set.  gone: layers entries, malloc'd; NULL before emission. */
 	int layers, removed;
+	uint8_t *gone;
 	int nodes_before, nodes_after, depth_before, depth_after;
 	double sparsity;
 	double seconds;
@@ -181,6 +227,8 @@ typedef struct np_nepenthe_opts {
 	const np_data_opts *dopts;
 	int threads;
 	bool quiet, verbose;
+	bool bf16;                   /* runtimes the EASIER loop makes */
+	np_easier_map easier_map;    /* --method easier (mask.method) */
 	/* Largest logit gap, relative to their scale, that verifying a fold
 	 * allows (DESIGN section 6); 0: 1e-4.  Tests make it tiny. */
 	double verify_rtol;
@@ -205,6 +253,27 @@ np_status np_nepenthe_emit(const np_model *stored, const np_layers *ls,
                            const np_profile *prof, const np_run_data *d,
                            const np_nepenthe_opts *o, double bar, np_run *run,
                            np_model **out, np_error *err);
+
+/* EASIER (DESIGN.md section 11, after arXiv 2404.18949) on a copy of
+ * in, whose rectified layers are ls: each step profiles the current
+ * model, linearizes the layer of lowest entropy not tried yet (its exact
+ * map at zero entropy, else o->easier_map), fine-tunes o->train.epochs on
+ * a runtime of its own and keeps the step if validation top-1 >= theta x
+ * run->dense_val (set it first); a failed step is undone and its layer
+ * never tried again.  Steps, failed ones included, count toward
+ * o->max_iter.  Fills run (iterations, chosen, the final profile over
+ * the input's layers) and res: the chosen model, its layers and their
+ * fresh profile, as np_nepenthe_emit takes them. */
+typedef struct np_easier_result {
+	np_model *model;             /* owned; weights stored */
+	np_layers layers;            /* of model */
+	np_profile profile;          /* of layers (not spread) */
+} np_easier_result;
+
+np_status np_easier_loop(const np_model *in, const np_layers *ls, const np_run_data *d,
+                         const np_nepenthe_opts *o, np_run *run,
+                         np_easier_result *res, np_error *err);
+void np_easier_result_free(np_easier_result *res);
 
 void np_run_free(np_run *run);
 
