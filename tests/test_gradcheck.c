@@ -1037,6 +1037,31 @@ static void matmul_vec_b(gc *c)
 	set_output(c, op2(c, "MatMul", P(&UNIT, 2, 3, 4), P(&UNIT, 4)));
 }
 
+/* What exports compute from Shape, which must fold at plan time (Range
+ * refuses a length it cannot know): position ids Range(0, T, 1) with T
+ * read from x's shape, into an embedding table; and torch's expand
+ * idiom, Where(Equal(shape, -1), 1, shape) over ConstantOfShape, as
+ * Expand's target. */
+static void shape_arith_positions(gc *c)
+{
+	np_value *x = P(&UNIT, 2, 5, 4);
+	np_value *shp = op1(c, "Shape", x);
+	np_node *cz = node(c, "ConstantOfShape", (np_value *[]){op1(c, "Shape", shp)}, 1);
+	np_node *ci = node(c, "Cast", (np_value *[]){done(c, cz)}, 1);
+	np_node_set_attr_int(ci, "to", NP_INT64);
+	np_value *zi = done(c, ci);
+	np_value *eq = op2(c, "Equal", shp, op2(c, "Sub", zi, INTS(1)));
+	np_value *win[3] = {eq, op2(c, "Add", zi, INTS(1)), shp};
+	np_value *tgt = done(c, node(c, "Where", win, 3));
+	np_value *y = op2(c, "Add", x, op2(c, "Expand", P(&UNIT, 1, 1, 4), tgt));
+	np_value *t = op2(c, "Gather", shp, ints_shaped(c, 0, NULL, DIMS(1)));
+	np_value *rin[3] = {ints_shaped(c, 0, NULL, DIMS(0)), t,
+	                    ints_shaped(c, 0, NULL, DIMS(1))};
+	np_value *ids = done(c, node(c, "Range", rin, 3));
+	np_value *pe = op2(c, "Gather", P(&UNIT, 6, 4), ids);
+	set_output(c, op2(c, "Mul", op2(c, "Add", y, pe), P(&UNIT, 5, 4)));
+}
+
 /* Output and every gradient of one plan, for layout_parity(). */
 static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 {
@@ -1176,6 +1201,7 @@ int main(void)
 		{"MatMul A broadcast over B's batch", 13, matmul_bcast_a},
 		{"MatMul 1-D A", 13, matmul_vec_a},
 		{"MatMul 1-D B", 13, matmul_vec_b},
+		{"position ids and expand from Shape", 13, shape_arith_positions},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);
