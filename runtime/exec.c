@@ -1054,7 +1054,9 @@ static np_status np_plan_signature(np_rt *rt, np_plan *p, const np_rt_input *in,
 			s->values = malloc(s->nbytes ? s->nbytes : 1);
 			if (!s->values)
 				return NP_ERR_NOMEM;
-			memcpy(s->values, x->data, s->nbytes);
+			/* An empty input (ReduceSum's axes []) may have no data. */
+			if (s->nbytes)
+				memcpy(s->values, x->data, s->nbytes);
 		}
 	}
 	p->sig[k].rank = -1;
@@ -1074,7 +1076,7 @@ static bool np_plan_matches(const np_rt *rt, const np_plan *p,
 		if (!x || s->rank != x->rank || s->dtype != x->dtype ||
 		    memcmp(s->dims, x->dims, sizeof(int64_t) * (size_t)x->rank) != 0)
 			return false;
-		if (s->values && memcmp(s->values, x->data, s->nbytes) != 0)
+		if (s->values && s->nbytes && memcmp(s->values, x->data, s->nbytes) != 0)
 			return false;
 	}
 	return np_plan_watch_matches(rt, p);

@@ -105,3 +105,105 @@ int64_t np_flops_per_element(const np_node *n, const np_shape *const *in,
 	(void)n, (void)in, (void)n_in;
 	return np_shape_per_example(out);
 }
+
+np_status np_rt_const_ints(const np_xnode *x, int i, int64_t *v, int max,
+                           int *n, np_error *err)
+{
+	const np_rtensor *t = x->in[i];
+	*n = 0;
+	if (!t->is_const)
+		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+		                       "input '%s' must be known at plan time", t->name);
+	if ((t->dtype != NP_INT64 && t->dtype != NP_INT32) || t->rank > 1)
+		return np_rt_fail_node(err, NP_ERR_INVALID, x,
+		                       "input '%s' must be a 1-D int64 tensor", t->name);
+	if (t->nelem > max)
+		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+		                       "input '%s' has %lld entries, more than %d",
+		                       t->name, (long long)t->nelem, max);
+	for (int64_t k = 0; k < t->nelem; k++)
+		v[k] = t->dtype == NP_INT64 ? ((const int64_t *)t->data)[k]
+		                            : ((const int32_t *)t->data)[k];
+	*n = (int)t->nelem;
+	return NP_OK;
+}
+
+np_status np_rt_norm_axis(const np_xnode *x, int64_t axis, int rank,
+                          int *out, np_error *err)
+{
+	*out = 0;
+	if (axis < -rank || axis >= rank)
+		return np_rt_fail_node(err, NP_ERR_INVALID, x,
+		                       "axis %lld is out of range for rank %d",
+		                       (long long)axis, rank);
+	*out = (int)(axis < 0 ? axis + rank : axis);
+	return NP_OK;
+}
+
+void np_rt_bcast_strides(const np_rtensor *t, int rank, const int64_t *dims,
+                         int64_t *str)
+{
+	int pad = rank - t->rank;
+	int64_t s = 1;
+	for (int i = rank - 1; i >= 0; i--) {
+		int j = i - pad;
+		str[i] = j >= 0 && t->dims[j] != 1 && dims[i] != 1 ? s : 0;
+		if (j >= 0)
+			s *= t->dims[j];
+	}
+}
+
+/* The sum over the reduced axes (red[0..nr), sizes rd, strides rs in
+ * src) of the elements at src + base, in row-major order. */
+static float np_sum_axes(const float *src, int64_t base, int nr,
+                         const int64_t *rd, const int64_t *rs, int64_t count)
+{
+	int64_t idx[NP_RT_MAX_RANK] = {0}, off = base;
+	float sum = 0.0f;
+	for (int64_t k = 0; k < count; k++) {
+		sum += src[off];
+		for (int a = nr - 1; a >= 0; a--) {
+			off += rs[a];
+			if (++idx[a] < rd[a])
+				break;
+			off -= rs[a] * rd[a];
+			idx[a] = 0;
+		}
+	}
+	return sum;
+}
+
+void np_rt_sum_to(const float *src, int rank, const int64_t *dims,
+                  const np_rtensor *t, float *dst)
+{
+	int64_t tstr[NP_RT_MAX_RANK], sstr[NP_RT_MAX_RANK];
+	int64_t kd[NP_RT_MAX_RANK], ks[NP_RT_MAX_RANK];
+	int64_t rd[NP_RT_MAX_RANK], rs[NP_RT_MAX_RANK], count = 1;
+	int nk = 0, nr = 0;
+	int64_t s = 1;
+	np_rt_bcast_strides(t, rank, dims, tstr);
+	for (int i = rank - 1; i >= 0; i--) {
+		sstr[i] = s;
+		s *= dims[i];
+	}
+	for (int i = 0; i < rank; i++) {
+		if (tstr[i] || dims[i] == 1) {
+			kd[nk] = dims[i];
+			ks[nk++] = sstr[i];
+		} else {
+			rd[nr] = dims[i];
+			rs[nr++] = sstr[i];
+			count *= dims[i];
+		}
+	}
+	int64_t n = t->nelem;
+	#pragma omp parallel for schedule(static)
+	for (int64_t e = 0; e < n; e++) {
+		int64_t base = 0, rem = e;
+		for (int k = nk - 1; k >= 0; k--) {
+			base += (rem % kd[k]) * ks[k];
+			rem /= kd[k];
+		}
+		dst[e] = np_sum_axes(src, base, nr, rd, rs, count);
+	}
+}

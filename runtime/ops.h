@@ -53,4 +53,26 @@ np_status np_rt_broadcast_shape(const np_xnode *x, const np_rtensor *a,
                                 const np_rtensor *b, np_rtensor *out,
                                 np_error *err);
 
+/* Shared by the data-movement, comparison and reduction ops (movement.c,
+ * compare.c, reduce.c): */
+
+/* The values of input i, a constant int64/int32 tensor of rank <= 1 of
+ * at most max entries (axes, shapes, starts): the planner knows them at
+ * plan time or the op cannot plan (NP_ERR_UNSUPPORTED, naming it). */
+np_status np_rt_const_ints(const np_xnode *x, int i, int64_t *v, int max,
+                           int *n, np_error *err);
+/* axis in [-rank, rank) made non-negative, or an error naming x. */
+np_status np_rt_norm_axis(const np_xnode *x, int64_t axis, int rank,
+                          int *out, np_error *err);
+/* Element strides of t along the rank axes of a shape it broadcasts to
+ * (numpy rules, t right-aligned): 0 where t has 1 or no axis. */
+void np_rt_bcast_strides(const np_rtensor *t, int rank, const int64_t *dims,
+                         int64_t *str);
+/* dst (t's shape) = src (shape [rank, dims], which t broadcasts to)
+ * summed over the axes t is broadcast along: a broadcast operand's
+ * gradient.  Parallel over dst's elements, each summed in a fixed order
+ * (no atomics): the result does not depend on the thread count. */
+void np_rt_sum_to(const float *src, int rank, const int64_t *dims,
+                  const np_rtensor *t, float *dst);
+
 #endif

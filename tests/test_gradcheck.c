@@ -900,6 +900,258 @@ static void prelu_between_convs(gc *c) { bcast_between_convs(c, "PRelu"); }
 static void mul_between_convs(gc *c) { bcast_between_convs(c, "Mul"); }
 static void add_between_convs(gc *c) { bcast_between_convs(c, "Add"); }
 
+/* ------------------------------------------------- transformer ops */
+
+/* An int64 tensor of any shape (Gather's indices). */
+static np_value *ints_shaped(gc *c, int rank, const int64_t *dims,
+                             const int64_t *vals)
+{
+	np_error err = {0};
+	char name[32];
+	snprintf(name, sizeof name, "i%d", c->n_vals++);
+	np_tensor *t = np_model_new_tensor(c->m, NP_INT64, rank, dims, &err);
+	memcpy(t->data, vals, sizeof(int64_t) * (size_t)t->nelem);
+	return np_graph_add_initializer(c->g, name, t, &err);
+}
+
+/* A bool tensor: a mask (nonzero entries of vals true). */
+static np_value *bools(gc *c, int rank, const int64_t *dims, const int64_t *vals)
+{
+	np_error err = {0};
+	char name[32];
+	snprintf(name, sizeof name, "b%d", c->n_vals++);
+	np_tensor *t = np_model_new_tensor(c->m, NP_BOOL, rank, dims, &err);
+	for (int64_t i = 0; i < t->nelem; i++)
+		((uint8_t *)t->data)[i] = vals[i] != 0;
+	return np_graph_add_initializer(c->g, name, t, &err);
+}
+
+/* A node with n_out outputs, inserted. */
+static np_node *node_n(gc *c, const char *op, np_value **in, int n_in, int n_out)
+{
+	np_error err = {0};
+	np_value *out[8];
+	char name[32];
+	for (int k = 0; k < n_out; k++) {
+		snprintf(name, sizeof name, "%s_%d", op, c->n_vals++);
+		out[k] = np_graph_new_value(c->g, name, &err);
+	}
+	np_node *n = np_graph_new_node(c->g, op, "", name, in, n_in, out, n_out);
+	np_graph_insert_node(c->g, n);
+	return n;
+}
+
+static np_value *concat_axis(gc *c, np_value **in, int n, int axis)
+{
+	np_node *k = node(c, "Concat", in, n);
+	np_node_set_attr_int(k, "axis", axis);
+	return done(c, k);
+}
+
+static void transpose(gc *c)
+{
+	np_node *n = node(c, "Transpose", (np_value *[]){P(&UNIT, 2, 3, 4)}, 1);
+	ATTR_INTS(n, "perm", 2, 0, 1);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 4, 2, 3)));
+}
+
+/* Negative steps, negative and out-of-range bounds, axes given; the
+ * elements not sliced get no gradient. */
+static void slice_steps(gc *c)
+{
+	np_value *in[5] = {P(&UNIT, 4, 5, 6), INTS(-1, 1), INTS(-100, 100),
+	                   INTS(0, -1), INTS(-2, 2)};
+	np_value *s = done(c, node(c, "Slice", in, 5));
+	set_output(c, op2(c, "Mul", s, P(&UNIT, 2, 5, 3)));
+}
+
+/* torch.roll(x, 1, dims=1) as exported: Concat(x[:, -1:], x[:, :-1]). */
+static void roll_slice_concat(gc *c)
+{
+	np_value *x = P(&UNIT, 2, 4, 3);
+	np_value *a[4] = {x, INTS(-1), INTS(INT64_MAX), INTS(1)};
+	np_value *b[4] = {x, INTS(0), INTS(-1), INTS(1)};
+	np_value *parts[2] = {done(c, node(c, "Slice", a, 4)),
+	                      done(c, node(c, "Slice", b, 4))};
+	set_output(c, op2(c, "Mul", concat_axis(c, parts, 2, 1), P(&UNIT, 4, 3)));
+}
+
+/* q, k, v = Split(x): parts of sizes 1, 3, 2, read out of order; the
+ * middle one by nobody (its gradient is zero). */
+static void split_parts(gc *c)
+{
+	np_node *n = node_n(c, "Split", (np_value *[]){P(&UNIT, 2, 6, 3), INTS(1, 3, 2)},
+	                    2, 3);
+	np_node_set_attr_int(n, "axis", 1);
+	np_value *parts[2] = {n->outputs[2], n->outputs[0]};
+	set_output(c, op2(c, "Mul", concat_axis(c, parts, 2, 1), P(&UNIT, 3, 3)));
+}
+
+/* Opset 11: the parts as an attribute. */
+static void split_attr(gc *c)
+{
+	np_node *n = node_n(c, "Split", (np_value *[]){P(&UNIT, 4, 3)}, 1, 2);
+	ATTR_INTS(n, "split", 1, 3);
+	np_value *parts[2] = {n->outputs[1], n->outputs[0]};
+	set_output(c, op2(c, "Mul", concat_axis(c, parts, 2, 0), P(&UNIT, 4, 3)));
+}
+
+/* [3,1] to [2,3,4]: each element read 8 times, its gradient their sum. */
+static void expand(gc *c)
+{
+	np_value *e = op2(c, "Expand", P(&UNIT, 3, 1), INTS(2, 3, 4));
+	set_output(c, op2(c, "Mul", e, P(&UNIT, 2, 3, 4)));
+}
+
+/* Where(mask [3,1], X [4], Y [2,1,4]): both operands broadcast. */
+static void where_bcast(gc *c)
+{
+	np_value *in[3] = {bools(c, 2, DIMS(3, 1), DIMS(1, 0, 1)), P(&UNIT, 4),
+	                   P(&UNIT, 2, 1, 4)};
+	set_output(c, op2(c, "Mul", done(c, node(c, "Where", in, 3)),
+	                  P(&UNIT, 2, 3, 4)));
+}
+
+/* LeakyReLU as Where(Greater(x, 0), x, 0.1 x): x reaches a comparison,
+ * whose (empty) gradient must not disturb the other readers'. */
+static void where_greater(gc *c)
+{
+	np_value *x = P(&NONZERO, 3, 4);
+	np_value *cond = op2(c, "Greater", x, const_float(c, 0.0f));
+	np_value *in[3] = {cond, x, op2(c, "Mul", x, const_float(c, 0.1f))};
+	set_output(c, done(c, node(c, "Where", in, 3)));
+}
+
+/* nn.MultiheadAttention's key_padding_mask: scores + Where(mask, -1e4,
+ * 0), softmax over keys, times V; Q K^T through Transpose. */
+static void attention_masked(gc *c)
+{
+	np_value *q = P(&UNIT, 2, 3, 4), *k = P(&UNIT, 2, 3, 4), *v = P(&UNIT, 2, 3, 4);
+	np_node *t = node(c, "Transpose", &k, 1);
+	ATTR_INTS(t, "perm", 0, 2, 1);
+	np_value *s = op2(c, "MatMul", q, done(c, t));
+	np_value *m = bools(c, 3, DIMS(2, 1, 3), DIMS(0, 0, 1, 0, 1, 1));
+	np_value *win[3] = {m, const_float(c, -1e4f), const_float(c, 0.0f)};
+	np_value *a = op1(c, "Softmax", op2(c, "Add", s, done(c, node(c, "Where", win, 3))));
+	set_output(c, op2(c, "MatMul", a, v));
+}
+
+static void reducemean_last(gc *c)
+{
+	np_node *n = node(c, "ReduceMean", (np_value *[]){P(&UNIT, 2, 3, 4)}, 1);
+	ATTR_INTS(n, "axes", -1);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 3, 1)));
+}
+
+/* Opset 18: the axes as input 1. */
+static void reducemean18(gc *c)
+{
+	np_node *n = node(c, "ReduceMean", (np_value *[]){P(&UNIT, 2, 3, 4), INTS(0, 2)}, 2);
+	np_node_set_attr_int(n, "keepdims", 0);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 3)));
+}
+
+/* Opset 13: ReduceSum's axes are already an input. */
+static void reducesum(gc *c)
+{
+	np_node *n = node(c, "ReduceSum", (np_value *[]){P(&UNIT, 2, 3, 4), INTS(1)}, 2);
+	np_node_set_attr_int(n, "keepdims", 0);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 2, 4)));
+}
+
+/* Distinct values: the maximum is unique and stays so under +-h. */
+static void reducemax(gc *c)
+{
+	np_node *n = node(c, "ReduceMax", (np_value *[]){PD(2, 5, 3)}, 1);
+	ATTR_INTS(n, "axes", 1);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 1, 3)));
+}
+
+/* nn.LayerNorm(8) at opset 17: scale and bias trained. */
+static void layernorm(gc *c)
+{
+	np_value *in[3] = {P(&UNIT, 2, 3, 8), P(&POSITIVE, 8), P(&UNIT, 8)};
+	np_value *y = done(c, node(c, "LayerNormalization", in, 3));
+	set_output(c, op2(c, "Mul", y, P(&UNIT, 3, 8)));
+}
+
+/* Over the last two axes (inner 12), no bias. */
+static void layernorm_axis1(gc *c)
+{
+	np_value *in[2] = {P(&UNIT, 2, 3, 4), P(&POSITIVE, 3, 4)};
+	np_node *n = node(c, "LayerNormalization", in, 2);
+	np_node_set_attr_int(n, "axis", 1);
+	np_node_set_attr_float(n, "epsilon", 1e-3f);
+	set_output(c, op2(c, "Mul", done(c, n), P(&UNIT, 3, 4)));
+}
+
+/* nn.LayerNorm before opset 17, op by op: (x - mean) / sqrt(var + eps)
+ * * w + b, the variance as ReduceMean(Pow(x - mean, 2)). */
+static void layernorm_decomposed(gc *c)
+{
+	np_value *x = P(&UNIT, 2, 3, 6);
+	np_node *m = node(c, "ReduceMean", &x, 1);
+	ATTR_INTS(m, "axes", -1);
+	np_value *d = op2(c, "Sub", x, done(c, m));
+	np_value *sq = op2(c, "Pow", d, const_float(c, 2.0f));
+	np_node *v = node(c, "ReduceMean", &sq, 1);
+	ATTR_INTS(v, "axes", -1);
+	np_value *sd = op1(c, "Sqrt", op2(c, "Add", done(c, v), const_float(c, 1e-5f)));
+	np_value *y = op2(c, "Mul", op2(c, "Div", d, sd), P(&POSITIVE, 6));
+	set_output(c, op2(c, "Mul", op2(c, "Add", y, P(&UNIT, 6)), P(&UNIT, 3, 6)));
+}
+
+/* nn.Embedding: a [10, 4] table read by [2, 3] token ids, some
+ * repeated (1 three times, 3 twice): scatter-add into the table. */
+static void embedding(gc *c)
+{
+	np_value *ids = ints_shaped(c, 2, DIMS(2, 3), DIMS(1, 3, 1, 7, 1, 3));
+	np_value *e = op2(c, "Gather", P(&UNIT, 10, 4), ids);
+	set_output(c, op2(c, "Mul", e, P(&UNIT, 3, 4)));
+}
+
+/* A shared [3,4] A against a stack of B [2,3,4,5]: dA sums the batch. */
+static void matmul_bcast_a(gc *c)
+{
+	set_output(c, op2(c, "MatMul", P(&UNIT, 3, 4), P(&UNIT, 2, 3, 4, 5)));
+}
+
+/* 1-D operands: A [4] @ B [2,4,5] and A [2,3,4] @ B [4]. */
+static void matmul_vec_a(gc *c)
+{
+	set_output(c, op2(c, "MatMul", P(&UNIT, 4), P(&UNIT, 2, 4, 5)));
+}
+
+static void matmul_vec_b(gc *c)
+{
+	set_output(c, op2(c, "MatMul", P(&UNIT, 2, 3, 4), P(&UNIT, 4)));
+}
+
+/* What exports compute from Shape, which must fold at plan time (Range
+ * refuses a length it cannot know): position ids Range(0, T, 1) with T
+ * read from x's shape, into an embedding table; and torch's expand
+ * idiom, Where(Equal(shape, -1), 1, shape) over ConstantOfShape, as
+ * Expand's target. */
+static void shape_arith_positions(gc *c)
+{
+	np_value *x = P(&UNIT, 2, 5, 4);
+	np_value *shp = op1(c, "Shape", x);
+	np_node *cz = node(c, "ConstantOfShape", (np_value *[]){op1(c, "Shape", shp)}, 1);
+	np_node *ci = node(c, "Cast", (np_value *[]){done(c, cz)}, 1);
+	np_node_set_attr_int(ci, "to", NP_INT64);
+	np_value *zi = done(c, ci);
+	np_value *eq = op2(c, "Equal", shp, op2(c, "Sub", zi, INTS(1)));
+	np_value *win[3] = {eq, op2(c, "Add", zi, INTS(1)), shp};
+	np_value *tgt = done(c, node(c, "Where", win, 3));
+	np_value *y = op2(c, "Add", x, op2(c, "Expand", P(&UNIT, 1, 1, 4), tgt));
+	np_value *t = op2(c, "Gather", shp, ints_shaped(c, 0, NULL, DIMS(1)));
+	np_value *rin[3] = {ints_shaped(c, 0, NULL, DIMS(0)), t,
+	                    ints_shaped(c, 0, NULL, DIMS(1))};
+	np_value *ids = done(c, node(c, "Range", rin, 3));
+	np_value *pe = op2(c, "Gather", P(&UNIT, 6, 4), ids);
+	set_output(c, op2(c, "Mul", op2(c, "Add", y, pe), P(&UNIT, 5, 4)));
+}
+
 /* Output and every gradient of one plan, for layout_parity(). */
 static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 {
@@ -1020,6 +1272,27 @@ int main(void)
 		{"BN statistics and shift through Identity", 13, bn_through_identity},
 		{"16 channels, blocked layout", 13, blocked_net},
 		{"in place: Relu, Add, Tanh; not over Relu or Sigmoid", 13, inplace_rules},
+		{"Transpose perm 2,0,1", 13, transpose},
+		{"Slice negative steps, clamped bounds", 13, slice_steps},
+		{"roll as Slice + Concat", 13, roll_slice_concat},
+		{"Split input parts, one unread", 13, split_parts},
+		{"Split opset 11 attribute", 11, split_attr},
+		{"Expand [3,1] to [2,3,4]", 13, expand},
+		{"Where, both operands broadcast", 16, where_bcast},
+		{"Where(Greater(x, 0), x, 0.1x)", 16, where_greater},
+		{"attention with a key padding mask", 13, attention_masked},
+		{"ReduceMean last axis", 13, reducemean_last},
+		{"ReduceMean opset 18 axes input", 18, reducemean18},
+		{"ReduceSum axes input", 13, reducesum},
+		{"ReduceMax", 13, reducemax},
+		{"LayerNormalization scale, bias", 17, layernorm},
+		{"LayerNormalization axis 1, no bias", 17, layernorm_axis1},
+		{"LayerNorm decomposed (opset 13)", 13, layernorm_decomposed},
+		{"Gather embedding, repeated ids", 13, embedding},
+		{"MatMul A broadcast over B's batch", 13, matmul_bcast_a},
+		{"MatMul 1-D A", 13, matmul_vec_a},
+		{"MatMul 1-D B", 13, matmul_vec_b},
+		{"position ids and expand from Shape", 13, shape_arith_positions},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		gradcheck(cases[i].what, cases[i].opset, cases[i].build);

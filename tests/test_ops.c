@@ -70,6 +70,35 @@ static const spec specs[] = {
 	{"Flatten", NP_OPF_RESHAPE, -1, -1, 0, 0, 0, 0},
 	{"Reshape", NP_OPF_RESHAPE, -1, -1, 0, 0, 0, 0},
 	{"Shape", NP_OPF_SHAPE_READ, -1, -1, 0, 0, 0, 0},
+	/* LayerNormalization(X, Scale, B): nn.LayerNorm's weight and bias,
+	 * trained; no running statistics. */
+	{"LayerNormalization", 0, 1, 2, 0x6, 0, 0, 0},
+	/* Data movement, comparisons, generators and reductions: no weight,
+	 * nothing trained, nothing a pass walks through (their indices,
+	 * shapes and axes are constants, not parameters).  Split(input, split)
+	 * has several outputs, which trainable_via_output does not follow. */
+	{"Split", 0, -1, -1, 0, 0, 0, 0},
+	/* Transpose(data, ...), Slice(data, ...), Expand(input, shape): an
+	 * initializer moved before its use (W.t(), rows of a packed
+	 * in_proj_weight) is trained where its readers train it. */
+	{"Transpose", 0, -1, -1, 0, 0, 0x1, 0},
+	{"Slice", 0, -1, -1, 0, 0, 0x1, 0},
+	{"Expand", 0, -1, -1, 0, 0, 0x1, 0},
+	/* Gather(data, indices): a float table read by index is an
+	 * nn.Embedding's weight (or a relative-position bias table). */
+	{"Gather", 0, -1, -1, 0x1, 0, 0, 0},
+	{"Range", 0, -1, -1, 0, 0, 0, 0},
+	{"ConstantOfShape", 0, -1, -1, 0, 0, 0, 0},
+	{"Equal", 0, -1, -1, 0, 0, 0, 0},
+	{"Less", 0, -1, -1, 0, 0, 0, 0},
+	{"LessOrEqual", 0, -1, -1, 0, 0, 0, 0},
+	{"Greater", 0, -1, -1, 0, 0, 0, 0},
+	{"GreaterOrEqual", 0, -1, -1, 0, 0, 0, 0},
+	{"Not", 0, -1, -1, 0, 0, 0, 0},
+	{"Where", 0, -1, -1, 0, 0, 0, 0},
+	{"ReduceMean", 0, -1, -1, 0, 0, 0, 0},
+	{"ReduceSum", 0, -1, -1, 0, 0, 0, 0},
+	{"ReduceMax", 0, -1, -1, 0, 0, 0, 0},
 };
 #define N_SPECS ((int)(sizeof specs / sizeof specs[0]))
 
@@ -175,6 +204,45 @@ static void check_geom(void)
 	gk_free(&k);
 }
 
+/* ------------------------------------------------------------ flops */
+
+static np_shape shape_of(int rank, const int64_t *dims)
+{
+	np_shape s = {.rank = rank, .dtype = NP_FLOAT, .n_val = -1};
+	memcpy(s.dims, dims, sizeof(int64_t) * (size_t)rank);
+	return s;
+}
+
+/* The cost facts of the transformer ops, per example ([N, 5, 16]: 80
+ * elements): LayerNormalization's 8 per element (mean, variance,
+ * normalise, scale, shift), a reduction's one per input element, and
+ * none for pure data movement. */
+static void check_flops(void)
+{
+	gk k;
+	gk_init(&k, 17, 3);
+	np_shape x = shape_of(3, (int64_t[]){2, 5, 16});
+	np_shape m = shape_of(3, (int64_t[]){2, 5, 1});
+	const np_shape *in[1] = {&x};
+	np_node *ln = gk_node(&k, "LayerNormalization", NULL, NULL, 0);
+	np_node *rm = gk_node(&k, "ReduceMean", NULL, NULL, 0);
+	const np_op *lop = np_node_op(ln), *rop = np_node_op(rm);
+	ok(lop && lop->flops && lop->flops(ln, in, 1, &x) == 8 * 80,
+	   "LayerNormalization [N,5,16]: 8 FLOPs per element (640)");
+	ok(rop && rop->flops && rop->flops(rm, in, 1, &m) == 80,
+	   "ReduceMean [N,5,16] -> [N,5,1]: one FLOP per input element (80)");
+	static const char *const movers[] = {
+		"Transpose", "Slice", "Split", "Expand", "Range", "ConstantOfShape",
+		"Equal", "Less", "Greater", "Not", "Where",
+	};
+	for (size_t i = 0; i < sizeof movers / sizeof movers[0]; i++) {
+		const np_op *op = np_op_find("", movers[i]);
+		ok(op && !op->flops, "%s: no arithmetic worth counting (flops NULL)",
+		   movers[i]);
+	}
+	gk_free(&k);
+}
+
 int main(void)
 {
 	for (int i = 0; i < N_LINES; i++) {
@@ -199,6 +267,7 @@ int main(void)
 	}
 	check_kinds();
 	check_geom();
+	check_flops();
 	ok(np_op_find("", "NoSuchOp") == NULL && np_op_find("com.example", "Relu") == NULL,
 	   "np_op_find: unknown op and other domain not found");
 	return done_testing();

@@ -464,6 +464,9 @@ const np_op np_op_gather = {
 	.backward = gather_backward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	/* A float table read by index is an nn.Embedding's weight, or
+	 * Swin's relative-position bias table: trained (scatter-add). */
+	.trainable = 0x1,
 };
 
 /* ---------------------------------------------------------- Unsqueeze */
