@@ -299,14 +299,16 @@ void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 
 /* Is a float initializer a parameter PyTorch would train?  Each op says
  * which of its inputs are (np_op.trainable and the two masks after it):
- * weights and biases of Conv/Gemm/MatMul, BN scale and shift, PRelu
- * slopes and non-scalar Add operands (a MatMul's bias) are; BN running
+ * weights and biases of Conv/Gemm/MatMul, BN and LayerNormalization
+ * scale and shift, PRelu slopes, non-scalar Add operands (a MatMul's
+ * bias) and tables read by Gather (embeddings) are; BN running
  * statistics (state), Clip bounds, exponents and other scalar constants
  * are not: moving ReLU6's 6 or a Pow's 2 by SGD would change the
  * function.  An Identity passes the question on to the readers of its
  * output: exporters feed one de-duplicated initializer to several BNs
  * through Identity nodes (torchvision's untrained models: equal running
- * statistics), and a running variance reached that way is still state. */
+ * statistics), and a running variance reached that way is still state;
+ * Transpose, Slice and Expand do the same (a weight exported as W.t()). */
 static bool np_value_is_trainable(const np_value *v, int64_t nelem, int depth);
 
 static bool np_use_is_trainable(const np_node *n, int index, int64_t nelem,
