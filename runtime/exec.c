@@ -477,6 +477,16 @@ static int np_rt_probe_block(dnnl_engine_t eng)
 	return block == 8 || block == 16 ? block : 0;
 }
 
+/* The CPU engine and the stream every primitive of rt runs on. */
+static np_status np_rt_engine_init(np_rt *rt, np_error *err)
+{
+	if (dnnl_engine_create(&rt->engine, dnnl_cpu, 0) != dnnl_success ||
+	    dnnl_stream_create(&rt->stream, rt->engine, dnnl_stream_default_flags) !=
+	        dnnl_success)
+		return np_fail(err, NP_ERR_UNSUPPORTED, "cannot create a oneDNN CPU engine");
+	return NP_OK;
+}
+
 np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 {
 	np_graph *g = m->graph;
@@ -498,10 +508,7 @@ np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 	rt->m = m;
 	rt->threads = threads > 0 ? threads : omp_get_num_procs();
 	omp_set_num_threads(rt->threads);
-	if (dnnl_engine_create(&rt->engine, dnnl_cpu, 0) != dnnl_success ||
-	    dnnl_stream_create(&rt->stream, rt->engine, dnnl_stream_default_flags) !=
-	        dnnl_success) {
-		np_fail(err, NP_ERR_UNSUPPORTED, "cannot create a oneDNN CPU engine");
+	if (np_rt_engine_init(rt, err) != NP_OK) {
 		np_rt_free(rt);
 		return NULL;
 	}
@@ -533,10 +540,7 @@ np_rt *np_rt_new_bare(np_error *err)
 		return NULL;
 	}
 	rt->threads = 1;
-	if (dnnl_engine_create(&rt->engine, dnnl_cpu, 0) != dnnl_success ||
-	    dnnl_stream_create(&rt->stream, rt->engine, dnnl_stream_default_flags) !=
-	        dnnl_success) {
-		np_fail(err, NP_ERR_UNSUPPORTED, "cannot create a oneDNN CPU engine");
+	if (np_rt_engine_init(rt, err) != NP_OK) {
 		np_rt_free(rt);
 		return NULL;
 	}

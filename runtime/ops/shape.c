@@ -55,29 +55,6 @@ static bool np_has_output(const np_xnode *x, int k)
 	return k < x->n_out && x->out[k];
 }
 
-/* The values of a constant int64/int32 tensor of rank <= 1 (axes, shape
- * inputs): the planner knows them at plan time or we cannot plan. */
-static np_status np_const_ints(const np_xnode *x, int i, int64_t *v,
-                               int max, int *n, np_error *err)
-{
-	const np_rtensor *t = x->in[i];
-	if (!t->is_const)
-		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
-		                       "input '%s' must be known at plan time", t->name);
-	if ((t->dtype != NP_INT64 && t->dtype != NP_INT32) || t->rank > 1)
-		return np_rt_fail_node(err, NP_ERR_INVALID, x,
-		                       "input '%s' must be a 1-D int64 tensor", t->name);
-	if (t->nelem > max)
-		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
-		                       "input '%s' has %lld entries, more than %d",
-		                       t->name, (long long)t->nelem, max);
-	for (int64_t k = 0; k < t->nelem; k++)
-		v[k] = t->dtype == NP_INT64 ? ((const int64_t *)t->data)[k]
-		                            : ((const int32_t *)t->data)[k];
-	*n = (int)t->nelem;
-	return NP_OK;
-}
-
 /* axis in [-rank, rank) -> [0, rank) */
 static np_status np_norm_axis(const np_xnode *x, int64_t axis, int rank,
                               int *out, np_error *err)
@@ -122,7 +99,7 @@ static np_status np_axes(const np_xnode *x, int64_t *axes, int *n,
 	if (x->n_in < 2 || !x->in[1])
 		return NP_OK;
 	*given = true;
-	return np_const_ints(x, 1, axes, NP_RT_MAX_RANK, n, err);
+	return np_rt_const_ints(x, 1, axes, NP_RT_MAX_RANK, n, err);
 }
 
 static void np_copy_data(np_rtensor *out, const np_rtensor *in)
@@ -673,7 +650,7 @@ static np_status reshape_infer(np_xnode *x, np_error *err)
 	const np_rtensor *in = x->in[0];
 	int64_t shape[NP_RT_MAX_RANK];
 	int n;
-	if ((st = np_const_ints(x, 1, shape, NP_RT_MAX_RANK, &n, err)) != NP_OK)
+	if ((st = np_rt_const_ints(x, 1, shape, NP_RT_MAX_RANK, &n, err)) != NP_OK)
 		return st;
 	bool allowzero = np_node_attr_int(x->node, "allowzero", 0) != 0;
 	int infer_at = -1;
