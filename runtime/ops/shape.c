@@ -55,19 +55,6 @@ static bool np_has_output(const np_xnode *x, int k)
 	return k < x->n_out && x->out[k];
 }
 
-/* axis in [-rank, rank) -> [0, rank) */
-static np_status np_norm_axis(const np_xnode *x, int64_t axis, int rank,
-                              int *out, np_error *err)
-{
-	*out = 0;
-	if (axis < -rank || axis >= rank)
-		return np_rt_fail_node(err, NP_ERR_INVALID, x,
-		                       "axis %lld is out of range for rank %d",
-		                       (long long)axis, rank);
-	*out = (int)(axis < 0 ? axis + rank : axis);
-	return NP_OK;
-}
-
 static np_status np_check_rank(const np_xnode *x, int rank, np_error *err)
 {
 	if (rank > NP_RT_MAX_RANK)
@@ -354,7 +341,7 @@ static np_status gather_infer(np_xnode *x, np_error *err)
 	if (d->rank < 1)
 		return np_rt_fail_node(err, NP_ERR_INVALID, x, "data is a scalar");
 	int axis;
-	if ((st = np_norm_axis(x, np_node_attr_int(x->node, "axis", 0), d->rank,
+	if ((st = np_rt_norm_axis(x, np_node_attr_int(x->node, "axis", 0), d->rank,
 	                       &axis, err)) != NP_OK)
 		return st;
 	int r = d->rank + idx->rank - 1;
@@ -467,7 +454,7 @@ static np_status unsqueeze_infer(np_xnode *x, np_error *err)
 	bool added[NP_RT_MAX_RANK] = {false};
 	for (int i = 0; i < n; i++) {
 		int a;
-		if ((st = np_norm_axis(x, axes[i], r, &a, err)) != NP_OK)
+		if ((st = np_rt_norm_axis(x, axes[i], r, &a, err)) != NP_OK)
 			return st;
 		if (added[a])
 			return np_rt_fail_node(err, NP_ERR_INVALID, x,
@@ -507,7 +494,7 @@ static np_status squeeze_infer(np_xnode *x, np_error *err)
 		return st;
 	for (int i = 0; i < n; i++) {
 		int a;
-		if ((st = np_norm_axis(x, axes[i], in->rank, &a, err)) != NP_OK)
+		if ((st = np_rt_norm_axis(x, axes[i], in->rank, &a, err)) != NP_OK)
 			return st;
 		if (in->dims[a] != 1)
 			return np_rt_fail_node(err, NP_ERR_INVALID, x,
@@ -556,7 +543,7 @@ static np_status concat_infer(np_xnode *x, np_error *err)
 	if (!np_node_attr(x->node, "axis"))
 		return np_rt_fail_node(err, NP_ERR_INVALID, x, "axis attribute is missing");
 	int axis;
-	if ((st = np_norm_axis(x, np_node_attr_int(x->node, "axis", 0), a->rank,
+	if ((st = np_rt_norm_axis(x, np_node_attr_int(x->node, "axis", 0), a->rank,
 	                       &axis, err)) != NP_OK)
 		return st;
 	np_rtensor *o = x->out[0];
