@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "cli.h"
+#include "dist.h"
 #include "nepenthe.h"
 #include "rt.h"
 
@@ -242,6 +243,11 @@ static void np_print_version(void)
 	       dv->hash ? dv->hash : "");
 	printf("protobuf-c %s\n", protobuf_c_version());
 	printf("libxml2 %d.%d.%d\n", xv / 10000, xv / 100 % 100, xv % 100);
+	/* Data-parallel runs under mpirun/srun (runtime/dist.h). */
+	if (np_dist_built())
+		printf("MPI %s\n", np_dist_library());
+	else
+		printf("MPI no (built without it: configure --with-mpi)\n");
 }
 
 /* ------------------------------------------------------------ values */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "json.h"
 #include "layers.h"
 #include "nepenthe.h"
@@ -310,7 +311,10 @@ static np_status np_compile_nepenthe(const np_cli *c, np_error *err)
 		run.depth_after = np_graph_depth(out->graph);
 		run.seconds = np_now() - t0;
 		st = run.depth_after < 0 ? np_fail(err, NP_ERR_NOMEM, "out of memory")
-		                         : np_compile_outputs(out, c, &run, err);
+		     /* Data-parallel: rank 0 writes; every rank learns how
+		      * it went (runtime/dist.h). */
+		     : np_dist_rank() == 0 ? np_compile_outputs(out, c, &run, err) : NP_OK;
+		st = np_dist_agree(st, err);
 	}
 	if (st == NP_OK)
 		np_summary(&run, c);
@@ -329,9 +333,11 @@ np_status np_cmd_compile(const np_cli *c, np_error *err)
 	if (!m)
 		return err->status;
 	np_save_opts so = {.external_data = c->external_data};
-	np_status st = np_onnx_save(m, c->output, &so, err);
+	np_status st = NP_OK;
+	if (np_dist_rank() == 0)
+		st = np_onnx_save(m, c->output, &so, err);
 	if (st != NP_OK && !err->file[0])
 		snprintf(err->file, sizeof err->file, "%s", c->output);
 	np_model_free(m);
-	return st;
+	return np_dist_agree(st, err);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dist.h"
 #include "json.h"
 #include "onnx_io.h"
 #include "progress.h"
@@ -53,7 +54,7 @@ typedef struct np_split_score {
 } np_split_score;
 
 static void np_finetune_report(const np_cli *c, np_split_score val, np_split_score test,
-                               double loss, double seconds, int64_t images)
+                               double loss, double seconds, double comm, int64_t images)
 {
 	double rate = seconds > 0 ? (double)images / seconds : 0;
 	if (c->json) {
@@ -65,6 +66,13 @@ static void np_finetune_report(const np_cli *c, np_split_score val, np_split_sco
 		np_json_double(&j, "seconds", seconds);
 		np_json_double(&j, "img_per_s", rate);
 		np_json_double(&j, "loss", loss);
+		/* Data-parallel runs: how many ranks, and rank 0's seconds of
+		 * the training in collectives (the all-reduce's share, waits
+		 * for slower ranks included; bench/scaling). */
+		if (np_dist_size() > 1) {
+			np_json_int(&j, "ranks", np_dist_size());
+			np_json_double(&j, "comm_seconds", comm);
+		}
 		if (val.before >= 0) {
 			np_json_double(&j, "val_top1_before", val.before);
 			np_json_double(&j, "val_top1", val.after);
@@ -105,7 +113,7 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 	np_dataset train = {0}, val = {0}, test = {0};
 	float *teacher = NULL, *teacher_val = NULL;
 	np_split_score vs = {-1, -1}, ts = {-1, -1};
-	double loss = 0, t0 = 0, seconds = 0;
+	double loss = 0, t0 = 0, seconds = 0, comm = 0;
 	np_status st = np_session_load(&s, c, err);
 	/* Equal parameters the exporter stored once train separately. */
 	if (st == NP_OK)
@@ -141,10 +149,12 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 		o.progress = np_loss_watch_step;
 		o.progress_ctx = &w;
 		t0 = np_now();
+		comm = np_dist_comm_seconds();
 		st = np_train(s.rt, &train, &o, teacher, &c->dopts, &loss, err);
 		if (st == NP_OK)
 			st = np_loss_watch_check(&w, "fine-tuning", err);
 		seconds = np_now() - t0;
+		comm = np_dist_comm_seconds() - comm;
 		np_progress_end(&p);
 	}
 	if (st == NP_OK)
@@ -153,14 +163,19 @@ np_status np_cmd_finetune(const np_cli *c, np_error *err)
 		st = np_top1(s.rt, &val, c->batch, teacher_val, &vs.after, err);
 	if (st == NP_OK && test.spec)
 		st = np_top1(s.rt, &test, c->batch, NULL, &ts.after, err);
+	/* Data-parallel: every rank holds the same weights; rank 0 writes
+	 * them, and the others learn how that went. */
 	if (st == NP_OK) {
-		np_save_opts so = {.external_data = c->external_data};
-		st = np_onnx_save(s.m, c->output, &so, err);
-		if (st != NP_OK && !err->file[0])
-			snprintf(err->file, sizeof err->file, "%s", c->output);
+		if (np_dist_rank() == 0) {
+			np_save_opts so = {.external_data = c->external_data};
+			st = np_onnx_save(s.m, c->output, &so, err);
+			if (st != NP_OK && !err->file[0])
+				snprintf(err->file, sizeof err->file, "%s", c->output);
+		}
+		st = np_dist_agree(st, err);
 	}
 	if (st == NP_OK)
-		np_finetune_report(c, vs, ts, loss, seconds, train.n * c->train.epochs);
+		np_finetune_report(c, vs, ts, loss, seconds, comm, train.n * c->train.epochs);
 	free(teacher);
 	free(teacher_val);
 	np_dataset_free(&test);

@@ -3,6 +3,7 @@
  * exits. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "depfile.h"
+#include "dist.h"
 #include "ir.h"
 #include "rt.h"
 #include "status.h"
@@ -82,17 +84,64 @@ static void np_bound_omp_spinning(char **argv)
 	execv("/proc/self/exe", argv);
 }
 
+/* Ranks other than 0 of a data-parallel run (runtime/dist.h) print
+ * nothing: their standard output goes to /dev/null, their progress is
+ * quiet, and the errors every rank shares are printed by rank 0.  Their
+ * standard error stays open for what only they know (a failure of their
+ * own, sanitizer reports). */
+static void np_quiet_rank(void)
+{
+	if (np_dist_rank() != 0 && !freopen("/dev/null", "w", stdout))
+		fclose(stdout);
+}
+
+/* The command line is the same on every rank, and so are its errors:
+ * rank 0 says them.  Runs parse with the other ranks' stderr on
+ * /dev/null. */
+static int np_parse_once(np_cli *c, int argc, char **argv)
+{
+	int saved = -1, null = -1;
+	if (np_dist_rank() != 0) {
+		fflush(stderr);
+		saved = dup(2);
+		null = open("/dev/null", O_WRONLY);
+		if (saved >= 0 && null >= 0)
+			dup2(null, 2);
+	}
+	int rc = np_cli_parse(c, argc, argv);
+	if (saved >= 0) {
+		fflush(stderr);
+		dup2(saved, 2);
+		close(saved);
+	}
+	if (null >= 0)
+		close(null);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	np_bound_omp_spinning(argv);
 	np_set_oom_handler(np_on_oom);
 	signal(SIGINT, np_on_signal);
 	signal(SIGTERM, np_on_signal);
+	np_error err = {0};
+	/* After the re-exec: MPI starts in the process that stays. */
+	if (np_dist_init(&argc, &argv, &err) != NP_OK) {
+		fprintf(stderr, "nepenc: %s\n", err.msg);
+		return 1;
+	}
+	np_quiet_rank();
 	np_cli c;
-	int rc = np_cli_parse(&c, argc, argv);
+	int rc = np_parse_once(&c, argc, argv);
 	if (rc != 0) {
 		np_cli_free(&c);
+		np_dist_finalize();
 		return rc < 0 ? 0 : rc;
+	}
+	if (np_dist_rank() != 0) {
+		c.quiet = true;
+		c.verbose = false;
 	}
 	/* -v: the runtime names operators whose layout fell back to plain. */
 	np_rt_set_verbose(c.verbose);
@@ -103,16 +152,31 @@ int main(int argc, char **argv)
 		[NP_CMD_FINETUNE] = np_cmd_finetune,
 		[NP_CMD_PROFILE] = np_cmd_profile,
 	};
-	np_error err = {0};
 	np_deps deps;
 	np_deps_init(&deps);
 	c.deps = c.depfile ? &deps : NULL;
 	np_status st = run[c.command](&c, &err);
-	if (st == NP_OK && c.depfile)
-		st = np_write_depfile(&c, &deps, &err);
+	/* Every rank that got here without an error of its own: rank 0
+	 * writes the depfile, and the others learn how that went. */
+	if (st == NP_OK && c.depfile) {
+		if (np_dist_rank() == 0)
+			st = np_write_depfile(&c, &deps, &err);
+		st = np_dist_agree(st, &err);
+	}
 	np_deps_free(&deps);
-	if (st != NP_OK)
+	if (np_dist_failed_alone(st)) {
+		/* The other ranks may wait for this one in a collective: say
+		 * why, remove this rank's temporary files, end them all. */
+		fprintf(stderr, "nepenc: %s: %s (rank %d)\n", err.file[0] ? err.file : c.model,
+		        err.msg, np_dist_rank());
+		np_cli_free(&c);
+		np_atomic_cleanup_signal();
+		np_dist_abort(np_exit_code(st));
+		return np_exit_code(st);
+	}
+	if (st != NP_OK && np_dist_rank() == 0)
 		fprintf(stderr, "nepenc: %s: %s\n", err.file[0] ? err.file : c.model, err.msg);
 	np_cli_free(&c);
+	np_dist_finalize();
 	return st == NP_OK ? 0 : np_exit_code(st);
 }

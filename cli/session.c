@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "depfile.h"
+#include "dist.h"
 #include "onnx_io.h"
 #include "pass.h"
 #include "train.h"
@@ -26,19 +27,25 @@ np_model *np_cli_load_model(const np_cli *c, np_error *err)
 np_status np_session_load(np_session *s, const np_cli *c, np_error *err)
 {
 	s->m = np_cli_load_model(c, err);
-	if (!s->m)
-		return err->status;
-	s->eval_progress.quiet = c->quiet;
-	return np_model_io(s->m, &s->input, &s->classes, err);
+	np_status st = s->m ? NP_OK : err->status;
+	if (st == NP_OK) {
+		s->eval_progress.quiet = c->quiet;
+		st = np_model_io(s->m, &s->input, &s->classes, err);
+	}
+	/* Data-parallel: every rank learns of any rank's failure here
+	 * (runtime/dist.h), so none waits for it later. */
+	return np_dist_agree(st, err);
 }
 
 np_status np_session_start(np_session *s, const np_cli *c, np_error *err)
 {
 	s->rt = np_rt_new(s->m, c->threads, err);
-	if (!s->rt)
-		return err->status;
-	np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
-	return np_rt_set_bf16(s->rt, c->bf16, err);
+	np_status st = s->rt ? NP_OK : err->status;
+	if (st == NP_OK) {
+		np_rt_set_progress(s->rt, np_progress_rt, &s->eval_progress);
+		st = np_rt_set_bf16(s->rt, c->bf16, err);
+	}
+	return np_dist_agree(st, err);
 }
 
 np_status np_session_open(np_session *s, const np_cli *c, np_error *err)
@@ -73,9 +80,10 @@ np_status np_session_data(const np_session *s, const np_cli *c,
 	o.channels = np_model_channels(in);
 	np_status st = np_data_load(spec, &o, d, err);
 	if (st != NP_OK)
-		return st;
-	/* --skip-bad-images: said once, on stderr, whatever the output. */
-	if (d->skipped)
+		return np_dist_agree(st, err);
+	/* --skip-bad-images: said once, on stderr, whatever the output
+	 * (and by rank 0 of a data-parallel run). */
+	if (d->skipped && np_dist_rank() == 0)
 		fprintf(stderr, "nepenc: %s: skipped %lld image%s that do%s not decode "
 		        "(first: %s)\n", spec, (long long)d->skipped,
 		        d->skipped == 1 ? "" : "s", d->skipped == 1 ? "es" : "",
@@ -83,5 +91,5 @@ np_status np_session_data(const np_session *s, const np_cli *c,
 	st = np_dataset_check_input(d, in, err);
 	if (st == NP_OK && d->y)
 		st = np_dataset_check_labels(d, s->classes, err);
-	return st;
+	return np_dist_agree(st, err);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "progress.h"
 
 #define NP_PROFILE_DEFAULT_BATCH 128
@@ -267,6 +268,16 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 		return np_fail(err, NP_ERR_NOMEM, "out of memory for the profile");
 	out->n = ls->n;
 	int64_t B = o->batch > 0 ? o->batch : NP_PROFILE_DEFAULT_BATCH;
+	/* Data-parallel (runtime/dist.h): each rank counts its contiguous
+	 * share (when every rank has one), then the counts are added up
+	 * exactly and the norms in rank order: every rank holds the same
+	 * profile, so every rank computes the same masks. */
+	bool shard = np_dist_size() > 1 && d->n >= np_dist_size();
+	int64_t first = 0, count = d->n;
+	if (shard)
+		np_dist_share(d->n, &first, &count);
+	np_dataset part = shard ? np_dataset_slice(d, first, count) : *d;
+	d = &part;
 	int64_t steps = (d->n + B - 1) / B;
 	np_progress pr;
 	np_batches *b = NULL;
@@ -292,10 +303,19 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 		np_profile_unwatch(rt, ls, ls->n, o->input_norms);
 	np_batches_close(b);
 	np_progress_end(&pr);
+	if (shard)
+		st = np_dist_agree(st, err);
 	if (st != NP_OK) {
 		np_profile_free(out);
 		return st;
 	}
+	for (int l = 0; shard && l < out->n; l++) {
+		np_layer_profile *lp = &out->l[l];
+		np_dist_sum_i64(lp->counts, (size_t)(lp->neurons * lp->n_states));
+		np_dist_sum_i64(lp->dont_care, (size_t)lp->neurons);
+	}
+	for (int k = 0; shard && k < out->norms.n; k++)
+		np_dist_sum_f64(out->norms.v[k], (size_t)out->norms.len[k]);
 	for (int l = 0; l < out->n; l++)
 		np_layer_entropy(&out->l[l]);
 	np_input_norms_finish(&out->norms);

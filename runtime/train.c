@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
+#include "ops.h"
+
 np_status np_model_io(const np_model *m, const char **input, int64_t *classes,
                       np_error *err)
 {
@@ -119,9 +122,10 @@ static np_status np_infer_pass(np_rt *rt, const np_dataset *d, int64_t batch,
 	const char *input;
 	int64_t c;
 	np_status st = np_model_io(np_rt_model(rt), &input, &c, err);
+	if (st != NP_OK)
+		return st;
 	np_batches *b = NULL;
-	if (st == NP_OK)
-		st = np_batches_open(d, NULL, d->n, batch, NULL, NULL, NULL, &b, err);
+	st = np_batches_open(d, NULL, d->n, batch, NULL, NULL, NULL, &b, err);
 	if (st != NP_OK)
 		return st;
 	np_rt_report_progress(rt, 0, d->n);
@@ -164,12 +168,21 @@ np_status np_predict(np_rt *rt, const np_dataset *d, int64_t batch,
 	np_status st = np_model_io(np_rt_model(rt), &input, classes, err);
 	if (st != NP_OK)
 		return st;
+	/* Data-parallel (dist.h): each rank runs its share, then every
+	 * rank gets every share. */
+	bool dist = np_dist_size() > 1;
+	int64_t first, count;
+	np_dist_share(d->n, &first, &count);
+	np_dataset part = dist ? np_dataset_slice(d, first, count) : *d;
 	float *out = malloc(sizeof(float) * (size_t)(d->n * *classes + 1));
 	if (!out)
-		return np_fail(err, NP_ERR_NOMEM, "out of memory for %lld logits",
-		               (long long)d->n);
-	np_logits_ctx c = {out, *classes};
-	st = np_infer_pass(rt, d, batch, *classes, np_keep_logits, &c, err);
+		st = np_fail(err, NP_ERR_NOMEM, "out of memory for %lld logits",
+		             (long long)d->n);
+	np_logits_ctx c = {out ? out + first * *classes : NULL, *classes};
+	if (st == NP_OK)
+		st = np_infer_pass(rt, &part, batch, *classes, np_keep_logits, &c, err);
+	if (dist && (st = np_dist_agree(st, err)) == NP_OK)
+		st = np_dist_gather_shares(out, d->n, *classes, err);
 	if (st != NP_OK) {
 		free(out);
 		return st;
@@ -212,18 +225,26 @@ np_status np_evaluate(np_rt *rt, const np_dataset *d, int64_t batch,
 	np_status st = np_model_io(np_rt_model(rt), &input, &c, err);
 	if (st != NP_OK)
 		return st;
-	np_score_ctx s = {.teacher = teacher, .classes = c};
+	/* Data-parallel (dist.h): each rank scores its contiguous share;
+	 * hits are added up exactly, losses in rank order. */
+	int64_t first, count;
+	np_dist_share(d->n, &first, &count);
+	np_dataset part = np_dist_size() > 1 ? np_dataset_slice(d, first, count) : *d;
+	np_score_ctx s = {.teacher = teacher ? teacher + first * c : NULL, .classes = c};
 	s.tmp = malloc(sizeof(double) * (size_t)(2 * c));
 	if (!s.tmp)
-		return np_fail(err, NP_ERR_NOMEM, "out of memory");
-	st = np_infer_pass(rt, d, batch, c, np_score_batch, &s, err);
-	if (st == NP_OK) {
-		res->n = d->n;
-		res->top1 = d->n ? 100.0 * (double)s.hits / (double)d->n : 0.0;
-		res->loss = d->n ? s.loss / (double)d->n : 0.0;
-	}
+		st = np_fail(err, NP_ERR_NOMEM, "out of memory");
+	if (st == NP_OK)
+		st = np_infer_pass(rt, &part, batch, c, np_score_batch, &s, err);
 	free(s.tmp);
-	return st;
+	if ((st = np_dist_agree(st, err)) != NP_OK)
+		return st;
+	np_dist_sum_i64(&s.hits, 1);
+	np_dist_sum_f64(&s.loss, 1);
+	res->n = d->n;
+	res->top1 = d->n ? 100.0 * (double)s.hits / (double)d->n : 0.0;
+	res->loss = d->n ? s.loss / (double)d->n : 0.0;
+	return NP_OK;
 }
 
 static float np_lr_at(const np_train_opts *o, int epoch, int64_t step,
@@ -254,42 +275,219 @@ typedef struct np_epoch {
 	float *t;                      /* teacher rows of the batch */
 	double *tmp, T, loss;
 	int e;
+	/* Data-parallel only (dist.h), owned by np_train: */
+	int64_t *mine;                 /* this rank's examples of the epoch,
+	                                * its slice of every batch in turn */
+	float *flat;                   /* every gradient (or running
+	                                * statistic) end to end, padded */
+	np_rng aug;                    /* this rank's augmentation draws */
 } np_epoch;
 
-static np_status np_train_step(np_epoch *ep, int64_t s, const float *x,
-                               const int32_t *y, int64_t n, np_error *err)
+/* BatchNormalization's running mean and variance: a float initializer
+ * an op updates itself (np_op.state). */
+static bool np_param_is_state(const np_param *p)
+{
+	if (p->trainable || !p->data)
+		return false;
+	const np_value *v = p->value;
+	for (int u = 0; u < v->n_uses; u++) {
+		const np_op *op = v->uses[u].node ? np_node_op(v->uses[u].node) : NULL;
+		if (op && v->uses[u].index >= 0 && np_op_input_bit(op->state, v->uses[u].index))
+			return true;
+	}
+	return false;
+}
+
+/* Floats of the data-parallel buffer: the larger of the gradients and
+ * the running statistics, padded for np_dist_sum_f32. */
+static size_t np_flat_size(np_rt *rt)
+{
+	size_t grads = 0, state = 0;
+	for (int i = 0; i < np_rt_n_params(rt); i++) {
+		const np_param *p = np_rt_param(rt, i);
+		if (p->trainable)
+			grads += (size_t)p->nelem;
+		else if (np_param_is_state(p))
+			state += (size_t)p->nelem;
+	}
+	return np_dist_padded(grads > state ? grads : state) + 1;
+}
+
+/* The all-reduce of data parallelism, between backward and the optimizer
+ * step (whichever optimizer it is): every rank's gradient, already
+ * scaled by 1 / (the global batch), summed, so every rank steps with the
+ * one-process gradient of the whole batch (up to the order of the float
+ * sums), the same on every rank.  One buffer: each parameter's gradient
+ * is copied in, the sum runs once over all of them, and they are copied
+ * back. */
+static void np_sync_grads(np_epoch *ep)
+{
+	if (np_dist_size() == 1)
+		return;
+	size_t at = 0;
+	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
+		const np_param *p = np_rt_param(ep->rt, i);
+		if (!p->trainable)
+			continue;
+		memcpy(ep->flat + at, p->grad, sizeof(float) * (size_t)p->nelem);
+		at += (size_t)p->nelem;
+	}
+	np_dist_sum_f32(ep->flat, at);
+	at = 0;
+	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
+		np_param *p = np_rt_param(ep->rt, i);
+		if (!p->trainable)
+			continue;
+		memcpy(p->grad, ep->flat + at, sizeof(float) * (size_t)p->nelem);
+		at += (size_t)p->nelem;
+	}
+}
+
+/* End of an epoch, data-parallel: every rank's BatchNormalization ran on
+ * its own share of each batch (as PyTorch's DDP does by default), so its
+ * running statistics are its own; they become their mean over the ranks,
+ * the same on every rank (doc/nepenc.1, DATA PARALLELISM). */
+static void np_sync_state(np_epoch *ep)
+{
+	if (np_dist_size() == 1)
+		return;
+	size_t at = 0;
+	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
+		const np_param *p = np_rt_param(ep->rt, i);
+		if (!np_param_is_state(p))
+			continue;
+		memcpy(ep->flat + at, p->data, sizeof(float) * (size_t)p->nelem);
+		at += (size_t)p->nelem;
+	}
+	np_dist_sum_f32(ep->flat, at);
+	float inv = 1.0f / (float)np_dist_size();
+	at = 0;
+	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
+		np_param *p = np_rt_param(ep->rt, i);
+		if (!np_param_is_state(p))
+			continue;
+		for (int64_t k = 0; k < p->nelem; k++)
+			p->data[k] = ep->flat[at + (size_t)k] * inv;
+		at += (size_t)p->nelem;
+	}
+}
+
+/* A rank with no example in a step (a last batch smaller than the number
+ * of ranks) adds a zero gradient. */
+static void np_zero_grads(np_rt *rt)
+{
+	for (int i = 0; i < np_rt_n_params(rt); i++) {
+		np_param *p = np_rt_param(rt, i);
+		if (p->trainable)
+			memset(p->grad, 0, sizeof(float) * (size_t)p->nelem);
+	}
+}
+
+/* Step s on this rank's n examples idx[0..n) (x, y) of a global batch of
+ * nb (n == nb with one rank).  st: how getting the batch went; every rank
+ * reaches np_dist_agree whatever happened, so none waits alone in the
+ * gradient sum. */
+static np_status np_train_step(np_epoch *ep, int64_t s, const int64_t *idx,
+                               const float *x, const int32_t *y, int64_t n,
+                               int64_t nb, np_status st, np_error *err)
 {
 	const np_train_opts *o = ep->o;
-	int64_t c = ep->c, first = s * o->batch;
-	for (int64_t i = 0; ep->teacher && i < n; i++)
-		memcpy(ep->t + i * c, ep->teacher + ep->perm[first + i] * c,
-		       sizeof(float) * (size_t)c);
-	const float *z;
-	np_status st = np_forward_batch(ep->rt, ep->input, ep->d, x, n, NP_RT_TRAIN,
-	                                c, &z, err);
-	if (st != NP_OK)
-		return st;
-	float *g = np_rt_output_grad(ep->rt, 0);
+	int64_t c = ep->c;
 	double loss = 0;
-	for (int64_t i = 0; i < n; i++)
-		loss += np_example_loss(z + i * c, c, y ? y[i] : 0,
-		                        ep->teacher ? ep->t + i * c : NULL, ep->T,
-		                        g + i * c, 1.0 / (double)n, ep->tmp);
-	ep->loss += loss / (double)n;
-	if ((st = np_rt_backward(ep->rt, err)) != NP_OK)
+	if (st == NP_OK && n > 0) {
+		for (int64_t i = 0; ep->teacher && i < n; i++)
+			memcpy(ep->t + i * c, ep->teacher + idx[i] * c, sizeof(float) * (size_t)c);
+		const float *z;
+		st = np_forward_batch(ep->rt, ep->input, ep->d, x, n, NP_RT_TRAIN, c, &z, err);
+		if (st == NP_OK) {
+			float *g = np_rt_output_grad(ep->rt, 0);
+			for (int64_t i = 0; i < n; i++)
+				loss += np_example_loss(z + i * c, c, y ? y[i] : 0,
+				                        ep->teacher ? ep->t + i * c : NULL, ep->T,
+				                        g + i * c, 1.0 / (double)nb, ep->tmp);
+			st = np_rt_backward(ep->rt, err);
+		}
+	} else if (st == NP_OK) {
+		np_zero_grads(ep->rt);
+	}
+	if ((st = np_dist_agree(st, err)) != NP_OK)
 		return st;
+	np_sync_grads(ep);
+	np_dist_sum_f64(&loss, 1);
+	ep->loss += loss / (double)nb;
 	np_sgd sgd = o->sgd;
 	sgd.lr = np_lr_at(o, ep->e, s, ep->steps);
 	np_rt_sgd_step(ep->rt, &sgd);
 	if (o->progress)
 		o->progress(o->progress_ctx, ep->e * ep->steps + s + 1,
-		            o->epochs * ep->steps, loss / (double)n);
+		            o->epochs * ep->steps, loss / (double)nb);
 	return NP_OK;
+}
+
+/* Examples in global step s of an epoch of n examples. */
+static int64_t np_step_len(const np_epoch *ep, int64_t s)
+{
+	int64_t B = ep->o->batch, left = ep->d->n - s * B;
+	return left < B ? left : B;
+}
+
+/* Data-parallel epoch: this rank's slice of each global batch, taken
+ * from the one permutation every rank drew, so the examples of a step
+ * over all ranks are the one-process batch.  When the ranks divide the
+ * batch, the slices are read as one pass of batch / ranks; otherwise one
+ * pass per step. */
+static np_status np_train_epoch_dist(np_epoch *ep, const np_data_opts *dopts,
+                                     np_error *err)
+{
+	const np_train_opts *o = ep->o;
+	int64_t B = o->batch, total = 0, first, k;
+	for (int64_t s = 0; s < ep->steps; s++) {
+		np_dist_share(np_step_len(ep, s), &first, &k);
+		memcpy(ep->mine + total, ep->perm + s * B + first, sizeof(int64_t) * (size_t)k);
+		total += k;
+	}
+	const np_augment *aug = o->augment.flip || o->augment.shift ? &o->augment : NULL;
+	bool even = B % np_dist_size() == 0;
+	np_batches *b = NULL;
+	np_status st = NP_OK;
+	if (even)
+		st = np_batches_open(ep->d, ep->mine, total, B / np_dist_size(), aug,
+		                     &ep->aug, dopts, &b, err);
+	ep->loss = 0;
+	int64_t at = 0;
+	for (int64_t s = 0; s < ep->steps; s++) {
+		int64_t nb = np_step_len(ep, s), n = 0;
+		np_dist_share(nb, &first, &k);
+		const float *x = NULL;
+		const int32_t *y = NULL;
+		if (st == NP_OK && k > 0 && !even) {
+			np_batches_close(b);
+			b = NULL;
+			st = np_batches_open(ep->d, ep->mine + at, k, k, aug, &ep->aug, dopts,
+			                     &b, err);
+		}
+		if (st == NP_OK && k > 0)
+			st = np_batches_next(b, &x, &y, &n, err);
+		if (st == NP_OK && n != k)
+			st = np_fail(err, NP_ERR_INVALID, "rank %d: %lld examples in step %lld, "
+			             "not %lld", np_dist_rank(), (long long)n, (long long)s,
+			             (long long)k);
+		st = np_train_step(ep, s, ep->mine + at, x, y, k, nb, st, err);
+		if (st != NP_OK)
+			break;
+		at += k;
+	}
+	np_batches_close(b);
+	if (st == NP_OK)
+		np_sync_state(ep);
+	return st;
 }
 
 static np_status np_train_epoch(np_epoch *ep, np_rng *rng,
                                 const np_data_opts *dopts, np_error *err)
 {
+	if (np_dist_size() > 1)
+		return np_train_epoch_dist(ep, dopts, err);
 	const np_train_opts *o = ep->o;
 	np_batches *b;
 	np_status st = np_batches_open(ep->d, ep->perm, ep->d->n, o->batch,
@@ -302,7 +500,7 @@ static np_status np_train_epoch(np_epoch *ep, np_rng *rng,
 		int64_t n;
 		st = np_batches_next(b, &x, &y, &n, err);
 		if (st == NP_OK)
-			st = np_train_step(ep, s, x, y, n, err);
+			st = np_train_step(ep, s, ep->perm + s * o->batch, x, y, n, n, NP_OK, err);
 	}
 	np_batches_close(b);
 	return st;
@@ -324,12 +522,20 @@ np_status np_train(np_rt *rt, const np_dataset *d, const np_train_opts *o,
 	ep.t = teacher ? malloc(sizeof(float) * (size_t)(B * c)) : NULL;
 	ep.tmp = malloc(sizeof(double) * (size_t)(2 * c));
 	ep.perm = perm;
+	bool dist = np_dist_size() > 1;
+	if (dist) {
+		ep.mine = malloc(sizeof(int64_t) * (size_t)(d->n + 1));
+		ep.flat = malloc(sizeof(float) * np_flat_size(rt));
+		/* The permutation comes from the seed on every rank; each
+		 * rank's augmentation from a stream of its own. */
+		np_rng_seed(&ep.aug, o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(np_dist_rank() + 1)));
+	}
 	np_rng rng;
 	np_rng_seed(&rng, o->seed);
-	if (!perm || !ep.tmp || (teacher && !ep.t)) {
+	if (!perm || !ep.tmp || (teacher && !ep.t) || (dist && (!ep.mine || !ep.flat)))
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory for training batches");
+	if ((st = np_dist_agree(st, err)) != NP_OK)
 		goto done;
-	}
 	ep.T = o->temperature > 0 ? o->temperature : 4.0;
 	for (int e = 0; e < o->epochs && st == NP_OK; e++) {
 		np_rng_permutation(&rng, perm, d->n);
@@ -342,5 +548,7 @@ done:
 	free(perm);
 	free(ep.t);
 	free(ep.tmp);
+	free(ep.mine);
+	free(ep.flat);
 	return st;
 }

@@ -22,7 +22,8 @@ packages="gcc make autoconf automake pkg-config
   libpng-dev libjpeg62-turbo-dev python3-pil
   libxml2-utils python3 python3-onnx python3-numpy libonnx-testdata
   dataset-fashion-mnist librsvg2-bin groff-base python3-torch python3-torchvision libopenblas0-pthread
-  clang libclang-rt-dev libomp-dev gdb"
+  clang libclang-rt-dev libomp-dev gdb
+  openmpi-bin libopenmpi-dev"
 
 missing=""
 for p in $packages; do

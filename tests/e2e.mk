@@ -18,3 +18,8 @@ E2E_TESTS = \
 TESTS += $(E2E_TESTS)
 dist_check_SCRIPTS += $(E2E_TESTS)
 EXTRA_DIST += $(E2E_TESTS) tests/fixtures
+
+# Data-parallel runs under mpirun (issue 16); skips when built without MPI.
+TESTS += tests/mpi.test
+dist_check_SCRIPTS += tests/mpi.test
+EXTRA_DIST += tests/mpi.test tests/lsan-openmpi.supp
