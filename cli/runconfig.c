@@ -318,17 +318,24 @@ static char *np_rebase(np_arena *a, const char *dir, const char *rel, size_t n)
 	return np_arena_printf(a, "%s/%.*s", dir, (int)n, rel);
 }
 
-/* "idx:a,b" -> "idx:DIR/a,DIR/b"; the kind was checked by the schema. */
+/* "idx:a,b" -> "idx:DIR/a,DIR/b", "npy:ids=a,b" -> "npy:ids=DIR/a,DIR/b"
+ * (an npy: item is named when the text before its first '=' is not
+ * empty and holds no '/', as data.h says); the kind was checked by the
+ * schema. */
 static char *np_rebase_spec(np_arena *a, const char *dir, const char *spec)
 {
 	const char *colon = strchr(spec, ':');
 	if (!dir || !colon)
 		return np_arena_strdup(a, spec);
+	bool npy = colon - spec == 3 && !strncmp(spec, "npy", 3);
 	char *out = np_arena_printf(a, "%.*s", (int)(colon + 1 - spec), spec);
 	for (const char *p = colon + 1; *p;) {
 		size_t n = strcspn(p, ",");
-		out = np_arena_printf(a, "%s%s%s", out, p == colon + 1 ? "" : ",",
-		                      np_rebase(a, dir, p, n));
+		const char *eq = npy ? memchr(p, '=', n) : NULL;
+		size_t nl = eq && eq > p && !memchr(p, '/', (size_t)(eq - p))
+			? (size_t)(eq - p) + 1 : 0;
+		out = np_arena_printf(a, "%s%s%.*s%s", out, p == colon + 1 ? "" : ",",
+		                      (int)nl, p, np_rebase(a, dir, p + nl, n - nl));
 		p += n + (p[n] == ',');
 	}
 	return out;

@@ -75,7 +75,8 @@ static int np_model_channels(const np_value *in)
 np_status np_session_data(const np_session *s, const np_cli *c,
                           const char *spec, np_dataset *d, np_error *err)
 {
-	const np_value *in = np_graph_find(s->m->graph, s->input);
+	const np_value *in = s->input ? np_graph_find(s->m->graph, s->input)
+	                              : NULL;
 	np_data_opts o = c->dopts;
 	o.channels = np_model_channels(in);
 	np_status st = np_data_load(spec, &o, d, err);
@@ -88,7 +89,7 @@ np_status np_session_data(const np_session *s, const np_cli *c,
 		        "(first: %s)\n", spec, (long long)d->skipped,
 		        d->skipped == 1 ? "" : "s", d->skipped == 1 ? "es" : "",
 		        d->skip_note ? d->skip_note : "?");
-	st = np_dataset_check_input(d, in, err);
+	st = np_dataset_check_model(d, s->m, err);
 	if (st == NP_OK && d->y)
 		st = np_dataset_check_labels(d, s->classes, err);
 	return np_dist_agree(st, err);

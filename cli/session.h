@@ -28,7 +28,8 @@
 typedef struct np_session {
 	np_model *m;
 	np_rt *rt;
-	const char *input;           /* the model's single float input */
+	const char *input;           /* the model's single input; NULL when
+	                              * it has several (named arrays) */
 	int64_t classes;             /* width of its [N, classes] output */
 	np_progress eval_progress;   /* the runtime's evaluations */
 } np_session;

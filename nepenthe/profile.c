@@ -184,38 +184,37 @@ static void np_layer_entropy(np_layer_profile *lp)
 	lp->H_layer = lp->neurons > 0 ? sum / (double)lp->neurons : 0.0;
 }
 
-/* The model's single non-initializer input. */
+/* The model's single non-initializer input; NULL when it has several. */
 static np_status np_profile_input(const np_rt *rt, const char **name,
                                   np_error *err)
 {
 	const np_graph *g = np_rt_model(rt)->graph;
+	int n = 0;
 	*name = NULL;
 	for (int i = 0; i < g->n_inputs; i++) {
 		if (g->inputs[i]->init)
 			continue;
-		if (*name)
-			return np_fail(err, NP_ERR_UNSUPPORTED, "the model has several inputs ('%s', '%s'); profiling needs one",
-			               *name, g->inputs[i]->name);
 		*name = g->inputs[i]->name;
+		n++;
 	}
-	if (!*name)
+	if (n == 0)
 		return np_fail(err, NP_ERR_INVALID, "the model has no input");
+	if (n > 1)   /* the dataset's named arrays feed them */
+		*name = NULL;
 	return NP_OK;
 }
 
 /* Run one batch (x: n examples), count every layer and, for wanda, add
  * up the input-feature norms of the same batch. */
 static np_status np_profile_batch(np_rt *rt, const np_layers *ls,
-                                  const np_dataset *d, const char *input,
+                                  const np_batches *b, const char *input,
                                   const float *x, int64_t n,
                                   const np_profile_opts *o, np_profile *p,
                                   np_error *err)
 {
-	np_rt_input in = {.name = input, .dtype = NP_FLOAT, .rank = d->rank + 1,
-	                  .data = x};
-	in.dims[0] = n;
-	memcpy(in.dims + 1, d->dims, sizeof(int64_t) * (size_t)d->rank);
-	np_status st = np_rt_run(rt, &in, 1, NP_RT_INFER, err);
+	np_rt_input in[NP_DATA_MAX_ARRAYS + 1];
+	int n_in = np_batch_feed(b, input, x, n, in);
+	np_status st = np_rt_run(rt, in, n_in, NP_RT_INFER, err);
 	for (int l = 0; st == NP_OK && l < ls->n; l++)
 		st = np_count_layer(rt, &ls->v[l], &p->l[l], o->no_dont_care, err);
 	if (st == NP_OK && o->input_norms)
@@ -296,7 +295,7 @@ np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
 		int64_t n;
 		st = np_batches_next(b, &x, &y, &n, err);
 		if (st == NP_OK)
-			st = np_profile_batch(rt, ls, d, input, x, n, o, out, err);
+			st = np_profile_batch(rt, ls, b, input, x, n, o, out, err);
 		np_progress_update(&pr, s + 1, steps, NAN);
 	}
 	if (watched)

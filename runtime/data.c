@@ -23,6 +23,7 @@
 
 #include "folder.h"
 #include "onnx_io.h"
+#include "ops.h"
 #include "safeio.h"
 
 #define PATH_BUF 4096
@@ -30,6 +31,16 @@
 #define CIFAR_PIXELS 3072
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)
 #define MAX_EX_RANK (NP_RT_MAX_RANK - 1)
+#define NP_DATA_NAME 256           /* a named array's input name */
+
+/* A data spec split: KIND:A[,B], or npy:NAME=FILE,...[,B]. */
+typedef struct spec_parts {
+	char kind[16];
+	char a[PATH_BUF], b[PATH_BUF];   /* b empty: not given */
+	int n_named;                     /* npy: arrays named by input */
+	char names[NP_DATA_MAX_ARRAYS][NP_DATA_NAME];
+	char files[NP_DATA_MAX_ARRAYS][PATH_BUF];
+} spec_parts;
 
 /* ------------------------------------------------------------- elements */
 
@@ -895,6 +906,110 @@ static np_status npy_truncated(const dfile *f, const npy_header *nh,
 	                    "of data, %s", shape, nh->descr, (long long)need, tail);
 }
 
+/* count * es integers of kind k as int64 (malloc'd); *out NULL when the
+ * data ends early. */
+static np_status df_read_ints(dfile *f, elem k, int64_t count, int64_t es,
+                              int64_t **out, np_error *err)
+{
+	int64_t total, bytes, got;
+	*out = NULL;
+	if (!np_mul_i64(count, es, &total) ||
+	    !np_mul_i64(total, elem_size(k), &bytes) ||
+	    (uint64_t)total >= SIZE_MAX / sizeof(int64_t))
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "%lld examples of %lld values: too large",
+		                    (long long)count, (long long)es);
+	uint8_t *raw;
+	np_status st = df_read_alloc(f, bytes, &raw, &got, err);
+	if (st != NP_OK || !raw)
+		return st;
+	int64_t *v = malloc((size_t)(total ? total : 1) * sizeof *v);
+	if (!v) {
+		free(raw);
+		return np_fail_file(err, NP_ERR_NOMEM, f->path, "out of memory "
+		                    "for %lld examples", (long long)count);
+	}
+	for (int64_t i = 0; i < total; i++)
+		v[i] = elem_int(raw + i * elem_size(k), k);
+	free(raw);
+	*out = v;
+	return NP_OK;
+}
+
+/* The examples of one model input into d->arrays[d->n_arrays]: int64
+ * and int32 files as int64, float32 and float64 (named arrays only) as
+ * float, as stored.  name NULL: the model's single input.  d->n is set
+ * to the examples kept (limit); *n_total is the file's count. */
+static np_status npy_array(dfile *f, const npy_header *nh, const char *name,
+                           int64_t limit, np_dataset *d, int64_t *n_total,
+                           np_error *err)
+{
+	elem k;
+	int dtype = NP_INT64;
+	if (!strcmp(nh->descr, "<i8"))
+		k = EL_I64LE;
+	else if (!strcmp(nh->descr, "<i4"))
+		k = EL_I32LE;
+	else if (name && !strcmp(nh->descr, "<f4"))
+		k = EL_F32LE, dtype = NP_FLOAT;
+	else if (name && !strcmp(nh->descr, "<f8"))
+		k = EL_F64LE, dtype = NP_FLOAT;
+	else
+		return np_fail_file(err, NP_ERR_UNSUPPORTED, f->path,
+		                    "npy dtype '%s' is not supported for the input "
+		                    "'%s' (use '<i8' or '<i4' for an int64 input, "
+		                    "'<f4' or '<f8' for a float one)", nh->descr,
+		                    name ? name : "?");
+	if (d->n_arrays == NP_DATA_MAX_ARRAYS)
+		return np_fail_file(err, NP_ERR_USAGE, f->path, "more than %d arrays",
+		                    NP_DATA_MAX_ARRAYS);
+	if (nh->rank < 2 || nh->rank - 1 > MAX_EX_RANK) {
+		char shape[160];
+		fmt_shape_py(shape, sizeof shape, nh);
+		return np_fail_file(err, NP_ERR_INVALID, f->path,
+		                    "examples need a shape (n, ...) of 2 to %d "
+		                    "dimensions, this array is %s", MAX_EX_RANK + 1,
+		                    shape);
+	}
+	np_data_array *a = &d->arrays[d->n_arrays];
+	int64_t es = np_dims_product(nh->shape + 1, nh->rank - 1);
+	if (es <= 0 || es > INT64_MAX / 8 / INT32_MAX)
+		return np_fail_file(err, NP_ERR_FORMAT, f->path,
+		                    "examples of %lld values are not supported",
+		                    (long long)es);
+	a->name = name ? strdup(name) : NULL;
+	a->file = strdup(f->path);
+	d->n_arrays++;       /* np_dataset_free frees what is set */
+	if ((name && !a->name) || !a->file)
+		return np_fail_file(err, NP_ERR_NOMEM, f->path, "out of memory");
+	a->dtype = dtype;
+	a->rank = nh->rank - 1;
+	memcpy(a->dims, nh->shape + 1, sizeof(int64_t) * (size_t)a->rank);
+	a->example_size = es;
+	int64_t n = nh->shape[0], need, got = 0;
+	*n_total = n;
+	if (!bytes_of(n, es, elem_size(k), &need))
+		return np_fail_file(err, NP_ERR_FORMAT, f->path, "npy array too large");
+	if (df_left(f) >= 0 && df_left(f) < need)
+		return npy_truncated(f, nh, need, err);
+	int64_t keep = take(n, limit);
+	np_status st;
+	if (dtype == NP_FLOAT) {
+		float *x = NULL;
+		st = df_read_examples(f, k, keep, es, 1.0f, &x, &got, err);
+		a->data = x;
+	} else {
+		int64_t *v = NULL;
+		st = df_read_ints(f, k, keep, es, &v, err);
+		a->data = v;
+		got = v ? keep : 0;
+	}
+	if (st == NP_OK && got < keep)
+		return npy_truncated(f, nh, need, err);
+	d->n = keep;
+	return st == NP_OK && keep == n ? df_finish(f, err) : st;
+}
+
 static np_status npy_x(dfile *f, float scale, int64_t limit, np_dataset *d,
                        int64_t *n_total, np_error *err)
 {
@@ -903,10 +1018,14 @@ static np_status npy_x(dfile *f, float scale, int64_t limit, np_dataset *d,
 	np_status st = npy_read_header(f, &nh, err);
 	if (st != NP_OK)
 		return st;
+	/* Token ids for a single int64 input. */
+	if (!strcmp(nh.descr, "<i8") || !strcmp(nh.descr, "<i4"))
+		return npy_array(f, &nh, NULL, limit, d, n_total, err);
 	if (!npy_elem(nh.descr, false, &k))
 		return np_fail_file(err, NP_ERR_UNSUPPORTED, f->path,
 		                    "npy dtype '%s' is not supported for examples "
-		                    "(use '<f4', '<f8' or '|u1')", nh.descr);
+		                    "(use '<f4', '<f8' or '|u1'; '<i8' or '<i4' for "
+		                    "an int64 input)", nh.descr);
 	if (nh.rank < 2) {
 		char shape[160];
 		fmt_shape_py(shape, sizeof shape, &nh);
@@ -969,16 +1088,50 @@ static np_status npy_y(dfile *f, int64_t n_x, np_dataset *d, np_error *err)
 	return st == NP_OK && d->n == n_x ? df_finish(f, err) : st;
 }
 
-static np_status load_npy(const char *xpath, const char *ypath, float scale,
-                          int64_t limit, np_dataset *d, np_error *err)
+/* Named arrays, one per model input: the same number of examples each. */
+static np_status npy_named(const char names[][NP_DATA_NAME],
+                           const char files[][PATH_BUF],
+                           int n, int64_t limit, np_dataset *d,
+                           int64_t *n_x, np_error *err)
+{
+	np_status st = NP_OK;
+	for (int i = 0; i < n && st == NP_OK; i++) {
+		dfile f;
+		npy_header nh;
+		int64_t count = 0;
+		if ((st = df_open(&f, files[i], err)) != NP_OK)
+			return st;
+		st = npy_read_header(&f, &nh, err);
+		if (st == NP_OK)
+			st = npy_array(&f, &nh, names[i], limit, d, &count, err);
+		df_close(&f);
+		if (st == NP_OK && i > 0 && count != *n_x)
+			st = np_fail_file(err, NP_ERR_INVALID, files[i],
+			                  "holds %lld examples, %s holds %lld: the "
+			                  "arrays must hold the same number",
+			                  (long long)count, files[0], (long long)*n_x);
+		if (i == 0)
+			*n_x = count;
+	}
+	return st;
+}
+
+static np_status load_npy(const spec_parts *sp, float scale, int64_t limit,
+                          np_dataset *d, np_error *err)
 {
 	dfile f;
 	int64_t n_x = 0;   /* before --limit, for the count check */
-	np_status st = df_open(&f, xpath, err);
-	if (st != NP_OK)
-		return st;
-	st = npy_x(&f, scale, limit, d, &n_x, err);
-	df_close(&f);
+	const char *ypath = sp->b[0] ? sp->b : NULL;
+	np_status st;
+	if (sp->n_named > 0) {
+		st = npy_named(sp->names, sp->files, sp->n_named, limit, d, &n_x,
+		               err);
+	} else {
+		if ((st = df_open(&f, sp->a, err)) != NP_OK)
+			return st;
+		st = npy_x(&f, scale, limit, d, &n_x, err);
+		df_close(&f);
+	}
 	if (st != NP_OK || !ypath)
 		return st;
 	st = df_open(&f, ypath, err);
@@ -1389,10 +1542,60 @@ static void count_classes(np_dataset *d)
 
 /* ----------------------------------------------------------------- specs */
 
-typedef struct spec_parts {
-	char kind[16];
-	char a[PATH_BUF], b[PATH_BUF];   /* b empty: not given */
-} spec_parts;
+/* npy:X[,Y] as the other kinds; npy:NAME=FILE,...[,Y]: an item whose
+ * text before its first '=' is a non-empty name without '/' names a
+ * model input (write ./a=b.npy for a file with '=' in its name); the
+ * labels, unnamed, come last. */
+static np_status parse_npy(const char *spec, const char *rest, spec_parts *sp,
+                           np_error *err)
+{
+	const char *p = rest;
+	int unnamed = 0;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t nl = eq ? (size_t)(eq - p) : 0;
+		bool named = eq && nl > 0 && !memchr(p, '/', nl);
+		size_t fl = named ? len - nl - 1 : len;
+		if (fl == 0 || fl >= PATH_BUF || nl >= NP_DATA_NAME)
+			return np_fail(err, NP_ERR_USAGE, "bad data spec '%s': expected "
+			               "npy:FILE[,LABELS] or npy:NAME=FILE,...[,LABELS]",
+			               spec);
+		if (named) {
+			if (unnamed)
+				return np_fail(err, NP_ERR_USAGE, "bad data spec '%s': with "
+				               "named arrays, the one unnamed array (the "
+				               "labels) comes last", spec);
+			if (sp->n_named == NP_DATA_MAX_ARRAYS)
+				return np_fail(err, NP_ERR_USAGE, "bad data spec '%s': more "
+				               "than %d named arrays", spec,
+				               NP_DATA_MAX_ARRAYS);
+			char *name = sp->names[sp->n_named];
+			memcpy(name, p, nl);
+			name[nl] = '\0';
+			for (int i = 0; i < sp->n_named; i++)
+				if (!strcmp(sp->names[i], name))
+					return np_fail(err, NP_ERR_USAGE, "bad data spec '%s': "
+					               "input '%s' is named twice", spec, name);
+			memcpy(sp->files[sp->n_named], eq + 1, fl);
+			sp->n_named++;
+		} else {
+			if (unnamed == 2 || (unnamed == 1 && sp->n_named))
+				return np_fail(err, NP_ERR_USAGE, "bad data spec '%s': "
+				               "expected npy:FILE[,LABELS] or "
+				               "npy:NAME=FILE,...[,LABELS]", spec);
+			memcpy(unnamed || sp->n_named ? sp->b : sp->a, p, fl);
+			unnamed++;
+		}
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (sp->n_named)
+		snprintf(sp->a, sizeof sp->a, "%s", sp->files[0]);
+	return NP_OK;
+}
 
 static np_status parse_spec(const char *spec, spec_parts *sp, np_error *err)
 {
@@ -1410,6 +1613,8 @@ static np_status parse_spec(const char *spec, spec_parts *sp, np_error *err)
 		return np_fail(err, NP_ERR_USAGE, "unknown data spec '%s': use idx:, "
 		               "cifar10:, npy:, pb: or folder:", spec ? spec : "");
 	snprintf(sp->kind, sizeof sp->kind, "%s", kinds[k]);
+	if (!strcmp(kinds[k], "npy"))
+		return parse_npy(spec, colon + 1, sp, err);
 	const char *rest = colon + 1, *comma = strchr(rest, ',');
 	size_t la = comma ? (size_t)(comma - rest) : strlen(rest);
 	if (la == 0 || la >= PATH_BUF || (comma && (!comma[1] ||
@@ -1430,21 +1635,25 @@ np_status np_data_files(const char *spec,
                         void (*add)(void *ctx, const char *path), void *ctx,
                         np_error *err)
 {
-	spec_parts sp;
-	np_status st = parse_spec(spec, &sp, err);
-	if (st != NP_OK)
+	spec_parts *sp = malloc(sizeof *sp);
+	if (!sp)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	np_status st = parse_spec(spec, sp, err);
+	if (st != NP_OK) {
+		free(sp);
 		return st;
-	if (strcmp(sp.kind, "cifar10") == 0) {
+	}
+	if (strcmp(sp->kind, "cifar10") == 0) {
 		char files[5][PATH_BUF];
-		int nf = cifar_files(sp.a, files);
+		int nf = cifar_files(sp->a, files);
 		for (int i = 0; i < nf; i++)
 			add(ctx, files[i]);
-	} else if (strcmp(sp.kind, "folder") == 0) {
-		st = np_folder_files(sp.a, add, ctx, err);
-	} else if (strcmp(sp.kind, "pb") == 0) {
+	} else if (strcmp(sp->kind, "folder") == 0) {
+		st = np_folder_files(sp->a, add, ctx, err);
+	} else if (strcmp(sp->kind, "pb") == 0) {
 		pb_set *sets = NULL;
 		int n = 0;
-		st = pb_list_sets(sp.a, &sets, &n, err);
+		st = pb_list_sets(sp->a, &sets, &n, err);
 		for (int i = 0; st == NP_OK && i < n; i++) {
 			add(ctx, sets[i].xpath);
 			if (sets[i].ypath[0])
@@ -1452,10 +1661,14 @@ np_status np_data_files(const char *spec,
 		}
 		free(sets);
 	} else {
-		add(ctx, sp.a);
-		if (sp.b[0])
-			add(ctx, sp.b);
+		for (int i = 0; i < sp->n_named; i++)
+			add(ctx, sp->files[i]);
+		if (!sp->n_named)
+			add(ctx, sp->a);
+		if (sp->b[0])
+			add(ctx, sp->b);
 	}
+	free(sp);
 	return st;
 }
 
@@ -1477,7 +1690,7 @@ np_status np_data_load(const char *spec, const np_data_opts *opts,
 	else if (st == NP_OK && !strcmp(sp->kind, "cifar10"))
 		st = load_cifar(sp->a, scale, limit, out, err);
 	else if (st == NP_OK && !strcmp(sp->kind, "npy"))
-		st = load_npy(sp->a, ypath, scale, limit, out, err);
+		st = load_npy(sp, scale, limit, out, err);
 	else if (st == NP_OK && !strcmp(sp->kind, "folder"))
 		st = np_folder_load(sp->a, opts, out, err);
 	else if (st == NP_OK)
@@ -1485,8 +1698,15 @@ np_status np_data_load(const char *spec, const np_data_opts *opts,
 	if (st == NP_OK && out->n == 0)
 		st = np_fail_file(err, NP_ERR_INVALID, sp->a, "the data set holds "
 		                  "no examples");
+	/* Arrays are fed as stored: preprocessing is for float examples. */
+	if (st == NP_OK && !out->x && !out->src &&
+	    (opts_normalise(opts) || (opts && opts->scale > 0)))
+		st = np_fail_file(err, NP_ERR_USAGE, sp->a, "--mean, --std and "
+		                  "--scale apply to float examples (an unnamed "
+		                  "float or uint8 array); int64 and named arrays "
+		                  "are fed as stored");
 	/* A folder normalises as it decodes, and knows its classes. */
-	if (st == NP_OK && !out->src)
+	if (st == NP_OK && !out->src && out->x)
 		st = normalise(out, opts, sp->a, err);
 	if (st == NP_OK) {
 		if (!out->src)
@@ -1509,6 +1729,11 @@ void np_dataset_free(np_dataset *d)
 	free(d->x);
 	free(d->y);
 	free(d->skip_note);
+	for (int i = 0; i < d->n_arrays; i++) {
+		free(d->arrays[i].name);
+		free(d->arrays[i].file);
+		free(d->arrays[i].data);
+	}
 	np_source_free(d->src);
 	memset(d, 0, sizeof *d);
 }
@@ -1522,9 +1747,9 @@ static void spec_file(const np_dataset *d, int which, char *buf, size_t size)
 	const char *s = d->spec ? d->spec : "";
 	const char *p = strchr(s, ':');
 	p = p ? p + 1 : s;
-	const char *comma = strchr(p, ',');
-	if (which == 1 && comma) {
-		snprintf(buf, size, "%s", comma + 1);
+	const char *comma = strchr(p, ','), *last = strrchr(p, ',');
+	if (which == 1 && last) {   /* the labels come last */
+		snprintf(buf, size, "%s", last + 1);
 		return;
 	}
 	size_t len = comma ? (size_t)(comma - p) : strlen(p);
@@ -1538,8 +1763,9 @@ np_status np_dataset_check_input(const np_dataset *d, const np_value *input,
 	spec_file(d, 0, file, sizeof file);
 	if (input->has_type && input->dtype != NP_FLOAT)
 		return np_fail_file(err, NP_ERR_UNSUPPORTED, file,
-		                    "the model input '%s' is %s; examples are fed as "
-		                    "float", input->name, np_dtype_name(input->dtype));
+		                    "the model input '%s' is %s; these examples are "
+		                    "float (give token ids as an int64 or int32 "
+		                    "array)", input->name, np_dtype_name(input->dtype));
 	if (!input->has_shape)
 		return NP_OK;
 	bool match = input->rank == d->rank + 1;
@@ -1585,6 +1811,169 @@ np_status np_dataset_check_labels(const np_dataset *d, int64_t classes,
 			                    "%lld classes", d->y[i], (long long)i,
 			                    (long long)classes);
 		}
+	return NP_OK;
+}
+
+/* "[N,seq]": a model input's declared dims. */
+static void fmt_value_dims(char *b, size_t size, const np_value *v)
+{
+	size_t len = (size_t)snprintf(b, size, "[");
+	for (int i = 0; i < v->rank && len < size; i++) {
+		const np_dim *dm = &v->dims[i];
+		const char *sep = i ? "," : "";
+		if (dm->value >= 0)
+			len += (size_t)snprintf(b + len, size - len, "%s%lld", sep,
+			                        (long long)dm->value);
+		else
+			len += (size_t)snprintf(b + len, size - len, "%s%s", sep,
+			                        dm->param ? dm->param : i ? "?" : "N");
+	}
+	if (len < size)
+		snprintf(b + len, size - len, "]");
+}
+
+static bool is_model_input(const np_value *v)
+{
+	return v && v->is_input && !v->init;
+}
+
+/* "'a', 'b'": the model's inputs, for messages. */
+static void fmt_inputs(char *b, size_t size, const np_graph *g)
+{
+	size_t len = 0;
+	b[0] = '\0';
+	for (int i = 0; i < g->n_inputs && len < size; i++)
+		if (is_model_input(g->inputs[i]))
+			len += (size_t)snprintf(b + len, size - len, "%s'%s'",
+			                        len ? ", " : "", g->inputs[i]->name);
+}
+
+/* An array's dtype and per-example shape against its input's. */
+static np_status check_array(const np_data_array *a, const np_value *v,
+                             np_error *err)
+{
+	char want[256], got[160];
+	if (v->has_type && v->dtype != NP_FLOAT && v->dtype != NP_INT64)
+		return np_fail_file(err, NP_ERR_UNSUPPORTED, a->file, "the model "
+		                    "input '%s' is %s; arrays feed float and int64 "
+		                    "inputs", v->name, np_dtype_name(v->dtype));
+	if (v->has_type && v->dtype != a->dtype)
+		return np_fail_file(err, NP_ERR_INVALID, a->file, "%s array for "
+		                    "the model input '%s', which is %s%s",
+		                    a->dtype == NP_FLOAT ? "a float" : "an int64", v->name,
+		                    np_dtype_name(v->dtype), v->dtype == NP_INT64
+		                    ? " (save it as int64 or int32)" : "");
+	if (!v->has_shape)
+		return NP_OK;
+	bool match = v->rank == a->rank + 1;
+	for (int i = 1; match && i < v->rank; i++)
+		if (v->dims[i].value >= 0 && v->dims[i].value != a->dims[i - 1])
+			match = false;
+	if (match)
+		return NP_OK;
+	fmt_dims(got, sizeof got, a->dims, a->rank);
+	fmt_value_dims(want, sizeof want, v);
+	return np_fail_file(err, NP_ERR_INVALID, a->file, "examples are %s, the "
+	                    "model input '%s' expects %s", got, v->name, want);
+}
+
+/* Ids of an int64 array that a Gather-like op (NP_OPF_INDEX_ROWS) reads
+ * as rows of a table whose size is known: all in [0, rows). */
+static np_status check_ids(const np_dataset *d, const np_data_array *a,
+                           const np_value *v, np_error *err)
+{
+	for (int u = 0; u < v->n_uses; u++) {
+		const np_node *n = v->uses[u].node;
+		if (v->uses[u].index != 1 || !n || n->n_inputs < 2 ||
+		    !(np_node_flags(n) & NP_OPF_INDEX_ROWS) || !n->inputs[0])
+			continue;
+		const np_value *t = n->inputs[0];
+		int rank = t->init ? t->init->rank : t->has_shape ? t->rank : 0;
+		int64_t axis = np_node_attr_int(n, "axis", 0);
+		if (axis < 0)
+			axis += rank;
+		if (axis < 0 || axis >= rank)
+			continue;
+		int64_t rows = t->init ? t->init->dims[axis] : t->dims[axis].value;
+		if (rows <= 0)
+			continue;   /* unknown: the runtime's Gather checks */
+		const int64_t *id = (const int64_t *)a->data + d->first * a->example_size;
+		for (int64_t i = 0; i < d->n * a->example_size; i++)
+			if (id[i] < 0 || id[i] >= rows)
+				return np_fail_file(err, NP_ERR_INVALID, a->file, "id %lld "
+				                    "(example %lld) is outside the table "
+				                    "'%s' of %lld rows that node '%s' reads "
+				                    "with the input '%s'; ids must be in "
+				                    "[0, %lld)%s", (long long)id[i],
+				                    (long long)(i / a->example_size),
+				                    t->name, (long long)rows,
+				                    n->name ? n->name : "?", v->name,
+				                    (long long)rows, id[i] < 0 ? " (negative "
+				                    "ids are refused, as PyTorch's Embedding "
+				                    "refuses them)" : "");
+	}
+	return NP_OK;
+}
+
+np_status np_dataset_check_model(const np_dataset *d, const np_model *m,
+                                 np_error *err)
+{
+	const np_graph *g = m->graph;
+	const np_value *single = NULL;
+	int n_in = 0;
+	char names[512], file[PATH_BUF];
+	for (int i = 0; i < g->n_inputs; i++)
+		if (is_model_input(g->inputs[i])) {
+			single = g->inputs[i];
+			n_in++;
+		}
+	fmt_inputs(names, sizeof names, g);
+	if (n_in == 0)
+		return np_fail(err, NP_ERR_INVALID, "the model has no input");
+	bool unnamed = d->x || d->src;
+	for (int i = 0; i < d->n_arrays; i++)
+		unnamed |= !d->arrays[i].name;
+	if (unnamed && n_in > 1) {
+		spec_file(d, 0, file, sizeof file);
+		return np_fail_file(err, NP_ERR_INVALID, file, "the model has %d "
+		                    "inputs (%s): name an array for each, "
+		                    "npy:NAME=FILE,...[,LABELS]", n_in, names);
+	}
+	for (int i = 0; i < d->n_arrays; i++) {
+		const np_data_array *a = &d->arrays[i];
+		if (a->name && !is_model_input(np_graph_find(g, a->name)))
+			return np_fail_file(err, NP_ERR_INVALID, a->file, "names '%s', "
+			                    "which is not an input of the model (its "
+			                    "inputs: %s)", a->name, names);
+	}
+	for (int i = 0; i < g->n_inputs && !unnamed; i++) {
+		const np_value *v = g->inputs[i];
+		bool fed = false;
+		for (int k = 0; is_model_input(v) && k < d->n_arrays; k++)
+			fed |= !strcmp(d->arrays[k].name, v->name);
+		if (is_model_input(v) && !fed) {
+			char want[256];
+			fmt_value_dims(want, sizeof want, v);
+			return np_fail(err, NP_ERR_INVALID, "no array of the data "
+			               "names the model input '%s' (%s %s): add "
+			               "%s=FILE to the npy: spec", v->name, v->has_type ?
+			               np_dtype_name(v->dtype) : "?", want, v->name);
+		}
+	}
+	if (d->x || d->src) {
+		np_status st = np_dataset_check_input(d, single, err);
+		if (st != NP_OK)
+			return st;
+	}
+	for (int i = 0; i < d->n_arrays; i++) {
+		const np_data_array *a = &d->arrays[i];
+		const np_value *v = a->name ? np_graph_find(g, a->name) : single;
+		np_status st = check_array(a, v, err);
+		if (st == NP_OK && a->dtype == NP_INT64)
+			st = check_ids(d, a, v, err);
+		if (st != NP_OK)
+			return st;
+	}
 	return NP_OK;
 }
 
@@ -1712,12 +2101,14 @@ void np_dataset_gather(const np_dataset *d, const int64_t *idx, int64_t n,
 	int64_t es = d->example_size;
 	bool augment = aug && rng && (aug->flip || aug->shift > 0);
 	for (int64_t k = 0; k < n; k++) {
+		if (y && d->y)
+			y[k] = d->y[idx[k]];
+		if (!d->x)   /* every input is in an array */
+			continue;
 		const float *src = d->x + idx[k] * es;
 		if (!augment)
 			memcpy(x + k * es, src, (size_t)es * sizeof *x);
 		else
 			np_augment_example(d, src, x + k * es, aug, rng, opts);
-		if (y && d->y)
-			y[k] = d->y[idx[k]];
 	}
 }

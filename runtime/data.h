@@ -4,7 +4,16 @@
  *   idx:IMAGES,LABELS      MNIST IDX files, gzip or raw (labels optional)
  *   cifar10:DIR            CIFAR-10 binary batches (data_batch_1..5.bin;
  *                          test_batch.bin when DIR holds only that)
- *   npy:X.npy[,Y.npy]      NumPy arrays (X float32/float64/uint8, Y ints)
+ *   npy:X.npy[,Y.npy]      NumPy arrays (X float32/float64/uint8 for a
+ *                          float input, int64/int32 for an int64 one; Y
+ *                          ints)
+ *   npy:NAME=A.npy,...[,Y.npy]
+ *                          one array per model input, by name (token
+ *                          ids, attention masks): float32/float64 for a
+ *                          float input, int64/int32 (widened) for an
+ *                          int64 one, taken as stored (no scale or
+ *                          normalisation); every array and Y hold the
+ *                          same number of examples
  *   pb:DIR                 ONNX TensorProto files: DIR/input_0.pb and
  *                          DIR/output_0.pb (labels, or logits -> argmax),
  *                          or several test_data_set_N folders under DIR
@@ -30,6 +39,7 @@
 #include "status.h"
 
 #define NP_DATA_MAX_CHANNELS 16
+#define NP_DATA_MAX_ARRAYS 8      /* named arrays of one npy: spec */
 
 typedef struct np_data_opts {
 	/* uint8 pixels are multiplied by scale (default 1/255); float data
@@ -58,20 +68,41 @@ typedef struct np_data_opts {
 /* A folder's file list, classes and preprocessing (opaque). */
 typedef struct np_source np_source;
 
+/* The examples of one model input other than the float examples x: a
+ * named npy array (npy:NAME=FILE), or an unnamed int64/int32 one. */
+typedef struct np_data_array {
+	char *name;                    /* the model input; NULL: the model's
+	                                * single input.  Owned */
+	char *file;                    /* the .npy file, for errors.  Owned */
+	int dtype;                     /* NP_FLOAT, or NP_INT64 (int32 and
+	                                * int64 files) */
+	int rank;                      /* per-example rank */
+	int64_t dims[NP_RT_MAX_RANK - 1];
+	int64_t example_size;          /* elements per example */
+	void *data;                    /* all examples of the loaded file (a
+	                                * view's example i is row first + i),
+	                                * owned by the loaded dataset */
+} np_data_array;
+
 typedef struct np_dataset {
 	char *spec;                    /* as given */
 	int64_t n;                     /* examples */
 	int rank;                      /* per-example rank, e.g. 3 for [1,28,28] */
 	int64_t dims[NP_RT_MAX_RANK - 1];
-	int64_t example_size;          /* floats per example */
+	int64_t example_size;          /* floats per example; 0 when the
+	                                * inputs are all in arrays */
 	float *x;                      /* n * example_size, owned; NULL for
-	                                * a folder (src) */
+	                                * a folder (src) or when the inputs
+	                                * are all in arrays */
 	int32_t *y;                    /* n labels, owned; NULL: unlabeled */
 	int n_classes;                 /* 1 + max label (0 if unlabeled); a
 	                                * folder: its number of classes */
 	np_source *src;                /* folder: owned by the loaded dataset,
 	                                * shared by its views */
-	int64_t first;                 /* a view's first example of src */
+	int64_t first;                 /* a view's first example of src and
+	                                * of the arrays */
+	np_data_array arrays[NP_DATA_MAX_ARRAYS];
+	int n_arrays;
 	int64_t skipped;               /* images left out (skip_bad) */
 	char *skip_note;               /* "FILE: why" of the first; owned */
 } np_dataset;
@@ -92,6 +123,17 @@ void np_dataset_free(np_dataset *d);
 /* Check the examples fit the model input (rank + 1 with a free batch dim,
  * fixed dims equal); error names the spec's file. */
 np_status np_dataset_check_input(const np_dataset *d, const np_value *input,
+                                 np_error *err);
+/* Check d feeds every input of m once: the float examples (x, or a
+ * folder) and an unnamed array feed the model's single input, a named
+ * array the input of its name; each of the input's dtype and shape (as
+ * np_dataset_check_input).  An int64 input read as indices into a table
+ * (the op fact NP_OPF_INDEX_ROWS: Gather, as nn.Embedding exports) must
+ * hold ids in [0, the table's rows): negative ids, which ONNX Gather
+ * would count from the end, are refused as PyTorch's Embedding refuses
+ * them.  Errors name the file (or the spec, for an input no array
+ * names). */
+np_status np_dataset_check_model(const np_dataset *d, const np_model *m,
                                  np_error *err);
 /* Labels must be < classes (the model's output width); for a folder the
  * error names the class's sub-folder. */
@@ -163,6 +205,14 @@ np_status np_batches_next(np_batches *b, const float **x, const int32_t **y,
                           int64_t *count, np_error *err);
 /* Stops and joins the workers; NULL is a no-op. */
 void np_batches_close(np_batches *b);
+/* The model inputs of the batch np_batches_next() returned last (count
+ * examples, x as it returned): x as `input` (the model's single input;
+ * left out when NULL or when x is NULL), and each array of the dataset
+ * as its input (an unnamed one as `input`).  Fills in[0..] (room for
+ * NP_DATA_MAX_ARRAYS + 1) and returns how many; the data stays valid as
+ * long as x. */
+int np_batch_feed(const np_batches *b, const char *input, const float *x,
+                  int64_t count, np_rt_input *in);
 
 /* For a progress line: when the consumer of the latest pass over d's
  * folder waited for decoding more than a tenth of the time, true with

@@ -48,6 +48,9 @@ struct np_plan {
 	bool *plain_nodes;         /* while building: nodes whose values must
 	                            * stay plain (borrowed, np_plan_build) */
 	bool fallback_added;       /* a prepare() asked for one more */
+	bool ints_const;           /* non-float inputs are plan-time
+	                            * constants, their values in sig
+	                            * (np_plan_build) */
 };
 
 typedef struct np_scratch {
@@ -626,7 +629,8 @@ static bool np_is_graph_input(const np_value *v)
 
 /* Bind a graph input's tensor; checks it against the declared shape. */
 static np_status np_bind_input(np_rtensor *t, const np_value *v,
-                               const np_rt_input *in, np_error *err)
+                               const np_rt_input *in, bool ints_const,
+                               np_error *err)
 {
 	if (!in)
 		return np_fail(err, NP_ERR_INVALID, "graph input '%s' was not given",
@@ -663,9 +667,11 @@ static np_status np_bind_input(np_rtensor *t, const np_value *v,
 	t->dtype = in->dtype;
 	t->rank = in->rank;
 	memcpy(t->dims, in->dims, sizeof(int64_t) * (size_t)in->rank);
-	/* Non-float inputs (axes, shapes, indices) are plan-time constants:
-	 * their values are part of the plan's signature. */
-	t->is_const = in->dtype != NP_FLOAT;
+	/* Non-float inputs are data (token ids, masks: new values every
+	 * run) unless the plan needs their values to exist (axes, shapes:
+	 * then they are plan-time constants, their values part of the
+	 * plan's signature; np_plan_build). */
+	t->is_const = in->dtype != NP_FLOAT && ints_const;
 	return NP_OK;
 }
 
@@ -732,7 +738,8 @@ static np_status np_plan_values(np_rt *rt, np_plan *p, const np_rt_input *in,
 				t->data = v->init->data;
 			}
 		} else if (np_is_graph_input(v)) {
-			np_status st = np_bind_input(t, v, np_find_input(in, n_in, v->name), err);
+			np_status st = np_bind_input(t, v, np_find_input(in, n_in, v->name),
+			                             p->ints_const, err);
 			if (st != NP_OK)
 				return st;
 			size_t es = np_dtype_size(t->dtype);
@@ -1055,7 +1062,7 @@ static np_status np_plan_signature(np_rt *rt, np_plan *p, const np_rt_input *in,
 		s->dtype = x->dtype;
 		s->rank = x->rank;
 		memcpy(s->dims, x->dims, sizeof(int64_t) * (size_t)x->rank);
-		if (x->dtype != NP_FLOAT) {
+		if (x->dtype != NP_FLOAT && p->ints_const) {
 			s->nbytes = (size_t)np_dims_product(x->dims, x->rank) * np_dtype_size(x->dtype);
 			s->values = malloc(s->nbytes ? s->nbytes : 1);
 			if (!s->values)
@@ -1211,7 +1218,8 @@ static bool np_layouts_disabled(void)
 }
 
 static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
-                                   bool *plain_nodes, np_error *err)
+                                   bool *plain_nodes, bool ints_const,
+                                   np_error *err)
 {
 	np_graph *g = rt->m->graph;
 	np_plan *p = calloc(1, sizeof *p);
@@ -1222,6 +1230,7 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	p->n_t = g->n_values;
 	p->n_x = g->n_nodes;
 	p->plain_nodes = plain_nodes;
+	p->ints_const = ints_const;
 	p->t = calloc((size_t)p->n_t + 1, sizeof(np_rtensor));
 	p->x = calloc((size_t)p->n_x + 1, sizeof(np_xnode));
 	np_status st = p->t && p->x ? NP_OK : NP_ERR_NOMEM;
@@ -1276,8 +1285,8 @@ static void np_plan_say(const np_plan *p)
 /* Builds the plan; when an op found only a reference kernel for a blocked
  * value (np_rt_pd_create), builds it again with that op's values plain.
  * Every round adds at least one node, so this ends. */
-static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
-                              np_error *err)
+static np_plan *np_plan_build_layouts(np_rt *rt, const np_rt_input *in,
+                                      int n_in, bool ints_const, np_error *err)
 {
 	int n = rt->m->graph->n_nodes;
 	bool *plain_nodes = calloc((size_t)n + 1, sizeof(bool));
@@ -1287,7 +1296,7 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 	}
 	np_plan *p = NULL;
 	for (int round = 0; round <= n; round++) {
-		p = np_plan_build_once(rt, in, n_in, plain_nodes, err);
+		p = np_plan_build_once(rt, in, n_in, plain_nodes, ints_const, err);
 		if (!p)
 			break;
 		if (!p->fallback_added)
@@ -1297,6 +1306,40 @@ static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
 	}
 	free(plain_nodes);
 	return p;
+}
+
+/* Does the graph have a non-float input (token ids, masks, axes)? */
+static bool np_has_int_input(const np_rt *rt, const np_rt_input *in, int n_in)
+{
+	const np_graph *g = rt->m->graph;
+	for (int i = 0; i < g->n_inputs; i++) {
+		const np_rt_input *x = np_is_graph_input(g->inputs[i])
+			? np_find_input(in, n_in, g->inputs[i]->name) : NULL;
+		if (x && x->dtype != NP_FLOAT)
+			return true;
+	}
+	return false;
+}
+
+/* Non-float inputs are planned as data first, so that a batch of new
+ * token ids reuses the plan (only their shapes are in its signature;
+ * a Shape -> Range chain of their shapes still folds).  When the plan
+ * needs their values (an op's np_rt_const_ints: axes, a shape, Range's
+ * bounds given as inputs), that plan fails and they become plan-time
+ * constants, their values part of the signature, as before. */
+static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
+                              np_error *err)
+{
+	if (np_has_int_input(rt, in, n_in)) {
+		np_error first = {0};
+		np_plan *p = np_plan_build_layouts(rt, in, n_in, false, &first);
+		if (p || first.status == NP_ERR_NOMEM) {
+			if (!p)
+				*err = first;
+			return p;
+		}
+	}
+	return np_plan_build_layouts(rt, in, n_in, true, err);
 }
 
 /* ---------------------------------------------------------- executing */
@@ -1361,15 +1404,16 @@ np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
 		return err->status;
 	p->last_used = ++rt->clock;
 	rt->cur = p;
-	/* Fresh float input data (a matching plan may hold older data). */
+	/* Fresh input data (a matching plan may hold older data); inputs
+	 * that are plan-time constants matched by value. */
 	for (int i = 0; i < g->n_inputs; i++) {
 		np_value *v = g->inputs[i];
 		if (!np_is_graph_input(v))
 			continue;
 		np_rtensor *t = &p->t[v->id];
-		if (t->dtype == NP_FLOAT && t->nelem > 0)
+		if (!t->is_const && t->nelem > 0)
 			memcpy(t->data, np_find_input(in, n_in, v->name)->data,
-			       sizeof(float) * (size_t)t->nelem);
+			       np_dtype_size(t->dtype) * (size_t)t->nelem);
 	}
 	bool training = mode == NP_RT_TRAIN;
 	for (int i = 0; i < p->n_x; i++) {

@@ -12,8 +12,7 @@
  *   np_rt_free(rt);
  *
  * PLANS
- *   A plan is the graph bound to one set of input shapes (and the values of
- *   non-float inputs, which shape arithmetic may read): shapes inferred,
+ *   A plan is the graph bound to one set of input shapes: shapes inferred,
  *   constant subgraphs folded, buffers allocated, oneDNN primitives
  *   created.  np_rt_run() reuses the plan whose input signature matches
  *   (a small cache: training alternates a full and a last partial batch)
@@ -21,6 +20,12 @@
  *   past NP_RT_PLAN_CACHE_BYTES of cached buffers (exec.c) the old plans
  *   are freed before a new one is built, so a large model holds one
  *   batch's activations at a time.
+ *
+ *   Non-float inputs (token ids, attention masks) are data like float
+ *   ones: a new batch of ids reuses the plan.  Only when the plan needs
+ *   their values (an axes or shape input, Range's bounds: exec.c,
+ *   np_plan_build) are they plan-time constants, their values part of
+ *   the signature.
  *
  *   In place: an op whose np_op.inplace names inputs may write output 0
  *   over one input's buffer, as PyTorch's inplace ReLU does (ResNet-18 at
@@ -172,7 +177,12 @@ typedef enum np_op_flag {
 	NP_OPF_RECTIFIER = 1u << 6,
 	/* Reads only its input's shape, never its data: Shape (the planner
 	 * folds it at plan time, whatever computes the input). */
-	NP_OPF_SHAPE_READ = 1u << 7
+	NP_OPF_SHAPE_READ = 1u << 7,
+	/* Input 1 holds indices of rows of input 0 along the node's "axis"
+	 * attribute (default 0): Gather.  An int64 model input read here
+	 * is token ids, checked against the table's rows before a run
+	 * (data.h, np_dataset_check_model). */
+	NP_OPF_INDEX_ROWS = 1u << 8
 } np_op_flag;
 
 /* How a linear op's weight W maps onto output channels and input

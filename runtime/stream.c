@@ -42,6 +42,8 @@ struct np_batches {
 	int64_t pos;                   /* in-memory: next position */
 	float *x;                      /* in-memory gather buffers */
 	int32_t *y;
+	void *abuf[NP_DATA_MAX_ARRAYS];        /* the arrays' gather buffers */
+	const void *acur[NP_DATA_MAX_ARRAYS];  /* their current batch */
 	/* folder */
 	uint64_t seed;                 /* the pass's draw, for augmentation */
 	bool random_crop;
@@ -174,7 +176,9 @@ np_status np_batches_open(const np_dataset *d, const int64_t *order,
 	b->n = n;
 	b->batch = batch > 0 ? batch : 1;
 	b->es = d->example_size;
-	b->augment = aug && rng && (aug->flip || aug->shift > 0);
+	/* Augmentation moves pixels: it needs float examples. */
+	b->augment = aug && rng && (aug->flip || aug->shift > 0) &&
+	             (d->x || d->src);
 	if (b->augment)
 		b->aug = *aug;
 	b->rng = rng;
@@ -190,11 +194,19 @@ np_status np_batches_open(const np_dataset *d, const int64_t *order,
 		b->seed = b->augment ? np_rng_next(rng) : 0;
 		st = np_stream_start(b, err);
 	} else if (order || b->augment) {
-		b->x = malloc((size_t)(b->batch * b->es) * sizeof *b->x);
+		b->x = malloc((size_t)(b->batch * b->es + 1) * sizeof *b->x);
 		b->y = malloc((size_t)b->batch * sizeof *b->y);
 		if (!b->x || !b->y)
 			st = np_fail(err, NP_ERR_NOMEM, "out of memory for a batch of %lld "
 			             "examples", (long long)b->batch);
+	}
+	for (int i = 0; st == NP_OK && order && i < d->n_arrays; i++) {
+		const np_data_array *a = &d->arrays[i];
+		b->abuf[i] = malloc((size_t)(b->batch * a->example_size) *
+		                    np_dtype_size(a->dtype) + 1);
+		if (!b->abuf[i])
+			st = np_fail(err, NP_ERR_NOMEM, "out of memory for a batch of "
+			             "%lld examples", (long long)b->batch);
 	}
 	if (st != NP_OK) {
 		np_batches_close(b);
@@ -206,6 +218,26 @@ np_status np_batches_open(const np_dataset *d, const int64_t *order,
 
 /* --------------------------------------------------------------- next */
 
+/* The arrays' rows of the batch: in place when in order, else gathered
+ * (augmentation leaves them alone). */
+static void np_arrays_next(np_batches *b, int64_t first, int64_t m)
+{
+	for (int i = 0; i < b->d.n_arrays; i++) {
+		const np_data_array *a = &b->d.arrays[i];
+		size_t row = (size_t)a->example_size * np_dtype_size(a->dtype);
+		const char *src = a->data;
+		if (!b->order) {
+			b->acur[i] = src + (size_t)(b->d.first + first) * row;
+			continue;
+		}
+		char *dst = b->abuf[i];
+		for (int64_t k = 0; k < m; k++)
+			memcpy(dst + (size_t)k * row,
+			       src + (size_t)(b->d.first + b->order[first + k]) * row, row);
+		b->acur[i] = dst;
+	}
+}
+
 static np_status np_memory_next(np_batches *b, const float **x,
                                 const int32_t **y, int64_t *count)
 {
@@ -214,6 +246,14 @@ static np_status np_memory_next(np_batches *b, const float **x,
 	*count = m;
 	if (m <= 0) {
 		*count = 0;
+		return NP_OK;
+	}
+	np_arrays_next(b, first, m);
+	if (!b->d.x) {   /* every input is in an array */
+		if (b->d.y && b->order)
+			for (int64_t k = 0; k < m; k++)
+				b->y[k] = b->d.y[b->order[first + k]];
+		*y = !b->d.y ? NULL : b->order ? b->y : b->d.y + first;
 		return NP_OK;
 	}
 	if (!b->x) {   /* in order, as stored: no copy */
@@ -294,7 +334,34 @@ void np_batches_close(np_batches *b)
 	pthread_mutex_destroy(&b->mu);
 	free(b->x);
 	free(b->y);
+	for (int i = 0; i < NP_DATA_MAX_ARRAYS; i++)
+		free(b->abuf[i]);
 	free(b);
+}
+
+int np_batch_feed(const np_batches *b, const char *input, const float *x,
+                  int64_t count, np_rt_input *in)
+{
+	int k = 0;
+	if (x && input) {
+		in[k] = (np_rt_input){.name = input, .dtype = NP_FLOAT,
+		                      .rank = b->d.rank + 1, .data = x};
+		in[k].dims[0] = count;
+		memcpy(in[k].dims + 1, b->d.dims, sizeof(int64_t) * (size_t)b->d.rank);
+		k++;
+	}
+	for (int i = 0; i < b->d.n_arrays; i++) {
+		const np_data_array *a = &b->d.arrays[i];
+		const char *name = a->name ? a->name : input;
+		if (!name)
+			continue;
+		in[k] = (np_rt_input){.name = name, .dtype = a->dtype,
+		                      .rank = a->rank + 1, .data = b->acur[i]};
+		in[k].dims[0] = count;
+		memcpy(in[k].dims + 1, a->dims, sizeof(int64_t) * (size_t)a->rank);
+		k++;
+	}
+	return k;
 }
 
 bool np_dataset_decode_rate(const np_dataset *d, double *img_per_s)

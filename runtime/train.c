@@ -14,15 +14,12 @@ np_status np_model_io(const np_model *m, const char **input, int64_t *classes,
 {
 	const np_graph *g = m->graph;
 	const np_value *in = NULL;
+	int n_in = 0;
 	for (int i = 0; i < g->n_inputs; i++) {
 		if (g->inputs[i]->init)
 			continue;
-		if (in)
-			return np_fail(err, NP_ERR_UNSUPPORTED,
-			               "the model has several inputs ('%s', '%s'); "
-			               "training and evaluation need one", in->name,
-			               g->inputs[i]->name);
 		in = g->inputs[i];
+		n_in++;
 	}
 	if (!in)
 		return np_fail(err, NP_ERR_INVALID, "the model has no input");
@@ -32,21 +29,21 @@ np_status np_model_io(const np_model *m, const char **input, int64_t *classes,
 	if (!out->has_shape || out->rank != 2 || out->dims[1].value <= 0)
 		return np_fail(err, NP_ERR_UNSUPPORTED,
 		               "output '%s' is not declared as [N, classes]", out->name);
-	*input = in->name;
+	*input = n_in == 1 ? in->name : NULL;
 	*classes = out->dims[1].value;
 	return NP_OK;
 }
 
-/* Run one batch forward; the output must be [n, classes]. */
-static np_status np_forward_batch(np_rt *rt, const char *input, const np_dataset *d,
-                                  const float *x, int64_t n, np_rt_mode mode,
-                                  int64_t classes, const float **logits,
-                                  np_error *err)
+/* Run one batch of b forward (every input: np_batch_feed); the output
+ * must be [n, classes]. */
+static np_status np_forward_batch(np_rt *rt, const char *input,
+                                  const np_batches *b, const float *x,
+                                  int64_t n, np_rt_mode mode, int64_t classes,
+                                  const float **logits, np_error *err)
 {
-	np_rt_input in = {.name = input, .dtype = NP_FLOAT, .rank = d->rank + 1, .data = x};
-	in.dims[0] = n;
-	memcpy(in.dims + 1, d->dims, sizeof(int64_t) * (size_t)d->rank);
-	np_status st = np_rt_run(rt, &in, 1, mode, err);
+	np_rt_input in[NP_DATA_MAX_ARRAYS + 1];
+	int n_in = np_batch_feed(b, input, x, n, in);
+	np_status st = np_rt_run(rt, in, n_in, mode, err);
 	if (st != NP_OK)
 		return st;
 	const np_rtensor *y = np_rt_output(rt, 0);
@@ -136,7 +133,7 @@ static np_status np_infer_pass(np_rt *rt, const np_dataset *d, int64_t batch,
 		st = np_batches_next(b, &x, &y, &n, err);
 		if (st != NP_OK || n == 0)
 			break;
-		st = np_forward_batch(rt, input, d, x, n, NP_RT_INFER, classes, &z, err);
+		st = np_forward_batch(rt, input, b, x, n, NP_RT_INFER, classes, &z, err);
 		if (st == NP_OK)
 			st = fn(ctx, i, n, y, z, err);
 		i += n;
@@ -383,13 +380,15 @@ static void np_zero_grads(np_rt *rt)
 	}
 }
 
-/* Step s on this rank's n examples idx[0..n) (x, y) of a global batch of
- * nb (n == nb with one rank).  st: how getting the batch went; every rank
+/* Step s on this rank's n examples idx[0..n) (x, y: the batch b handed
+ * out; NULL when n is 0) of a global batch of nb (n == nb with one
+ * rank).  st: how getting the batch went; every rank
  * reaches np_dist_agree whatever happened, so none waits alone in the
  * gradient sum. */
-static np_status np_train_step(np_epoch *ep, int64_t s, const int64_t *idx,
-                               const float *x, const int32_t *y, int64_t n,
-                               int64_t nb, np_status st, np_error *err)
+static np_status np_train_step(np_epoch *ep, const np_batches *b, int64_t s,
+                               const int64_t *idx, const float *x,
+                               const int32_t *y, int64_t n, int64_t nb,
+                               np_status st, np_error *err)
 {
 	const np_train_opts *o = ep->o;
 	int64_t c = ep->c;
@@ -398,7 +397,7 @@ static np_status np_train_step(np_epoch *ep, int64_t s, const int64_t *idx,
 		for (int64_t i = 0; ep->teacher && i < n; i++)
 			memcpy(ep->t + i * c, ep->teacher + idx[i] * c, sizeof(float) * (size_t)c);
 		const float *z;
-		st = np_forward_batch(ep->rt, ep->input, ep->d, x, n, NP_RT_TRAIN, c, &z, err);
+		st = np_forward_batch(ep->rt, ep->input, b, x, n, NP_RT_TRAIN, c, &z, err);
 		if (st == NP_OK) {
 			float *g = np_rt_output_grad(ep->rt, 0);
 			for (int64_t i = 0; i < n; i++)
@@ -472,7 +471,7 @@ static np_status np_train_epoch_dist(np_epoch *ep, const np_data_opts *dopts,
 			st = np_fail(err, NP_ERR_INVALID, "rank %d: %lld examples in step %lld, "
 			             "not %lld", np_dist_rank(), (long long)n, (long long)s,
 			             (long long)k);
-		st = np_train_step(ep, s, ep->mine + at, x, y, k, nb, st, err);
+		st = np_train_step(ep, b, s, ep->mine + at, x, y, k, nb, st, err);
 		if (st != NP_OK)
 			break;
 		at += k;
@@ -500,7 +499,7 @@ static np_status np_train_epoch(np_epoch *ep, np_rng *rng,
 		int64_t n;
 		st = np_batches_next(b, &x, &y, &n, err);
 		if (st == NP_OK)
-			st = np_train_step(ep, s, ep->perm + s * o->batch, x, y, n, n, NP_OK, err);
+			st = np_train_step(ep, b, s, ep->perm + s * o->batch, x, y, n, n, NP_OK, err);
 	}
 	np_batches_close(b);
 	return st;

@@ -45,7 +45,8 @@ typedef struct np_eval_result {
 	int64_t n;
 } np_eval_result;
 
-/* Name of the model's single float input and the width of its output. */
+/* Name of the model's single input (NULL when it has several: the
+ * dataset's named arrays feed them) and the width of its output. */
 np_status np_model_io(const np_model *m, const char **input, int64_t *classes,
                       np_error *err);
 

@@ -19,3 +19,11 @@ EXTRA_DIST += tests/make-preprocess-fixtures.py
 TESTS += tests/folder.test
 dist_check_SCRIPTS += tests/folder.test
 EXTRA_DIST += tests/make-image-folder.py
+
+# Token data (issue 13, item 3): npy arrays named by model input, int64
+# and int32 ids, one plan for every batch, on the BERT-like fixture of
+# tests/fixtures/transformers (tests/make-bert-fixture.py, PyTorch;
+# committed) with its token task (tests/lib/bert_tokens.py).
+TESTS += tests/tokens.test
+dist_check_SCRIPTS += tests/tokens.test
+EXTRA_DIST += tests/make-bert-fixture.py

@@ -668,6 +668,140 @@ static void test_npy(void)
 	           "label -3 at example 1 is not a class index", "npy negative label");
 }
 
+/* Arrays named by model input (token data): int64 and int32 (widened)
+ * ids, their rows batched with the labels through a view and a
+ * shuffled order, --limit, the files a depfile lists, and the errors. */
+static void add_file(void *ctx, const char *path)
+{
+	char *list = ctx;
+	size_t len = strlen(list);
+	snprintf(list + len, 4096 - len, "%s;", path);
+}
+
+static void test_npy_arrays(void)
+{
+	int64_t ids[15], y[5] = {0, 1, 2, 3, 4};
+	int32_t mask[15];
+	for (int i = 0; i < 15; i++) {
+		ids[i] = (i / 3) * 10 + i % 3;
+		mask[i] = -(i % 2);
+	}
+	write_npy(P("ids.npy"), 1, "{'descr': '<i8', 'fortran_order': False, "
+	          "'shape': (5, 3), }", ids, sizeof ids);
+	write_npy(P("mask.npy"), 1, "{'descr': '<i4', 'fortran_order': False, "
+	          "'shape': (5, 3), }", mask, sizeof mask);
+	write_npy(P("ay.npy"), 1, "{'descr': '<i8', 'fortran_order': False, "
+	          "'shape': (5,), }", y, sizeof y);
+	char spec[1200], want[4096], list[4096] = "";
+	snprintf(spec, sizeof spec, "npy:input_ids=%s,attention_mask=%s,%s",
+	         P("ids.npy"), P("mask.npy"), P("ay.npy"));
+	np_dataset d;
+	np_error err;
+	bool loaded = load(spec, NULL, &d, &err) == NP_OK;
+	ok(loaded && d.n == 5 && !d.x && d.n_arrays == 2 &&
+	   !strcmp(d.arrays[0].name, "input_ids") &&
+	   !strcmp(d.arrays[1].name, "attention_mask") &&
+	   d.arrays[0].dtype == NP_INT64 && d.arrays[1].dtype == NP_INT64 &&
+	   d.arrays[0].rank == 1 && d.arrays[0].dims[0] == 3 &&
+	   ((int64_t *)d.arrays[0].data)[14] == 42 &&
+	   ((int64_t *)d.arrays[1].data)[13] == -1 && d.n_classes == 5,
+	   "npy named arrays: <i8 ids, <i4 mask widened, labels: %s", err.msg);
+	if (loaded) {
+		/* A view of examples 1..3, shuffled as training reads it. */
+		np_dataset v = np_dataset_slice(&d, 1, 3);
+		int64_t order[3] = {2, 0, 1};
+		np_batches *b = NULL;
+		const float *x;
+		const int32_t *by;
+		int64_t count;
+		np_rt_input in[NP_DATA_MAX_ARRAYS + 1];
+		bool good = np_batches_open(&v, order, 3, 2, NULL, NULL, NULL, &b,
+		                            &err) == NP_OK &&
+		            np_batches_next(b, &x, &by, &count, &err) == NP_OK &&
+		            count == 2 && !x && by[0] == 3 && by[1] == 1;
+		int k = good ? np_batch_feed(b, NULL, x, count, in) : 0;
+		good = good && k == 2 && !strcmp(in[0].name, "input_ids") &&
+		       in[0].dtype == NP_INT64 && in[0].rank == 2 &&
+		       in[0].dims[0] == 2 && in[0].dims[1] == 3 &&
+		       ((const int64_t *)in[0].data)[0] == 30 &&
+		       ((const int64_t *)in[0].data)[5] == 12 &&
+		       ((const int64_t *)in[1].data)[3] == -1 &&
+		       np_batches_next(b, &x, &by, &count, &err) == NP_OK &&
+		       count == 1 && by[0] == 2 &&
+		       np_batch_feed(b, NULL, x, count, in) == 2 &&
+		       ((const int64_t *)in[0].data)[2] == 22;
+		np_batches_close(b);
+		ok(good, "npy named arrays: a view's shuffled batches carry every "
+		   "input with its label: %s", err.msg);
+		/* In order: rows in place. */
+		b = NULL;
+		good = np_batches_open(&v, NULL, 3, 3, NULL, NULL, NULL, &b,
+		                       &err) == NP_OK &&
+		       np_batches_next(b, &x, &by, &count, &err) == NP_OK &&
+		       count == 3 && by[2] == 3 &&
+		       np_batch_feed(b, NULL, x, count, in) == 2 &&
+		       ((const int64_t *)in[0].data)[0] == 10 &&
+		       ((const int64_t *)in[0].data)[8] == 32;
+		np_batches_close(b);
+		ok(good, "npy named arrays: in-order batches of a view: %s", err.msg);
+	}
+	np_dataset_free(&d);
+	snprintf(want, sizeof want, "%s;%s;%s;", P("ids.npy"), P("mask.npy"),
+	         P("ay.npy"));
+	ok(np_data_files(spec, add_file, list, &err) == NP_OK &&
+	   !strcmp(list, want), "npy named arrays: files listed: %s", list);
+	np_data_opts o = {.limit = 2};
+	ok(load(spec, &o, &d, &err) == NP_OK && d.n == 2 && d.y[1] == 1 &&
+	   ((int64_t *)d.arrays[1].data)[5] == -1,
+	   "npy named arrays with --limit 2: %s", err.msg);
+	np_dataset_free(&d);
+	/* An unnamed int array: the ids of a single int64 input. */
+	snprintf(spec, sizeof spec, "npy:%s,%s", P("mask.npy"), P("ay.npy"));
+	ok(load(spec, NULL, &d, &err) == NP_OK && d.n == 5 && !d.x &&
+	   d.n_arrays == 1 && !d.arrays[0].name &&
+	   d.arrays[0].dtype == NP_INT64 && d.example_size == 0,
+	   "npy unnamed <i4 array: ids for the single input: %s", err.msg);
+	np_dataset_free(&d);
+
+	write_npy(P("mask4.npy"), 1, "{'descr': '<i4', 'fortran_order': False, "
+	          "'shape': (4, 3), }", mask, 48);
+	snprintf(spec, sizeof spec, "npy:input_ids=%s,attention_mask=%s",
+	         P("ids.npy"), P("mask4.npy"));
+	snprintf(want, sizeof want, "holds 4 examples, %s holds 5", P("ids.npy"));
+	expect_err(spec, NULL, NP_ERR_INVALID, P("mask4.npy"), want,
+	           "npy named arrays of different counts");
+	write_npy(P("u8.npy"), 1, "{'descr': '|u1', 'fortran_order': False, "
+	          "'shape': (5, 3), }", mask, 15);
+	snprintf(spec, sizeof spec, "npy:pixels=%s", P("u8.npy"));
+	expect_err(spec, NULL, NP_ERR_UNSUPPORTED, P("u8.npy"),
+	           "npy dtype '|u1' is not supported for the input 'pixels'",
+	           "npy named uint8 array");
+	snprintf(spec, sizeof spec, "npy:input_ids=%s", P("ids.npy"));
+	np_data_opts mo = {.n_mean = 1, .mean = {0.5}};
+	expect_err(spec, &mo, NP_ERR_USAGE, P("ids.npy"), "are fed as stored",
+	           "npy named arrays with --mean");
+	snprintf(spec, sizeof spec, "npy:%s,input_ids=%s", P("ay.npy"),
+	         P("ids.npy"));
+	expect_err(spec, NULL, NP_ERR_USAGE, NULL, "comes last",
+	           "npy labels before a named array");
+	snprintf(spec, sizeof spec, "npy:a=%s,a=%s", P("ids.npy"), P("ids.npy"));
+	expect_err(spec, NULL, NP_ERR_USAGE, NULL, "input 'a' is named twice",
+	           "npy input named twice");
+	snprintf(spec, sizeof spec, "npy:a=%s,b=,%s", P("ids.npy"), P("ay.npy"));
+	expect_err(spec, NULL, NP_ERR_USAGE, NULL, "bad data spec",
+	           "npy named array without a file");
+	snprintf(spec, sizeof spec, "npy:a=%s,%s,%s", P("ids.npy"), P("ay.npy"),
+	         P("ay.npy"));
+	expect_err(spec, NULL, NP_ERR_USAGE, NULL, "bad data spec",
+	           "npy two unnamed arrays after a named one");
+	size_t len = (size_t)snprintf(spec, sizeof spec, "npy:");
+	for (int i = 0; i < NP_DATA_MAX_ARRAYS + 1; i++)
+		len += (size_t)snprintf(spec + len, sizeof spec - len, "%sa%d=x",
+		                        i ? "," : "", i);
+	expect_err(spec, NULL, NP_ERR_USAGE, NULL, "more than 8 named arrays",
+	           "npy nine named arrays");
+}
+
 static void test_pb(void)
 {
 	mkdir(P("pb1"), 0700);
@@ -907,6 +1041,7 @@ int main(void)
 	test_checks();
 	test_cifar();
 	test_npy();
+	test_npy_arrays();
 	test_pb();
 	test_rng();
 	test_gather();

@@ -85,8 +85,10 @@ static const spec specs[] = {
 	{"Slice", 0, -1, -1, 0, 0, 0x1, 0},
 	{"Expand", 0, -1, -1, 0, 0, 0x1, 0},
 	/* Gather(data, indices): a float table read by index is an
-	 * nn.Embedding's weight (or a relative-position bias table). */
-	{"Gather", 0, -1, -1, 0x1, 0, 0, 0},
+	 * nn.Embedding's weight (or a relative-position bias table);
+	 * indices select rows along "axis" (token ids, checked against
+	 * the table by the data loader). */
+	{"Gather", NP_OPF_INDEX_ROWS, -1, -1, 0x1, 0, 0, 0},
 	{"Range", 0, -1, -1, 0, 0, 0, 0},
 	{"ConstantOfShape", 0, -1, -1, 0, 0, 0, 0},
 	{"Equal", 0, -1, -1, 0, 0, 0, 0},

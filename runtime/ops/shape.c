@@ -427,6 +427,7 @@ const np_op np_op_gather = {
 	.forward = gather_forward,
 	.backward = gather_backward,
 	.layout = NP_LAYOUT_PLAIN,
+	.flags = NP_OPF_INDEX_ROWS,
 	NP_OP_NO_WEIGHT,
 	/* A float table read by index is an nn.Embedding's weight, or
 	 * Swin's relative-position bias table: trained (scatter-add). */

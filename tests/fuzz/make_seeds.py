@@ -98,6 +98,7 @@ def main():
     u8 = r.integers(0, 256, (3, 4, 4)).astype(np.uint8)
     lab = np.array([0, 2, 1], np.uint8)
     f4 = r.standard_normal((3, 4)).astype(np.float32)
+    tok = np.random.default_rng(2)   # the token seeds' own draws
     corp = {
         "fuzz_model": models(),
         "fuzz_idx": {
@@ -111,6 +112,13 @@ def main():
             "f4_i8": npy(f4) + sep + npy(np.array([0, 1, 2], np.int64)),
             "u1": npy(u8) + sep + npy(lab.reshape(3, 1)),
             "f8_gzip": gzip.compress(npy(f4.astype(np.float64)), mtime=0),
+            # Token ids: unnamed (a single int64 input), and named
+            # (npy:ids=X,Y: the last byte's bit 2 asks for it; bytes
+            # after the labels are ignored).
+            "i8_ids": npy(tok.integers(0, 83, (3, 5)).astype(np.int64)) +
+                      sep + npy(lab.astype(np.int64)),
+            "i4_named": npy(tok.integers(-2, 83, (3, 5)).astype(np.int32)) +
+                        sep + npy(lab.astype(np.int64)) + b"\x02",
         },
         "fuzz_cifar": {
             "two_records": bytes([3]) + bytes(range(256)) * 12 +
