@@ -300,8 +300,10 @@ void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 /* Is a float initializer a parameter PyTorch would train?  Each op says
  * which of its inputs are (np_op.trainable and the two masks after it):
  * weights and biases of Conv/Gemm/MatMul, BN and LayerNormalization
- * scale and shift, PRelu slopes, non-scalar Add operands (a MatMul's
- * bias) and tables read by Gather (embeddings) are; BN running
+ * scale and shift, PRelu slopes, non-scalar Add and Mul operands (a
+ * MatMul's bias, a position embedding, LayerNorm's weight and bias in
+ * the decomposed pattern), tensors joined by Concat (a class token) and
+ * tables read by Gather (embeddings, relative-position biases) are; BN running
  * statistics (state), Clip bounds, exponents and other scalar constants
  * are not: moving ReLU6's 6 or a Pow's 2 by SGD would change the
  * function.  An Identity passes the question on to the readers of its

@@ -1,8 +1,15 @@
-## tests/optim.mk - included by Makefile.am: the image-encoder fixtures
-## of tests/fixtures/transformers (issue 13; made by
-## tests/make-transformer-fixtures.py with PyTorch; committed).
+## tests/optim.mk - included by Makefile.am: the optimizers and the
+## image-encoder fixtures of tests/fixtures/transformers (issue 13; made
+## by tests/make-transformer-fixtures.py with PyTorch; committed).
+##   test_optim        which initializers are trained
 ##   transformers.test nepenc eval of the ViT and Swin-like fixtures at
-##                     opsets 13 and 17 against PyTorch
+##                     opsets 13 and 17 against PyTorch; one SGD step of
+##                     the ViT moves every parameter as PyTorch's does
+
+check_PROGRAMS += tests/test_optim
+tests_test_optim_SOURCES = tests/test_optim.c tests/graphkit.h tests/tap.h
+tests_test_optim_LDADD = $(NP_LIBS)
+TESTS += tests/test_optim
 
 TESTS += tests/transformers.test
 dist_check_SCRIPTS += tests/transformers.test
