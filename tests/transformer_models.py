@@ -259,6 +259,6 @@ def load_onnx_weights(model, onnx_path):
     missing = [k for k in sd if k not in got]
     if missing:
         raise SystemExit(f"{onnx_path}: no initializer for {missing[:3]}")
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(got[k])).reshape(sd[k].shape)
+    model.load_state_dict({k: torch.from_numpy(np.array(got[k])).reshape(sd[k].shape)
                            for k in sd})
     return model
