@@ -38,7 +38,8 @@ enum {
 	OPT_CRITERION, OPT_FOLD, OPT_NO_ENTROPY_BUDGET, OPT_NO_NEURON_SELECTION,
 	OPT_REPORT, OPT_PLOT, OPT_CONFIG, OPT_DEPFILE,
 	OPT_RESIZE, OPT_CROP, OPT_CLASSES, OPT_SKIP_BAD_IMAGES, OPT_WORKERS,
-	OPT_EASIER_MAP, OPT_MIN_LIVE,
+	OPT_EASIER_MAP, OPT_MIN_LIVE, OPT_OPTIMIZER, OPT_BETA1, OPT_BETA2,
+	OPT_ADAM_EPS, OPT_WARMUP,
 	OPT_END
 };
 
@@ -88,6 +89,11 @@ static const np_opt np_opts[] = {
 	{{"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY}, C_TRAIN},
 	{{"nesterov", no_argument, NULL, OPT_NESTEROV}, C_TRAIN},
 	{{"lr-schedule", required_argument, NULL, OPT_LR_SCHEDULE}, C_TRAIN},
+	{{"warmup", required_argument, NULL, OPT_WARMUP}, C_TRAIN},
+	{{"optimizer", required_argument, NULL, OPT_OPTIMIZER}, C_TRAIN},
+	{{"beta1", required_argument, NULL, OPT_BETA1}, C_TRAIN},
+	{{"beta2", required_argument, NULL, OPT_BETA2}, C_TRAIN},
+	{{"adam-eps", required_argument, NULL, OPT_ADAM_EPS}, C_TRAIN},
 	{{"precision", required_argument, NULL, OPT_PRECISION}, C_TRAIN},
 	{{"augment", required_argument, NULL, OPT_AUGMENT}, C_TRAIN},
 	{{"temperature", required_argument, NULL, OPT_TEMPERATURE}, C_TRAIN},
@@ -184,11 +190,18 @@ void np_cli_help(FILE *out)
 "\n"
 "Training:\n"
 "      --epochs N         epochs (default 1)\n"
-"      --lr X             learning rate (default 0.01)\n"
+"      --optimizer O      sgd (default) or adamw (PyTorch's AdamW)\n"
+"      --lr X             learning rate (default 0.01; adamw 0.001)\n"
 "      --momentum X       SGD momentum (default 0.9)\n"
-"      --weight-decay X   L2 weight decay (default 1e-4)\n"
+"      --weight-decay X   SGD: L2 weight decay (default 1e-4); adamw:\n"
+"                         decoupled weight decay (default 0.01)\n"
 "      --nesterov         Nesterov momentum\n"
+"      --beta1 X          AdamW's first-moment decay (default 0.9)\n"
+"      --beta2 X          AdamW's second-moment decay (default 0.999)\n"
+"      --adam-eps X       AdamW's epsilon, added to sqrt(v) (default 1e-8)\n"
 "      --lr-schedule S    constant (default), cosine, or step:EPOCHS:GAMMA\n"
+"      --warmup N         linear warmup over the first N steps (batches),\n"
+"                         before the schedule (default 0: none)\n"
 "      --precision P      fp32 (default) or bf16 (Conv, Gemm, MatMul on\n"
 "                         bf16 copies; needs AVX512_BF16 or AMX)\n"
 "      --augment LIST     flip and/or shift=N, comma-separated (default none)\n"
@@ -335,7 +348,8 @@ static void np_cli_defaults(np_cli *c)
 	c->batch = 128;
 	c->train.epochs = 1;
 	c->train.batch = 128;
-	c->train.sgd = (np_sgd){.lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f};
+	c->train.sgd = (np_sgd){.lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f,
+	                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
 	c->train.schedule = NP_LR_CONSTANT;
 	c->train.temperature = 4.0f;
 	c->zeta = 0.5;
@@ -363,7 +377,7 @@ static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
 	case OPT_DATA: c->data = arg; return true;
 	case OPT_VAL: c->val = arg; return true;
 	case OPT_TEST: c->test = arg; return true;
-	case OPT_NESTEROV: c->train.sgd.nesterov = true; return true;
+	case OPT_NESTEROV: c->train.sgd.nesterov = c->sgd_set = true; return true;
 	case OPT_NO_DONT_CARE: c->no_dont_care = true; return true;
 	case OPT_NO_ENTROPY_BUDGET: c->no_entropy_budget = true; return true;
 	case OPT_NO_NEURON_SELECTION: c->no_neuron_selection = true; return true;
@@ -449,13 +463,47 @@ static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
 		if (np_parse_int(arg, 0, 100000, &i)) { c->train.epochs = (int)i; return true; }
 		break;
 	case OPT_LR:
-		if (np_parse_double(arg, &d) && d >= 0) { c->train.sgd.lr = (float)d; return true; }
+		if (np_parse_double(arg, &d) && d >= 0) {
+			c->train.sgd.lr = (float)d;
+			c->lr_set = true;
+			return true;
+		}
 		break;
 	case OPT_MOMENTUM:
-		if (np_parse_double(arg, &d) && d >= 0 && d < 1) { c->train.sgd.momentum = (float)d; return true; }
+		if (np_parse_double(arg, &d) && d >= 0 && d < 1) {
+			c->train.sgd.momentum = (float)d;
+			c->sgd_set = true;
+			return true;
+		}
 		break;
 	case OPT_WEIGHT_DECAY:
-		if (np_parse_double(arg, &d) && d >= 0) { c->train.sgd.weight_decay = (float)d; return true; }
+		if (np_parse_double(arg, &d) && d >= 0) {
+			c->train.sgd.weight_decay = (float)d;
+			c->wd_set = true;
+			return true;
+		}
+		break;
+	case OPT_OPTIMIZER:
+		if (strcmp(arg, "sgd") == 0) { c->train.sgd.optimizer = NP_OPTIM_SGD; return true; }
+		if (strcmp(arg, "adamw") == 0) { c->train.sgd.optimizer = NP_OPTIM_ADAMW; return true; }
+		break;
+	case OPT_BETA1:
+	case OPT_BETA2:
+		if (np_parse_double(arg, &d) && d >= 0 && d < 1) {
+			*(id == OPT_BETA1 ? &c->train.sgd.beta1 : &c->train.sgd.beta2) = (float)d;
+			c->adam_set = true;
+			return true;
+		}
+		break;
+	case OPT_ADAM_EPS:
+		if (np_parse_double(arg, &d) && d > 0 && (float)d > 0) {
+			c->train.sgd.eps = (float)d;
+			c->adam_set = true;
+			return true;
+		}
+		break;
+	case OPT_WARMUP:
+		if (np_parse_int(arg, 0, 1000000000, &i)) { c->train.warmup = i; return true; }
 		break;
 	case OPT_TEMPERATURE:
 		if (np_parse_double(arg, &d) && d > 0) { c->train.temperature = (float)d; return true; }
@@ -780,6 +828,29 @@ static int np_cli_conflicts(const np_cli *c, const bool *given)
 	return np_cli_method_options(c, given);
 }
 
+/* The optimizer's options, once flags and file are merged: those of the
+ * other optimizer are refused (never ignored), and AdamW takes PyTorch's
+ * defaults for what was not set (lr 1e-3, weight decay 1e-2). */
+static int np_cli_optimizer(np_cli *c)
+{
+	if (!((1u << c->command) & C_TRAIN))
+		return 0;
+	if (c->train.sgd.optimizer == NP_OPTIM_SGD) {
+		if (c->adam_set)
+			return np_usage("--beta1, --beta2 and --adam-eps apply to "
+			                "--optimizer adamw, not sgd");
+		return 0;
+	}
+	if (c->sgd_set)
+		return np_usage("--momentum and --nesterov apply to --optimizer sgd, "
+		                "not adamw (its moments: --beta1, --beta2)");
+	if (!c->lr_set)
+		c->train.sgd.lr = 1e-3f;
+	if (!c->wd_set)
+		c->train.sgd.weight_decay = 1e-2f;
+	return 0;
+}
+
 /* Required options per command, once flags and file are merged. */
 static int np_cli_check(np_cli *c)
 {
@@ -863,6 +934,8 @@ static int np_cli_run(np_cli *c, int argc, char **argv)
 		rc = np_dep_settle(c, &df);
 	if (rc == 0)
 		rc = np_cli_conflicts(c, given);
+	if (rc == 0)
+		rc = np_cli_optimizer(c);
 	return rc ? rc : np_cli_check(c);
 }
 

@@ -61,6 +61,10 @@ typedef struct np_cli {
 	int threads;
 	bool bf16;                   /* --precision bf16 */
 	np_train_opts train;
+	/* Set by a flag or the run configuration: --lr, --weight-decay
+	 * (AdamW's defaults otherwise), --momentum or --nesterov (SGD only),
+	 * --beta1, --beta2 or --adam-eps (AdamW only). */
+	bool lr_set, wd_set, sgd_set, adam_set;
 	/* The run configuration (DESIGN.md section 8): --config FILE, else
 	 * MODEL.nepenc.xml, else ./nepenc.xml; conf.path is NULL when none
 	 * was read (inspect never reads one).  Flags override it. */

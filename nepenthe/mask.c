@@ -206,6 +206,8 @@ static void np_prune(np_param *p, int64_t idx)
 		p->grad[idx] = 0.0f;
 	if (p->momentum)
 		p->momentum[idx] = 0.0f;
+	if (p->second)
+		p->second[idx] = 0.0f;
 }
 
 /* Remove the b smallest-score candidates of a layer (capped), passing

@@ -11,9 +11,11 @@
 #include "top1.h"
 
 /* Everything needed to go back to an iterate: weights, BN statistics,
- * masks and the optimiser's momentum. */
+ * masks and the optimiser's state (momentum; AdamW's moments and step
+ * counts). */
 typedef struct np_snapshot {
-	float **data, **momentum;
+	float **data, **momentum, **second;
+	int64_t *steps;
 	uint8_t **mask;
 	int n;
 } np_snapshot;
@@ -26,11 +28,15 @@ static void np_snapshot_free(np_snapshot *s)
 			free(s->data[i]);
 		if (s->momentum)
 			free(s->momentum[i]);
+		if (s->second)
+			free(s->second[i]);
 		if (s->mask)
 			free(s->mask[i]);
 	}
 	free(s->data);
 	free(s->momentum);
+	free(s->second);
+	free(s->steps);
 	free(s->mask);
 	memset(s, 0, sizeof *s);
 }
@@ -53,14 +59,18 @@ static np_status np_snapshot_take(np_rt *rt, np_snapshot *s, np_error *err)
 	int n = np_rt_n_params(rt);
 	s->data = calloc((size_t)n + 1, sizeof(float *));
 	s->momentum = calloc((size_t)n + 1, sizeof(float *));
+	s->second = calloc((size_t)n + 1, sizeof(float *));
+	s->steps = calloc((size_t)n + 1, sizeof(int64_t));
 	s->mask = calloc((size_t)n + 1, sizeof(uint8_t *));
 	s->n = n;
-	bool ok = s->data && s->momentum && s->mask;
+	bool ok = s->data && s->momentum && s->second && s->steps && s->mask;
 	for (int i = 0; ok && i < n; i++) {
 		np_param *p = np_rt_param(rt, i);
 		size_t fb = sizeof(float) * (size_t)p->nelem;
 		s->data[i] = np_dup(p->data, fb, &ok);
 		s->momentum[i] = np_dup(p->momentum, fb, &ok);
+		s->second[i] = np_dup(p->second, fb, &ok);
+		s->steps[i] = p->steps;
 		s->mask[i] = np_dup(p->mask, (size_t)p->nelem, &ok);
 	}
 	return ok ? NP_OK : np_fail(err, NP_ERR_NOMEM, "out of memory saving an iterate");
@@ -74,6 +84,13 @@ static np_status np_snapshot_restore(np_rt *rt, const np_snapshot *s, np_error *
 		memcpy(p->data, s->data[i], fb);
 		if (p->momentum && s->momentum[i])
 			memcpy(p->momentum, s->momentum[i], fb);
+		/* AdamW's buffers exist from its first step on: none in the
+		 * snapshot means no step yet. */
+		if (p->second && s->second[i])
+			memcpy(p->second, s->second[i], fb);
+		else if (p->second)
+			memset(p->second, 0, fb);
+		p->steps = s->steps[i];
 		if (s->mask[i]) {
 			if (!p->mask && !(p->mask = malloc((size_t)p->nelem + 1)))
 				return np_fail(err, NP_ERR_NOMEM, "out of memory restoring masks");

@@ -303,8 +303,10 @@ void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 /* Is a float initializer a parameter PyTorch would train?  Each op says
  * which of its inputs are (np_op.trainable and the two masks after it):
  * weights and biases of Conv/Gemm/MatMul, BN and LayerNormalization
- * scale and shift, PRelu slopes, non-scalar Add operands (a MatMul's
- * bias) and tables read by Gather (embeddings) are; BN running
+ * scale and shift, PRelu slopes, non-scalar Add and Mul operands (a
+ * MatMul's bias, a position embedding, LayerNorm's weight and bias in
+ * the decomposed pattern), tensors joined by Concat (a class token) and
+ * tables read by Gather (embeddings, relative-position biases) are; BN running
  * statistics (state), Clip bounds, exponents and other scalar constants
  * are not: moving ReLU6's 6 or a Pow's 2 by SGD would change the
  * function.  An Identity passes the question on to the readers of its
@@ -594,6 +596,7 @@ void np_rt_free(np_rt *rt)
 		free(rt->params[i].data);
 		free(rt->params[i].grad);
 		free(rt->params[i].momentum);
+		free(rt->params[i].second);
 		free(rt->params[i].mask);
 	}
 	free(rt->params);
@@ -1629,11 +1632,63 @@ static void np_sgd_param(np_param *p, const np_sgd *o)
 	}
 }
 
-void np_rt_sgd_step(np_rt *rt, const np_sgd *opt)
+/* torch.optim.AdamW's single-tensor step, the same float operations in
+ * the same order (torch/optim/adamw.py, amsgrad off): the bias
+ * corrections in double, as Python computes them, then per element
+ *   w = w * (1 - lr*wd); m = m*b1 + g*(1-b1); v = v*b2 + (1-b2)*g*g;
+ *   w = w + (-lr/bc1) * (m / (sqrt(v)/sqrt(bc2) + eps)). */
+static void np_adamw_param(np_param *p, const np_sgd *o)
 {
+	float *w = p->data, *g = p->grad, *m = p->momentum, *v = p->second;
+	const uint8_t *mask = p->mask;
+	p->steps++;
+	const double lr = o->lr, b1 = o->beta1, b2 = o->beta2;
+	const double bc1 = 1.0 - pow(b1, (double)p->steps);
+	const double bc2 = 1.0 - pow(b2, (double)p->steps);
+	const float decay = (float)(1.0 - lr * (p->decay ? (double)o->weight_decay : 0.0));
+	const float fb1 = o->beta1, fb2 = o->beta2;
+	const float a1 = (float)(1.0 - b1), a2 = (float)(1.0 - b2);
+	const float step = (float)(-(lr / bc1)), bc2s = (float)sqrt(bc2);
+	const float eps = o->eps;
+	int64_t n = p->nelem;
+#pragma omp parallel for schedule(static) if (n > 16384)
+	for (int64_t i = 0; i < n; i++) {
+		if (mask && !mask[i]) {
+			w[i] = g[i] = m[i] = v[i] = 0.0f;
+			continue;
+		}
+		w[i] = w[i] * decay;
+		m[i] = m[i] * fb1 + g[i] * a1;
+		v[i] = v[i] * fb2 + a2 * g[i] * g[i];
+		float denom = sqrtf(v[i]) / bc2s + eps;
+		w[i] = w[i] + step * (m[i] / denom);
+	}
+}
+
+np_status np_rt_sgd_step(np_rt *rt, const np_sgd *opt, np_error *err)
+{
+	if (opt->optimizer == NP_OPTIM_ADAMW) {
+		/* Every buffer first: a failure moves nothing. */
+		for (int i = 0; i < rt->n_params; i++) {
+			np_param *p = &rt->params[i];
+			if (!p->trainable || p->second)
+				continue;
+			size_t bytes = sizeof(float) * (size_t)p->nelem;
+			if (!(p->second = np_aligned(bytes)))
+				return np_fail(err, NP_ERR_NOMEM,
+				               "out of memory for AdamW's moments of '%s'",
+				               p->value->name);
+			memset(p->second, 0, bytes);
+		}
+		for (int i = 0; i < rt->n_params; i++)
+			if (rt->params[i].trainable)
+				np_adamw_param(&rt->params[i], opt);
+		return NP_OK;
+	}
 	for (int i = 0; i < rt->n_params; i++)
 		if (rt->params[i].trainable)
 			np_sgd_param(&rt->params[i], opt);
+	return NP_OK;
 }
 
 void np_rt_apply_masks(np_rt *rt)
@@ -1647,6 +1702,8 @@ void np_rt_apply_masks(np_rt *rt)
 				p->data[k] = 0.0f;
 				if (p->grad)
 					p->grad[k] = p->momentum[k] = 0.0f;
+				if (p->second)
+					p->second[k] = 0.0f;
 			}
 	}
 }

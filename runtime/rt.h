@@ -7,7 +7,7 @@
  *   const np_rtensor *y = np_rt_output(rt, 0);
  *   ... loss gradient into np_rt_output_grad(rt, 0) ...
  *   np_rt_backward(rt, &err);                        gradients of params
- *   np_rt_sgd_step(rt, &sgd);                        update, masks held
+ *   np_rt_sgd_step(rt, &sgd, &err);                  update, masks held
  *   np_rt_store(rt, model, &err);                    params back into IR
  *   np_rt_free(rt);
  *
@@ -50,7 +50,7 @@
  *
  * OWNERSHIP
  *   The np_rt owns parameters (float copies of the trainable initializers,
- *   their gradients, momentum and masks), plans, and every buffer.  In a
+ *   their gradients, momentum, AdamW moments and masks), plans, and every buffer.  In a
  *   plan each buffer has one owner: the value that allocated it; values
  *   written in place (`in_place`) borrow their input's.  Tensors handed
  *   out by np_rt_output() stay valid until the next np_rt_run() or
@@ -413,7 +413,10 @@ typedef struct np_param {
 	np_value *value;             /* the IR initializer */
 	float *data;
 	float *grad;
-	float *momentum;
+	float *momentum;             /* SGD's buffer; AdamW's first moment */
+	float *second;               /* AdamW's second moment: allocated by
+	                              * its first step, NULL before */
+	int64_t steps;               /* AdamW steps taken (bias correction) */
 	uint8_t *mask;               /* NULL = dense; 0 = pruned (held at 0) */
 	int64_t nelem;
 	bool trainable;              /* false: BN running statistics, ints */
@@ -429,16 +432,32 @@ np_status np_rt_set_trainable(np_rt *rt, np_param *p, bool on, np_error *err);
 np_param *np_rt_param(np_rt *rt, int i);
 np_param *np_rt_param_by_name(np_rt *rt, const char *name);
 
+typedef enum np_optimizer {
+	NP_OPTIM_SGD = 0,
+	NP_OPTIM_ADAMW
+} np_optimizer;
+
+/* The optimizer and its settings (the name is SGD's, from before AdamW). */
 typedef struct np_sgd {
 	float lr, momentum, weight_decay;
 	bool nesterov;
+	np_optimizer optimizer;      /* SGD (default, zero) or AdamW */
+	float beta1, beta2, eps;     /* AdamW */
 } np_sgd;
 
-/* PyTorch's SGD: g = grad + wd*w; buf = m*buf + g; w -= lr*(nesterov ?
- * g + m*buf : buf).  Masked weights, their grad and buf stay exactly 0. */
-void np_rt_sgd_step(np_rt *rt, const np_sgd *opt);
-/* Zero the pruned entries of data, grad and momentum (after a mask
- * changes). */
+/* One optimizer step of every trainable parameter from its gradient:
+ * the one place the weights move (a gradient allreduce goes before it).
+ *   SGD, PyTorch's: g = grad + wd*w; buf = m*buf + g; w -= lr*(nesterov ?
+ *   g + m*buf : buf).
+ *   AdamW, PyTorch's torch.optim.AdamW (amsgrad off): t += 1;
+ *   w *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g;
+ *   w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps), with t counted
+ *   per parameter (np_param.steps), in float as PyTorch computes it.
+ * Masked weights, their grad and moments stay exactly 0.  Fails only when
+ * AdamW's second-moment buffers cannot be allocated (nothing moved). */
+np_status np_rt_sgd_step(np_rt *rt, const np_sgd *opt, np_error *err);
+/* Zero the pruned entries of data, grad, momentum and AdamW's second
+ * moment (after a mask changes). */
 void np_rt_apply_masks(np_rt *rt);
 
 /* Write parameters and BN running statistics back into the IR. */

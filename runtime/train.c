@@ -244,20 +244,30 @@ np_status np_evaluate(np_rt *rt, const np_dataset *d, int64_t batch,
 	return NP_OK;
 }
 
-static float np_lr_at(const np_train_opts *o, int epoch, int64_t step,
-                      int64_t steps_per_epoch)
+float np_train_lr(const np_train_opts *o, int64_t t, int64_t steps_per_epoch)
 {
+	double base = o->sgd.lr;
+	int64_t w = o->warmup > 0 ? o->warmup : 0;
+	int64_t total = (int64_t)o->epochs * steps_per_epoch;
 	switch (o->schedule) {
-	case NP_LR_STEP:
-		return o->sgd.lr * powf(o->gamma, (float)(epoch / (o->step_epochs > 0 ? o->step_epochs : 1)));
-	case NP_LR_COSINE: {
-		double total = (double)o->epochs * (double)steps_per_epoch;
-		double t = (double)epoch * (double)steps_per_epoch + (double)step;
-		return (float)(0.5 * o->sgd.lr * (1.0 + cos(3.14159265358979323846 * t / total)));
+	case NP_LR_STEP: {
+		int64_t epoch = steps_per_epoch > 0 ? t / steps_per_epoch : 0;
+		int k = o->step_epochs > 0 ? o->step_epochs : 1;
+		base *= pow((double)o->gamma, (double)(epoch / k));
+		break;
 	}
+	case NP_LR_COSINE:
+		/* Its clock starts when the warmup ends. */
+		if (t >= w && total > w)
+			base *= 0.5 * (1.0 + cos(3.14159265358979323846 *
+			                         (double)(t - w) / (double)(total - w)));
+		break;
 	default:
-		return o->sgd.lr;
+		break;
 	}
+	if (t < w)
+		base *= (double)(t + 1) / (double)w;
+	return (float)base;
 }
 
 /* One epoch's steps over the batches of perm. */
@@ -415,8 +425,9 @@ static np_status np_train_step(np_epoch *ep, const np_batches *b, int64_t s,
 	np_dist_sum_f64(&loss, 1);
 	ep->loss += loss / (double)nb;
 	np_sgd sgd = o->sgd;
-	sgd.lr = np_lr_at(o, ep->e, s, ep->steps);
-	np_rt_sgd_step(ep->rt, &sgd);
+	sgd.lr = np_train_lr(o, (int64_t)ep->e * ep->steps + s, ep->steps);
+	if ((st = np_rt_sgd_step(ep->rt, &sgd, err)) != NP_OK)
+		return st;
 	if (o->progress)
 		o->progress(o->progress_ctx, ep->e * ep->steps + s + 1,
 		            o->epochs * ep->steps, loss / (double)nb);

@@ -18,17 +18,30 @@
 #include "rt.h"
 #include "status.h"
 
+/* The learning rate of global step t (0-based, over all epochs; T steps
+ * in all), np_train_lr():
+ *   constant  lr
+ *   step      lr * gamma^floor(epoch / step_epochs), epoch = t / steps
+ *             per epoch (counted from the first step, warmup or not)
+ *   cosine    lr * (1 + cos(pi * (t - W) / (T - W))) / 2 once the W
+ *             warmup steps are over (lr during them)
+ * then, for t < W (--warmup W), times (t + 1) / W: a linear ramp whose
+ * first step already moves, reaching the schedule's rate at step W - 1.
+ * In PyTorch: LambdaLR(opt, lambda t: that / lr), stepped per batch. */
 typedef enum np_lr_schedule {
 	NP_LR_CONSTANT,
 	NP_LR_STEP,            /* lr * gamma^floor(epoch / step) */
-	NP_LR_COSINE           /* per step, from lr to 0 over all epochs */
+	NP_LR_COSINE           /* per step, from lr to 0 over the steps
+	                        * after the warmup */
 } np_lr_schedule;
 
 typedef struct np_train_opts {
 	int epochs;
 	int64_t batch;
-	np_sgd sgd;                    /* sgd.lr is the base rate */
+	np_sgd sgd;                    /* the optimizer; sgd.lr is the base
+	                                * rate */
 	np_lr_schedule schedule;
+	int64_t warmup;                /* linear warmup steps; 0: none */
 	int step_epochs;               /* NP_LR_STEP */
 	float gamma;                   /* NP_LR_STEP */
 	np_augment augment;
@@ -59,6 +72,9 @@ np_status np_predict(np_rt *rt, const np_dataset *d, int64_t batch,
  * teacher is non-NULL (then loss is the KL at temperature 1). */
 np_status np_evaluate(np_rt *rt, const np_dataset *d, int64_t batch,
                       const float *teacher, np_eval_result *res, np_error *err);
+
+/* The learning rate of global step t (see np_lr_schedule). */
+float np_train_lr(const np_train_opts *opts, int64_t t, int64_t steps_per_epoch);
 
 /* One fine-tuning run of opts->epochs epochs from rt's current weights.
  * teacher: logits for every example of d when d has no labels. */

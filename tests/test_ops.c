@@ -63,7 +63,9 @@ static const spec specs[] = {
 	/* A(B): a tensor added is a bias (a MatMul's), a scalar a constant. */
 	{"Add", NP_OPF_ARITH, -1, -1, 0, 0x3, 0, 0},
 	{"Sub", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0},
-	{"Mul", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0},
+	/* A tensor multiplied in is a learned scale (nn.LayerNorm's weight
+	 * in the decomposed pattern of opsets < 17), a scalar a constant. */
+	{"Mul", NP_OPF_ARITH, -1, -1, 0, 0x3, 0, 0},
 	{"Div", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0},
 	{"Identity", NP_OPF_PASS, -1, -1, 0, 0, 0x1, 0},
 	{"Dropout", NP_OPF_PASS, -1, -1, 0, 0, 0, 0},
@@ -89,6 +91,9 @@ static const spec specs[] = {
 	 * indices select rows along "axis" (token ids, checked against
 	 * the table by the data loader). */
 	{"Gather", NP_OPF_INDEX_ROWS, -1, -1, 0x1, 0, 0, 0},
+	/* Concat(inputs...): a float tensor joined to the activations is a
+	 * learned token (a ViT's class token), any input. */
+	{"Concat", 0, -1, -1, 0, 0xffffffffu, 0, 0},
 	{"Range", 0, -1, -1, 0, 0, 0, 0},
 	{"ConstantOfShape", 0, -1, -1, 0, 0, 0, 0},
 	{"Equal", 0, -1, -1, 0, 0, 0, 0},

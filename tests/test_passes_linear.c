@@ -805,9 +805,9 @@ static void t_untie(void)
 	np_param *p1 = good ? np_rt_param_by_name(rt, "W") : NULL;
 	np_param *p2 = good ? np_rt_param_by_name(rt, W2->name) : NULL;
 	if (p1 && p2 && p1->trainable && p2->trainable) {
-		np_sgd sgd = {0.1f, 0, 0, false};
-		np_rt_sgd_step(rt, &sgd);
-		good = memcmp(p1->data, p2->data, sizeof(float) * 8) != 0;
+		np_sgd sgd = {.lr = 0.1f};
+		good = np_rt_sgd_step(rt, &sgd, &err) == NP_OK &&
+		       memcmp(p1->data, p2->data, sizeof(float) * 8) != 0;
 	} else {
 		good = false;
 	}

@@ -601,11 +601,15 @@ static unsigned bin_inplace(const np_xnode *x)
 	                    .flops = np_flops_per_element, \
 	                    .inplace = bin_inplace, .out_overwritable = true };
 
-/* Add: a tensor operand is a bias (a MatMul's); Mul, Div, Pow and Sub of
- * an initializer are constants of the function (scales, exponents). */
+/* Add: a tensor operand is a bias (a MatMul's, LayerNorm's shift in the
+ * decomposed pattern of opsets < 17, a position embedding).  Mul: a
+ * tensor operand is a learned scale (LayerNorm's weight in that pattern,
+ * a layer scale); a scalar is a constant of the function (GELU's 0.5,
+ * attention's 1/sqrt(d)).  Div, Pow and Sub of an initializer are
+ * constants (normalisations, exponents). */
 BIN_OP(np_op_add, "Add", NP_OPF_ARITH, 0, 0x3)
 BIN_OP(np_op_sub, "Sub", NP_OPF_ARITH, 0, 0)
-BIN_OP(np_op_mul, "Mul", NP_OPF_ARITH, 0, 0)
+BIN_OP(np_op_mul, "Mul", NP_OPF_ARITH, 0, 0x3)
 BIN_OP(np_op_div, "Div", NP_OPF_ARITH, 0, 0)
 BIN_OP(np_op_pow, "Pow", 0, 0, 0)
 BIN_OP(np_op_prelu, "PRelu", NP_OPF_RECTIFIER, 0x2, 0)    /* the slope */

@@ -624,6 +624,11 @@ const np_op np_op_concat = {
 	.backward = concat_backward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	/* A float tensor joined to the activations is a learned token (a
+	 * ViT's class token, often through Expand to the batch): trained,
+	 * whichever input it is.  Shape arithmetic concatenates integers,
+	 * which are never parameters. */
+	.trainable_nonscalar = ~0u,
 };
 
 /* ------------------------------------------------------------ Reshape */
