@@ -4,9 +4,17 @@
 ##                   layer's neuron axis, its profile per token against a
 ##                   hand count, the all-OFF / all-ON / mixed rewrites and
 ##                   fold_gemm through a bias Add
+##   encoders.test   inspect, eval and the main job (--fold approx and
+##                   exact) on tests/fixtures/encoders (made by
+##                   tests/make-encoder-fixtures.py with PyTorch;
+##                   committed), checked with onnx.checker and onnxruntime
 
 check_PROGRAMS += tests/test_encoders
 tests_test_encoders_SOURCES = tests/test_encoders.c tests/graphkit.h tests/tap.h
 tests_test_encoders_LDADD = $(NP_LIBS)
 
 TESTS += tests/test_encoders
+
+TESTS += tests/encoders.test
+dist_check_SCRIPTS += tests/encoders.test
+EXTRA_DIST += tests/make-encoder-fixtures.py
