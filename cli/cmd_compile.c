@@ -10,6 +10,7 @@
 
 #include "commands.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,29 @@ static void np_stamp(np_model *m, const np_run *run, const np_cli *c)
 		run->dense_val);
 }
 
+/* The layers removed by an approximate linearization (report.h's
+ * fate); their names, comma-separated, into buf (may be NULL). */
+static int np_run_approximated(const np_run *run, char *buf, size_t len)
+{
+	int n = 0;
+	size_t at = 0;
+	if (buf && len)
+		buf[0] = '\0';
+	for (int i = 0; i < run->layers; i++) {
+		np_layer_fate f;
+		np_layer_fate_of(run, i, &f);
+		if (!(f.linearized && f.approximate))
+			continue;
+		n++;
+		const char *name = run->layer_names && run->layer_names[i] ? run->layer_names[i] : "?";
+		if (buf && at < len) {
+			int w = snprintf(buf + at, len - at, "%s%s", n > 1 ? ", " : "", name);
+			at += w > 0 ? (size_t)w : 0;
+		}
+	}
+	return n;
+}
+
 static void np_summary(const np_run *run, const np_cli *c)
 {
 	if (c->json) {
@@ -169,6 +193,11 @@ static void np_summary(const np_run *run, const np_cli *c)
 		np_json_int(&j, "depth_before", run->depth_before);
 		np_json_int(&j, "depth_after", run->depth_after);
 		np_json_double(&j, "sparsity", run->sparsity);
+		if (run->logits_compared) {
+			np_json_double(&j, "logit_max_abs_diff", run->logit_max_abs);
+			np_json_double(&j, "logit_mean_abs_diff", run->logit_mean_abs);
+		}
+		np_json_int(&j, "approximated", np_run_approximated(run, NULL, 0));
 		np_json_int(&j, "iterations", run->n_it);
 		np_json_int(&j, "chosen", run->chosen);
 		np_json_double(&j, "seconds", run->seconds);
@@ -187,6 +216,13 @@ static void np_summary(const np_run *run, const np_cli *c)
 	printf("%-28s %12s %11.2f%%\n", "sparsity (prunable weights)", "0", 100.0 * run->sparsity);
 	printf("layers removed %d/%d after %d iteration(s) (kept iterate %d), %.1f s\n",
 	       run->removed, run->layers, run->n_it, run->chosen, run->seconds);
+	char names[512];
+	int approx = np_run_approximated(run, names, sizeof names);
+	if (approx > 0)
+		printf("approximated %d layer(s): %s\n", approx, names);
+	if (run->logits_compared)
+		printf("logits moved (validation, input vs output): max |diff| %.4g, "
+		       "mean |diff| %.4g\n", run->logit_max_abs, run->logit_mean_abs);
 	printf("wrote %s\n", c->output);
 }
 
@@ -223,6 +259,52 @@ static np_status np_compile_easier(np_session *s, const np_layers *ls,
 	return st;
 }
 
+/* Could linearizing one of these layers be an approximation?  (GELU,
+ * SiLU; any layer with --entropy-eps.) */
+static bool np_may_approximate(const np_layers *ls, double eps)
+{
+	for (int l = 0; l < ls->n; l++)
+		if (eps > 0 || ls->v[l].kind == NP_RECT_GELU || ls->v[l].kind == NP_RECT_SILU)
+			return true;
+	return false;
+}
+
+/* m's logits on val (malloc'd, val->n * classes), on a runtime of its
+ * own. */
+static np_status np_val_logits(np_model *m, const np_dataset *val, const np_cli *c,
+                               float **z, np_error *err)
+{
+	np_rt *rt = np_rt_new(m, c->threads, err);
+	if (!rt)
+		return err->status;
+	int64_t classes = 0;
+	np_status st = np_predict(rt, val, c->batch, z, &classes, err);
+	np_rt_free(rt);
+	return st;
+}
+
+/* run->logit_*: out's validation logits against the input's (dense,
+ * as many floats). */
+static np_status np_logit_moved(np_model *out, const np_dataset *val, const float *dense,
+                                int64_t n, const np_cli *c, np_run *run, np_error *err)
+{
+	float *z = NULL;
+	np_status st = np_val_logits(out, val, c, &z, err);
+	if (st != NP_OK)
+		return st;
+	double mx = 0, sum = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double d = fabs((double)z[i] - dense[i]);
+		mx = d > mx ? d : mx;
+		sum += d;
+	}
+	free(z);
+	run->logits_compared = true;
+	run->logit_max_abs = mx;
+	run->logit_mean_abs = n > 0 ? sum / (double)n : 0.0;
+	return NP_OK;
+}
+
 /* The loop and the emission on a loaded session. */
 static np_status np_compile_run(np_session *s, const np_cli *c, np_compile_data *cd,
                                 np_run *run, np_model **out, np_error *err)
@@ -241,10 +323,21 @@ static np_status np_compile_run(np_session *s, const np_cli *c, np_compile_data 
 		run->layer_kinds[l] = np_rect_kind_name(ls.v[l].kind);
 		run->layer_labels[l] = np_layer_kind_label(&ls.v[l]);
 	}
+	/* The input's validation logits, before the loop trains s->rt. */
+	float *dense = NULL;
+	const char *input = NULL;
+	int64_t classes = 0;
+	if (st == NP_OK && np_may_approximate(&ls, c->entropy_eps) &&
+	    (st = np_model_io(s->m, &input, &classes, err)) == NP_OK)
+		st = np_val_logits(s->m, cd->rd.val, c, &dense, err);
 	if (st == NP_OK && o.mask.method == NP_METHOD_EASIER)
 		st = np_compile_easier(s, &ls, cd, &o, run, out, err);
 	else if (st == NP_OK)
 		st = np_compile_masking(s, &ls, cd, &o, run, out, err);
+	if (st == NP_OK && dense)
+		st = np_logit_moved(*out, cd->rd.val, dense, cd->rd.val->n * classes, c, run,
+		                    err);
+	free(dense);
 	np_layers_free(&ls);
 	return st;
 }

@@ -119,6 +119,8 @@ static void np_inspect_json(const np_model *m, const np_layers *ls,
 			np_json_string(&j, NULL, L->producers[k]->name);
 		np_json_end(&j);
 		np_json_int(&j, "neurons", L->neurons);
+		/* 1, or -1: the last axis (an encoder's MLP, [B, T, C]) */
+		np_json_int(&j, "neuron_axis", L->axis);
 		np_json_int(&j, "weights", L->n_prunable);
 		np_json_end(&j);
 	}

@@ -459,6 +459,10 @@ static void write_summary(xw *x, const np_run *r)
 	x_int(x, "depth-after", r->depth_after);
 	x_double(x, "sparsity", r->sparsity);
 	x_seconds(x, "seconds", r->seconds);
+	if (r->logits_compared) {
+		x_double(x, "logit-max-abs-diff", r->logit_max_abs);
+		x_double(x, "logit-mean-abs-diff", r->logit_mean_abs);
+	}
 	x_end(x);
 }
 

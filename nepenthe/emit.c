@@ -131,6 +131,16 @@ static np_status np_linearized(const np_model *stored, const np_layers *ls,
 	return NP_OK;
 }
 
+/* An encoder's GELU or SiLU (neurons on z's last axis, DESIGN section
+ * 13): at zero entropy its maps (all OFF: the MLP branch is its output
+ * bias; all ON: fc1 and fc2 fold into one) are approximations that only
+ * --fold approx makes, its accuracy gate deciding.  A CNN's or an MLP's
+ * GELU keeps section 6's rule (the theta check, whatever the fold). */
+static bool np_needs_fold_approx(const np_layer *L)
+{
+	return L->axis < 0 && (L->kind == NP_RECT_GELU || L->kind == NP_RECT_SILU);
+}
+
 /* Linearize the removable layers; while the result misses the bar, undo
  * the layer with the highest entropy (section 5). */
 static np_status np_choose_linearized(const np_model *stored, const np_layers *ls,
@@ -142,9 +152,19 @@ static np_status np_choose_linearized(const np_model *stored, const np_layers *l
 	int *order = malloc(sizeof(int) * ((size_t)ls->n + 1)), n_use = 0;
 	if (!order)
 		return np_fail(err, NP_ERR_NOMEM, "out of memory");
-	for (int l = 0; l < ls->n; l++)
-		if (np_layer_removable(&prof->l[l], o->entropy_eps))
-			order[n_use++] = l;
+	for (int l = 0; l < ls->n; l++) {
+		if (!np_layer_removable(&prof->l[l], o->entropy_eps))
+			continue;
+		if (np_needs_fold_approx(&ls->v[l]) && o->fold != NP_FOLD_APPROX) {
+			np_pass_log_add(&run->log, (np_model *)stored, NP_LOG_REFUSED, "linearize",
+			                ls->v[l].rectifier->name, NULL,
+			                "zero entropy, but linearizing an encoder's %s is an "
+			                "approximation: only with --fold approx",
+			                np_layer_kind_label(&ls->v[l]));
+			continue;
+		}
+		order[n_use++] = l;
+	}
 	np_sort_profile = prof;
 	qsort(order, (size_t)n_use, sizeof(int), np_cmp_by_entropy);
 	np_status st = NP_OK;

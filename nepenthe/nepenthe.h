@@ -76,7 +76,9 @@ typedef struct np_profile_opts {
 } np_profile_opts;
 
 /* Run d through rt in inference mode and count states of every layer's
- * pre-activation (channels: axis 1, spatial positions included); with
+ * pre-activation (neurons on the layer's axis, layers.h: axis 1 with the
+ * spatial positions as samples, or the last axis with every batch x
+ * token position as a sample); with
  * o->input_norms, also the input-feature norms of the same batches.  The
  * values it reads are watched (rt.h, WATCH) during the run only. */
 np_status np_profile_run(np_rt *rt, const np_layers *ls, const np_dataset *d,
@@ -205,6 +207,12 @@ typedef struct np_run {
 	uint8_t *gone;
 	int nodes_before, nodes_after, depth_before, depth_after;
 	double sparsity;
+	/* How far the logits moved, input model vs the written one, on the
+	 * validation data (max and mean of |difference| over every logit);
+	 * measured when the model has layers whose linearization is an
+	 * approximation (GELU, SiLU, or --entropy-eps > 0). */
+	bool logits_compared;
+	double logit_max_abs, logit_mean_abs;
 	double seconds;
 	np_pass_log log;
 	/* layer names in order, for the report (arena of the input model) */

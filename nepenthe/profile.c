@@ -3,8 +3,12 @@
  * Each batch of the dataset runs through the runtime in inference mode;
  * then every layer's pre-activation z, a float tensor [N, C, ...], is read
  * back by name and its states counted per channel over the batch and the
- * spatial positions.  Counts are integers, so splitting the channels over
- * threads gives the same result with any thread count.
+ * spatial positions; for a layer whose neurons are z's last axis (an
+ * encoder's MLP, [B, T, C]), per feature over every batch x token
+ * position.  GELU and SiLU are counted as the paper treats smooth
+ * rectifiers (footnote 3, appendix): ON z > 0, OFF z < 0, z == 0 don't
+ * care.  Counts are integers, so splitting the channels over threads
+ * gives the same result with any thread count.
  */
 #include "nepenthe.h"
 
@@ -125,15 +129,22 @@ static np_status np_count_layer(np_rt *rt, const np_layer *L,
 	if (t->dtype != NP_FLOAT || t->rank < 2)
 		return np_fail(err, NP_ERR_UNSUPPORTED, "pre-activation '%s' is not a float tensor [N, C, ...] (node %s, op %s)",
 		               L->z->name, rect, L->rectifier->op_type);
-	int64_t N = t->dims[0], C = t->dims[1], S = 1;
-	for (int k = 2; k < t->rank; k++)
+	/* z viewed as [N, C, S] around the layer's neuron axis: axis 1 gives
+	 * batch x spatial positions; the last axis ([B, T, C] after an
+	 * encoder's MatMul) makes every batch x token position a sample
+	 * (N = B T, S = 1). */
+	int axis = np_layer_axis(L, t->rank);
+	int64_t N = 1, C = t->dims[axis], S = 1;
+	for (int k = 0; k < axis; k++)
+		N *= t->dims[k];
+	for (int k = axis + 1; k < t->rank; k++)
 		S *= t->dims[k];
 	/* Masking and linearization index neurons by the producers' output
-	 * channels: a z whose axis 1 is something else (e.g. [N, T, F]) would
-	 * profile the wrong axis. */
+	 * channels: a z whose neuron axis holds something else would profile
+	 * the wrong axis. */
 	if (L->neurons >= 0 && L->neurons != C)
-		return np_fail(err, NP_ERR_UNSUPPORTED, "pre-activation '%s' has %lld entries on axis 1 but the layer has %lld neurons (node %s, op %s)",
-		               L->z->name, (long long)C, (long long)L->neurons, rect,
+		return np_fail(err, NP_ERR_UNSUPPORTED, "pre-activation '%s' has %lld entries on axis %d but the layer has %lld neurons (node %s, op %s)",
+		               L->z->name, (long long)C, axis, (long long)L->neurons, rect,
 		               L->rectifier->op_type);
 	np_state_rule r = np_layer_rule(L, no_dont_care);
 	if (!lp->counts) {

@@ -7,7 +7,15 @@
  * [N, K] is transparent and goes too; a Flatten of the graph input before
  * the first layer is not between them and stays.  The merged node keeps
  * the second node's name and output value (folding into the classifier is
- * allowed), is a MatMul when both were MatMuls (no bias), else a Gemm.
+ * allowed), is a MatMul when both were MatMuls, else a Gemm.
+ *
+ * Encoders (PyTorch's nn.Linear on [B, T, C]) write a linear as MatMul
+ * then an Add of a bias broadcast along the last axis: the first node
+ * may be such a pair (its bias is its c; nothing may sit between it and
+ * the second node), and a MatMul second node's bias Add after it, if
+ * any, takes the merged bias c1 P2 (else a new Add after the merged
+ * MatMul does): MatMul(x, W1) + b1 -> MatMul(., W2) + b2 becomes
+ * MatMul(x, W1 W2) + (b1 W2 + b2).
  * Done only when the merged node costs no more FLOPs and no more
  * parameter bytes than the pair (784->1024->512 yes, 1000->10->1000 no). */
 #include <stdio.h>
@@ -73,6 +81,8 @@ static const char *lin_read(np_node *n, lin *l)
 
 typedef struct chain {
 	lin a, b;                    /* first and second node */
+	np_node *a_add;              /* the first node's bias Add, or NULL */
+	int a_bias;                  /* its bias operand (0 or 1) */
 	np_node *mid[MAX_CHAIN];     /* Flatten/Reshape between, in order */
 	int n_mid;
 } chain;
@@ -115,12 +125,46 @@ static bool is_gemm_or_matmul(const np_node *n)
 	return k == NP_OPK_Gemm || k == NP_OPK_MatMul;
 }
 
+/* Operand k of Add node a: a float initializer of n values broadcast
+ * along the last axis ([n], [1, n] ...). */
+static bool last_axis_bias(const np_node *a, int k, int64_t n)
+{
+	const np_tensor *t = np_fold_tensor(a->inputs[k]);
+	return t && t->rank >= 1 && t->nelem == n && t->dims[t->rank - 1] == n;
+}
+
+/* Is p = Add(MatMul(...), bias) with the bias a float initializer
+ * broadcast along the last axis (its size checked later)?  The MatMul, or
+ * NULL; *k the bias operand. */
+static np_node *bias_add_matmul(const np_node *p, int *k)
+{
+	if (np_node_kind(p) != NP_OPK_Add || p->n_inputs != 2 || p->n_outputs != 1)
+		return NULL;
+	for (int i = 0; i < 2; i++) {
+		const np_value *x = p->inputs[1 - i];
+		const np_tensor *t = np_fold_tensor(p->inputs[i]);
+		if (x && np_node_kind(x->producer) == NP_OPK_MatMul && t && t->rank >= 1 &&
+		    t->nelem == t->dims[t->rank - 1]) {
+			*k = i;
+			return x->producer;
+		}
+	}
+	return NULL;
+}
+
 /* Walk back from the second node's input through single-use Flatten and
- * Reshape nodes to a Gemm/MatMul.  0: not a candidate; 1: found
- * (c->a.n set, c->mid in graph order). */
+ * Reshape nodes to a Gemm/MatMul (or MatMul + bias Add right before
+ * the second node).  0: not a candidate; 1: found (c->a.n set, c->mid
+ * in graph order). */
 static int walk_back(np_node *second, chain *c)
 {
 	np_value *v = second->inputs[0];
+	np_node *mm = v && v->producer ? bias_add_matmul(v->producer, &c->a_bias) : NULL;
+	if (mm) {
+		c->a_add = v->producer;
+		c->a.n = mm;
+		return 1;
+	}
 	for (;;) {
 		if (!v || !v->producer)
 			return 0;
@@ -148,6 +192,11 @@ static int walk_back(np_node *second, chain *c)
 static const char *single_path(const chain *c)
 {
 	const np_node *from = c->a.n;
+	if (c->a_add) {
+		if (from->n_outputs != 1 || !np_value_single_use(from->outputs[0], c->a_add))
+			return "the first node's output has another reader or is a graph output";
+		from = c->a_add;
+	}
 	for (int i = 0; i <= c->n_mid; i++) {
 		const np_node *to = i < c->n_mid ? c->mid[i] : c->b.n;
 		if (from->n_outputs != 1 || !np_value_single_use(from->outputs[0], to))
@@ -180,6 +229,13 @@ static bool has_bias(const chain *c)
 static const char *check(chain *c, const np_shapes *s, char *buf, size_t len)
 {
 	const char *why = lin_read(c->a.n, &c->a);
+	if (!why && c->a_add) {
+		if (!last_axis_bias(c->a_add, c->a_bias, c->a.cols))
+			why = "the first node's bias Add does not add one value per column";
+		const np_tensor *t = np_fold_tensor(c->a_add->inputs[c->a_bias]);
+		c->a.c = t ? t->data : NULL;
+		c->a.c_n = t ? t->nelem : 0;
+	}
 	if (!why)
 		why = lin_read(c->b.n, &c->b);
 	if (!why && c->b.trans_a)
@@ -193,6 +249,8 @@ static const char *check(chain *c, const np_shapes *s, char *buf, size_t len)
 	if (why)
 		return why;
 	np_cost pair = np_cost_sum(np_node_cost(c->a.n, s), np_node_cost(c->b.n, s));
+	if (c->a_add)
+		pair = np_cost_sum(pair, np_node_cost(c->a_add, s));
 	np_cost merged = np_cost_matmul(rows_of(c, s), c->a.k, c->b.cols, has_bias(c));
 	if (pair.flops < 0 || merged.flops < 0)
 		return "shapes unknown: cannot compare costs";
@@ -264,17 +322,59 @@ static np_status fold(np_model *m, np_pass_ctx *ctx, chain *c, np_error *err)
 		               c->b.n->name, c->b.n->op_type);
 	np_value *in[3] = {c->a.n->inputs[0], w, b};
 	np_value *y = c->b.n->outputs[0];
+	/* Two MatMuls with a bias: the merged MatMul has none of its own; its
+	 * bias goes into the Add after it, or a new one. */
+	np_node *b_add = NULL;
+	int b_bias = 0;
+	if (!gemm && b) {
+		np_node *j = y->n_uses == 1 && !y->is_output ? y->uses[0].node : NULL;
+		if (j && bias_add_matmul(j, &b_bias) == c->b.n &&
+		    last_axis_bias(j, b_bias, c->b.cols))
+			b_add = j;
+	}
+	np_value *mid = NULL;
+	if (!gemm && b && !b_add) {
+		mid = np_graph_new_unique_value(m->graph, np_arena_printf(m->arena, "%s_folded",
+		                                                          y->name));
+		if (!mid)
+			return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	}
 	np_graph_remove_node(m->graph, c->b.n);
 	for (int i = 0; i < c->n_mid; i++)
 		np_graph_remove_node(m->graph, c->mid[i]);
+	if (c->a_add)
+		np_graph_remove_node(m->graph, c->a_add);
 	np_graph_remove_node(m->graph, c->a.n);
 	np_node *kept = np_fold_rebuild(m, c->b.n, np_op_name(gemm ? NP_OPK_Gemm : NP_OPK_MatMul),
-	                                in, b ? 3 : 2, y, false);
+	                                in, gemm && b ? 3 : 2, mid ? mid : y, false);
+	if (b_add) {
+		/* b2' = b2 + (b1 P2 + b2 - b2): merge() already added b2 = 0
+		 * (a MatMul has no c), so add the Add's own bias. */
+		const np_tensor *t2 = np_fold_tensor(b_add->inputs[b_bias]);
+		float *nb = b->init->data;
+		for (int64_t j = 0; j < c->b.cols; j++)
+			nb[j] += ((const float *)t2->data)[j];
+		np_value *shaped = np_fold_new_init(m, np_arena_printf(m->arena, "%s_bias",
+		                                    wname), t2->rank, t2->dims, err);
+		if (!shaped)
+			return err->status;
+		memcpy(shaped->init->data, nb, sizeof(float) * (size_t)c->b.cols);
+		np_fold_put_input(m->graph, b_add, b_bias, shaped);
+	} else if (mid) {
+		np_value *ins[2] = {mid, b};
+		const char *an = np_graph_unique_node_name(m->graph, np_arena_printf(m->arena,
+		                                           "%s/bias", c->b.n->name));
+		np_node *add = np_graph_new_node(m->graph, np_op_name(NP_OPK_Add), "", an,
+		                                 ins, 2, &y, 1);
+		np_graph_insert_node(m->graph, add);
+	}
 	if (gemm && c->a.trans_a)
 		np_node_set_attr_int(kept, "transA", 1);
 	if (trans)
 		np_node_set_attr_int(kept, "transB", 1);
 	np_fold_note(m, ctx, PASS, kept, c->a.n, NULL);
+	if (c->a_add)
+		np_fold_note(m, ctx, PASS, kept, c->a_add, "the first node's bias");
 	for (int i = 0; i < c->n_mid; i++)
 		np_fold_note(m, ctx, PASS, kept, c->mid[i], "transparent between the pair");
 	return NP_OK;

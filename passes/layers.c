@@ -406,8 +406,9 @@ static np_value *np_producer_weight(const np_node *n)
 	return w;
 }
 
-/* Output channels of a producer, from its weight's shape. */
-static int64_t np_producer_channels(const np_node *n)
+/* Output channels of a producer, from its weight's shape, and the axis
+ * of its output holding them (1, or -1: the last). */
+static int64_t np_producer_channels(const np_node *n, int *axis)
 {
 	const np_value *w = np_producer_weight(n);
 	np_weight_geom g;
@@ -415,7 +416,13 @@ static int64_t np_producer_channels(const np_node *n)
 	if (!w || w != np_init_input(n, np_node_op(n)->weight_input) ||
 	    !np_node_weight_geom(n, w->init->rank, w->init->dims, &g))
 		return -1;
+	*axis = g.y_last ? -1 : 1;
 	return g.out_ch;
+}
+
+int np_layer_axis(const np_layer *L, int rank)
+{
+	return L->axis < 0 ? rank - 1 : L->axis;
 }
 
 /* Nodes a layer's neurons pass through unchanged in number. */
@@ -481,12 +488,13 @@ oom:
 	return np_fail(err, NP_ERR_NOMEM, "out of memory finding layers");
 }
 
-/* Channels of z from its declared shape (value_info), -1 if unknown. */
-static int64_t np_value_channels(const np_value *z)
+/* Channels of z from its declared shape (value_info) on the layer's
+ * axis, -1 if unknown. */
+static int64_t np_value_channels(const np_value *z, int axis)
 {
 	if (!z->has_shape || z->rank < 2)
 		return -1;
-	return z->dims[1].value;   /* NCHW: axis 1; [N,F]: the last, also 1 */
+	return z->dims[axis < 0 ? z->rank - 1 : axis].value;
 }
 
 np_status np_find_layers(const np_model *m, np_layers *out, np_error *err)
@@ -520,10 +528,11 @@ np_status np_find_layers(const np_model *m, np_layers *out, np_error *err)
 			return np_fail(err, NP_ERR_NOMEM, "out of memory finding layers");
 		}
 		L->neurons = -1;
+		L->axis = 1;
 		for (int k = 0; k < L->n_producers; k++) {
 			np_value *wv = np_producer_weight(L->producers[k]);
 			if (L->neurons < 0)
-				L->neurons = np_producer_channels(L->producers[k]);
+				L->neurons = np_producer_channels(L->producers[k], &L->axis);
 			if (!wv || claimed[wv->id] || !np_is_float_dtype(wv->init->dtype))
 				continue;
 			claimed[wv->id] = true;
@@ -531,7 +540,7 @@ np_status np_find_layers(const np_model *m, np_layers *out, np_error *err)
 			L->n_prunable += wv->init->nelem;
 		}
 		if (L->neurons < 0)
-			L->neurons = np_value_channels(L->z);
+			L->neurons = np_value_channels(L->z, L->axis);
 	}
 	free(claimed);
 	return NP_OK;

@@ -67,6 +67,13 @@ typedef struct np_layer {
 	np_value **weights;    /* prunable weight initializers (claimed) */
 	int n_weights;
 	int64_t neurons;       /* channels of z; -1 when unknown */
+	/* Axis of z holding the neurons, from the first producer's weight
+	 * geometry (the op table's y_last): 1 (Conv NCHW, Gemm [N, C], and
+	 * a layer without producers), or -1 for z's last axis (MatMul with
+	 * an initializer weight: an encoder MLP's [B, T, C], whose every
+	 * batch x token position is a sample of each neuron).  For a rank-2
+	 * z both are axis 1. */
+	int axis;
 	int64_t n_prunable;    /* elements in weights[] */
 } np_layer;
 
@@ -83,6 +90,9 @@ const char *np_layer_kind_label(const np_layer *L);
 
 np_status np_find_layers(const np_model *m, np_layers *out, np_error *err);
 void np_layers_free(np_layers *ls);
+
+/* L->axis made an index into a z of the given rank (-1: rank - 1). */
+int np_layer_axis(const np_layer *L, int rank);
 
 /* Float value of a scalar constant (initializer or Constant node output);
  * false if v is not one. */

@@ -1,8 +1,9 @@
 /* linearize.c - replace zero-entropy rectifiers by per-channel affine maps
  * (DESIGN.md section 6) and fold the map where that is exact.
  *
- * For each layer of ctx->linearize, every neuron (channel c of z, axis 1)
- * has one state, which makes the rectifier y = s[c]*z + t[c]:
+ * For each layer of ctx->linearize, every neuron (channel c of z on the
+ * layer's axis: 1, or the last for an encoder's MLP, layers.h) has one
+ * state, which makes the rectifier y = s[c]*z + t[c]:
  *   ON                      s = 1, t = 0
  *   OFF  Relu, GELU, SiLU   s = 0, t = 0   (GELU/SiLU: approximate)
  *   OFF  LeakyRelu          s = alpha      PRelu: s = slope[c]
@@ -17,8 +18,16 @@
  *      If its output is a graph output, z's producer is made to produce
  *      that value instead (the name is kept); when z has no producer or is
  *      itself an input/output, an Identity z -> output is left.
+ *   1b. every neuron OFF with s = 0, t = 0, neurons on the last axis of a
+ *      z of rank >= 3 (an encoder's MLP, DESIGN.md section 13): when the
+ *      output is read by one MatMul (fc2, an initializer weight), then
+ *      optionally its bias Add, and that result only by Adds against a
+ *      tensor of its full shape (the residual), those Adds read fc2's
+ *      bias (zeros without one) instead and fc2 goes; fc1 is left to dce.
  *   2. into the producer, when z comes from one Conv, Gemm, MatMul (weight
- *      initializer, [N, C] result) or BatchNormalization node and the
+ *      initializer, neurons on z's last axis), MatMul plus a bias Add
+ *      (an encoder's nn.Linear: W's columns and the bias scaled) or
+ *      BatchNormalization node and the
  *      rectifier's nodes are z's only readers: scale the output channels
  *      and add t to the bias (created when absent; a MatMul gets an Add
  *      when some t != 0).  The producer then produces the rectifier's
@@ -26,10 +35,12 @@
  *   3. into the consumers, when every reader of the output is linear in
  *      its data input: Conv (s into the input channels, respecting groups;
  *      t into the bias only without padding), Gemm with transA = 0 (rows
- *      of B; t into C), MatMul with a 2-D weight (s only), also behind a
- *      Flatten/Reshape to [N, C*H*W] when the spatial size is known.
+ *      of B; t into C), MatMul with a 2-D weight (s only; neurons on z's
+ *      last axis), also behind a Flatten/Reshape to [N, C*H*W] when the
+ *      spatial size is known (neurons on axis 1).
  *   4. else an explicit Mul (and Add when some t != 0) with constants
- *      shaped [C, 1, ...] for z's rank ([C] for [N, C]), named
+ *      shaped [C, 1, ...] for z's rank ([C] for [N, C] and for neurons on
+ *      the last axis), named
  *      "<rectifier>/linear" and "<rectifier>/shift": "linearized, not
  *      folded".
  * --fold none (NP_FOLD_NONE) skips 2 and 3.  A layer that cannot be
@@ -68,12 +79,15 @@ static bool np_shape_of(const np_shapes *sh, const np_value *v, np_shape *out)
 
 /* ------------------------------------------------------------ helpers */
 
-/* A new float initializer [C] or [C,1,...] (rank-1 trailing ones). */
+/* A new float initializer broadcasting along axis `axis` of a z of rank
+ * zrank: [C, 1, ...] (zrank - axis dims) for a channel axis before the
+ * last, [C] for the last (or an unknown rank). */
 static np_value *np_channel_const(np_model *m, const char *base, int64_t C,
-                                  int zrank, const float *vals, np_error *err)
+                                  int zrank, int axis, const float *vals,
+                                  np_error *err)
 {
 	int64_t dims[NP_RT_MAX_RANK];
-	int r = zrank >= 3 ? zrank - 1 : 1;
+	int r = zrank >= 3 && axis < zrank - 1 ? zrank - axis : 1;
 	dims[0] = C;
 	for (int d = 1; d < r; d++)
 		dims[d] = 1;
@@ -110,6 +124,9 @@ typedef struct np_lin {
 	float slope, clip_min, clip_max;
 	int64_t C;
 	int zrank;                     /* -1 unknown */
+	int layer_axis;                /* np_layer.axis: 1, or -1 (last) */
+	int axis;                      /* the neurons' axis of z (zrank known;
+	                                * else 1, or -1 for the last) */
 	float *s, *t;
 	bool approx;
 	int counts[NP_MAX_STATES];
@@ -154,10 +171,10 @@ static np_status np_prelu_slopes(np_lin *L, float *slope, np_error *err)
 	for (int d = 0; d < t->rank; d++)
 		if (t->dims[d] != 1)
 			at = at < 0 && t->dims[d] == L->C ? d : -2;
-	if (at < 0 || L->zrank < 0 || L->zrank - t->rank + at != 1)
+	if (at < 0 || L->zrank < 0 || L->zrank - t->rank + at != L->axis)
 		return np_fail(err, NP_ERR_UNSUPPORTED,
-		               "PRelu slope is not per-channel along axis 1 (node %s, op PRelu)",
-		               L->rect->name);
+		               "PRelu slope is not per-channel along axis %d (node %s, op PRelu)",
+		               L->axis, L->rect->name);
 	memcpy(slope, p, sizeof(float) * (size_t)L->C);
 	return NP_OK;
 }
@@ -253,6 +270,98 @@ static np_status np_lin_identity(np_lin *L, np_error *err)
 	return NP_OK;
 }
 
+/* ------------------------------------- 1b. an encoder MLP all OFF */
+
+/* Input k of Add node a is a float initializer of C values broadcast
+ * along the last axis ([C], [1, C], [1, 1, C] ...). */
+static bool np_last_axis_bias(const np_node *a, int k, int64_t C)
+{
+	const np_value *b = a->inputs[k];
+	if (!np_init_floats(b) || b->init->nelem != C || b->init->rank < 1)
+		return false;
+	return b->init->dims[b->init->rank - 1] == C;
+}
+
+/* Do a and b have the same known shape (an unknown batch, axis 0, in
+ * both allowed)? */
+static bool np_same_static_shape(const np_shape *a, const np_shape *b)
+{
+	if (!a || !b || a->rank < 1 || a->rank != b->rank)
+		return false;
+	for (int d = 0; d < a->rank; d++)
+		if (a->dims[d] != b->dims[d] || (d > 0 && a->dims[d] < 0))
+			return false;
+	return true;
+}
+
+/* Every neuron OFF with s = 0, t = 0 (Relu, GELU, SiLU OFF): the
+ * rectifier's output is zero (GELU and SiLU: approximately), so an
+ * encoder MLP  r = Add(MatMul(out, W2), b2)  (the Add optional) is its
+ * output bias b2; when every reader of r is an Add of r and a tensor of
+ * r's full shape (the residual), it reads b2 instead (zeros without a
+ * bias), the MLP's second linear and the rectifier go, and the first
+ * linear, left unread, goes with dce.  Only for neurons on the last
+ * axis of a z of rank >= 3 (tokens). */
+static np_status np_lin_dead_mlp(np_lin *L, bool *done, np_error *err)
+{
+	*done = false;
+	if (L->zrank < 3 || L->axis != L->zrank - 1 || np_any_nonzero(L->t, L->C) ||
+	    np_any_nonzero(L->s, L->C) || L->out->is_output || L->out->n_uses != 1)
+		return NP_OK;
+	np_node *f2 = L->out->uses[0].node;
+	const np_value *w2 = f2->n_inputs == 2 ? f2->inputs[1] : NULL;
+	if (np_node_kind(f2) != NP_OPK_MatMul || L->out->uses[0].index != 0 ||
+	    f2->n_outputs != 1 || !np_init_floats(w2) || w2->init->rank != 2 ||
+	    w2->init->dims[0] != L->C)
+		return NP_OK;
+	int64_t N2 = w2->init->dims[1];
+	np_value *r = f2->outputs[0];
+	np_node *a2 = NULL;
+	const float *b2 = NULL;
+	if (!r->is_output && r->n_uses == 1 && np_node_kind(r->uses[0].node) == NP_OPK_Add &&
+	    r->uses[0].node->n_inputs == 2 && r->uses[0].node->n_outputs == 1 &&
+	    np_last_axis_bias(r->uses[0].node, 1 - r->uses[0].index, N2)) {
+		a2 = r->uses[0].node;
+		b2 = np_init_floats(a2->inputs[1 - r->uses[0].index]);
+		r = a2->outputs[0];
+	}
+	const np_shape *rs = np_shape_get(&L->sh, r);
+	if (r->is_output || r->n_uses == 0)
+		return NP_OK;
+	for (int u = 0; u < r->n_uses; u++) {
+		const np_node *j = r->uses[u].node;
+		if (np_node_kind(j) != NP_OPK_Add || j->n_inputs != 2 ||
+		    j->inputs[1 - r->uses[u].index] == r ||
+		    !np_same_static_shape(np_shape_get(&L->sh, j->inputs[1 - r->uses[u].index]), rs))
+			return NP_OK;
+	}
+	const char *base = np_arena_printf(L->m->arena, "%s/mlp_bias", L->rect->name);
+	np_value *c = np_new_float_init(L->m, base, 1, &N2, err);
+	if (!c)
+		return err->status;
+	float *cv = c->init->data;
+	for (int64_t n = 0; n < N2; n++)
+		cv[n] = b2 ? b2[n] : 0.0f;
+	np_node *join = r->uses[0].node;
+	while (r->n_uses > 0) {
+		np_node *j = r->uses[0].node;
+		np_node_set_input(j, r->uses[0].index, c);
+		np_node_doc_append(L->m, j, np_arena_printf(L->m->arena,
+		                   "folded: the MLP branch of %s (%s all OFF, approximate): "
+		                   "its output bias", L->rect->name, np_lin_op(L)));
+	}
+	const char *f2name = f2->name, *a2name = a2 ? a2->name : NULL;
+	if (a2)
+		np_graph_remove_node(L->g, a2);
+	np_graph_remove_node(L->g, f2);
+	np_lin_remove_pattern(L);
+	np_lin_log(L, NP_LOG_LINEARIZED, join->name, np_arena_printf(L->m->arena,
+	           "all OFF: the MLP branch (%s%s%s) is its output bias, added by %s",
+	           f2name, a2name ? ", " : "", a2name ? a2name : "", join->name));
+	*done = true;
+	return NP_OK;
+}
+
 /* ---------------------------------------------------- 2. producer */
 
 /* Outputs of p other than z unused (BatchNormalization in training form). */
@@ -262,6 +371,36 @@ static bool np_extra_outputs_unused(const np_node *p)
 		if (p->outputs[k] && (p->outputs[k]->n_uses || p->outputs[k]->is_output))
 			return false;
 	return true;
+}
+
+/* An encoder's linear: z = Add(MatMul(x, W[K, C]), b[C]) (either operand
+ * order), the MatMul's output read by the Add alone, z's neurons on its
+ * last axis.  The MatMul, or NULL; *bias: the Add's input index of b. */
+static np_node *np_bias_add_matmul_at(const np_lin *L, const np_node *a, int *bias)
+{
+	if (np_node_kind(a) != NP_OPK_Add || a->n_inputs != 2 || a->n_outputs != 1 ||
+	    a->outputs[0] != L->z || L->zrank < 2 || L->axis != L->zrank - 1)
+		return NULL;
+	for (int k = 0; k < 2; k++) {
+		const np_value *x = a->inputs[1 - k];
+		np_node *mm = x ? x->producer : NULL;
+		if (!np_last_axis_bias(a, k, L->C) || np_node_kind(mm) != NP_OPK_MatMul ||
+		    mm->n_inputs != 2 || mm->n_outputs != 1 || !np_value_single_use(x, a))
+			continue;
+		const np_value *w = mm->inputs[1];
+		if (np_init_floats(w) && w->init->rank == 2 && w->init->dims[1] == L->C &&
+		    mm->inputs[0] != w) {
+			*bias = k;
+			return mm;
+		}
+	}
+	return NULL;
+}
+
+static const np_node *np_bias_add_matmul(const np_lin *L, const np_node *a)
+{
+	int k;
+	return np_bias_add_matmul_at(L, a, &k);
 }
 
 static bool np_producer_ok(const np_lin *L, const np_node *p)
@@ -289,8 +428,10 @@ static bool np_producer_ok(const np_lin *L, const np_node *p)
 		       (ct->rank == 2 && (ct->dims[1] == 1 || ct->dims[1] == N));
 	}
 	if (np_node_kind(p) == NP_OPK_MatMul)
-		return wp && w->init->rank == 2 && w->init->dims[1] == L->C && L->zrank == 2 &&
-		       p->inputs[0] != w;
+		return wp && w->init->rank == 2 && w->init->dims[1] == L->C &&
+		       L->zrank >= 2 && L->axis == L->zrank - 1 && p->inputs[0] != w;
+	if (np_node_kind(p) == NP_OPK_Add)
+		return np_bias_add_matmul(L, p) != NULL;
 	if (np_node_kind(p) == NP_OPK_BatchNormalization) {
 		const np_value *b = p->n_inputs > 2 ? p->inputs[2] : NULL;
 		return wp && w->init->nelem == L->C && np_init_floats(b) &&
@@ -316,7 +457,7 @@ static np_status np_fold_conv_producer(np_lin *L, np_node *p, np_error *err)
 			b[o] = L->s[o] * b[o] + L->t[o];
 	} else if (np_any_nonzero(L->t, L->C)) {
 		np_value *b = np_channel_const(L->m, np_arena_printf(L->m->arena, "%s_bias",
-		                               p->inputs[1]->name), L->C, 2, L->t, err);
+		                               p->inputs[1]->name), L->C, 2, 1, L->t, err);
 		if (!b)
 			return err->status;
 		np_fold_put_input(L->g, p, 2, b);
@@ -409,12 +550,32 @@ static np_status np_fold_matmul_producer(np_lin *L, np_node *p, bool *add_after,
 	return NP_OK;
 }
 
+/* z = Add(MatMul(x, W), b): scale W's columns and b by s, add t to b;
+ * the Add then produces the rectifier's output. */
+static np_status np_fold_bias_add_producer(np_lin *L, np_node *a, np_error *err)
+{
+	int k;
+	np_node *mm = np_bias_add_matmul_at(L, a, &k);
+	float *w = mm ? np_fold_writable(L->m, mm, 1, err) : NULL;
+	float *b = w ? np_fold_writable(L->m, a, k, err) : NULL;
+	if (!b)
+		return mm ? err->status : np_fail(err, NP_ERR_INVALID, "no MatMul before %s",
+		                                  a->name);
+	int64_t K = mm->inputs[1]->init->dims[0], N = L->C;
+	for (int64_t r = 0; r < K; r++)
+		for (int64_t n = 0; n < N; n++)
+			w[r * N + n] *= L->s[n];
+	for (int64_t n = 0; n < N; n++)
+		b[n] = L->s[n] * b[n] + L->t[n];
+	return NP_OK;
+}
+
 static np_status np_lin_shift_node(np_lin *L, np_value *in, np_value *out,
                                    np_error *err)
 {
 	const char *base = np_arena_printf(L->m->arena, "%s/shift", L->rect->name);
 	np_value *tv = np_channel_const(L->m, np_arena_printf(L->m->arena, "%s/bias", base),
-	                                L->C, L->zrank, L->t, err);
+	                                L->C, L->zrank, L->axis, L->t, err);
 	if (!tv)
 		return err->status;
 	np_value *ins[2] = {in, tv};
@@ -440,6 +601,8 @@ static np_status np_lin_producer(np_lin *L, bool *done, np_error *err)
 		st = np_fold_gemm_producer(L, p, err);
 	else if (np_node_kind(p) == NP_OPK_MatMul)
 		st = np_fold_matmul_producer(L, p, &add_after, err);
+	else if (np_node_kind(p) == NP_OPK_Add)
+		st = np_fold_bias_add_producer(L, p, err);
 	else
 		st = np_fold_bn_producer(L, p, err);
 	if (st != NP_OK)
@@ -496,7 +659,8 @@ static bool np_reader_ok(const np_lin *L, const np_node *n, int index, int64_t h
 	if (np_node_kind(n) == NP_OPK_Conv) {
 		int64_t group = np_node_attr_int(n, "group", 1);
 		const np_value *b = n->n_inputs > 2 ? n->inputs[2] : NULL;
-		return hw == 1 && wt->rank >= 3 && group > 0 && wt->dims[1] * group == L->C &&
+		return hw == 1 && L->axis == 1 && wt->rank >= 3 && group > 0 &&
+		       wt->dims[1] * group == L->C &&
 		       wt->dims[0] % group == 0 &&
 		       (!shift || (np_conv_no_padding(n) &&
 		                   (!b || (np_init_floats(b) && b->init->nelem == wt->dims[0]))));
@@ -519,14 +683,14 @@ static bool np_reader_ok(const np_lin *L, const np_node *n, int index, int64_t h
 	}
 	if (np_node_kind(n) == NP_OPK_MatMul)
 		return !shift && wt->rank == 2 && wt->dims[0] == L->C * hw &&
-		       (hw > 1 || L->zrank == 2);
+		       (hw > 1 || (L->zrank >= 2 && L->axis == L->zrank - 1));
 	return false;
 }
 
 /* Elements per channel if n turns z ([N, C, ...]) into [N, C*H*W...]. */
 static int64_t np_flatten_hw(const np_lin *L, const np_node *n)
 {
-	if (!(np_node_flags(n) & NP_OPF_RESHAPE))   /* Flatten, Reshape */
+	if (!(np_node_flags(n) & NP_OPF_RESHAPE) || L->axis != 1)   /* Flatten, Reshape */
 		return 0;
 	if (np_node_kind(n) == NP_OPK_Flatten && np_node_attr_int(n, "axis", 1) != 1)
 		return 0;
@@ -606,7 +770,7 @@ static np_status np_fold_conv_reader(np_lin *L, np_node *n, np_error *err)
 			b[o] += add[o];
 	} else if (shift) {
 		np_value *b = np_channel_const(L->m, np_arena_printf(L->m->arena, "%s_bias",
-		                               n->inputs[1]->name), O, 2, add, err);
+		                               n->inputs[1]->name), O, 2, 1, add, err);
 		if (!b)
 			st = err->status;
 		else
@@ -725,7 +889,7 @@ static np_status np_lin_explicit(np_lin *L, np_error *err)
 	const char *base = np_arena_printf(L->m->arena, "%s/linear", L->rect->name);
 	if (scale) {
 		np_value *sv = np_channel_const(L->m, np_arena_printf(L->m->arena, "%s/scale", base),
-		                                L->C, L->zrank, L->s, err);
+		                                L->C, L->zrank, L->axis, L->s, err);
 		if (!sv)
 			return err->status;
 		np_value *mv = shift ? np_graph_new_unique_value(L->g, base) : L->out;
@@ -775,6 +939,7 @@ static np_status np_lin_find(np_lin *L, const np_linearize_layer *pl, np_error *
 	L->slope = hit->slope;
 	L->clip_min = hit->clip_min;
 	L->clip_max = hit->clip_max;
+	L->layer_axis = hit->axis;
 	L->n_pattern = hit->n_pattern;
 	L->pattern = malloc(sizeof(np_node *) * (size_t)(hit->n_pattern + 1));
 	if (L->pattern)
@@ -791,13 +956,14 @@ static np_status np_lin_geometry(np_lin *L, np_error *err)
 	np_shape zs;
 	bool known = np_shape_of(&L->sh, L->z, &zs);
 	L->zrank = known ? zs.rank : np_guess_rank(L);
+	L->axis = L->zrank >= 2 && L->layer_axis < 0 ? L->zrank - 1 : L->layer_axis;
 	L->C = L->pl->neurons;
-	if (known && (zs.rank < 2 || (zs.dims[1] >= 0 && zs.dims[1] != L->C)))
+	if (known && (zs.rank < 2 || (zs.dims[L->axis] >= 0 && zs.dims[L->axis] != L->C)))
 		return np_fail(err, NP_ERR_INVALID,
-		               "linearize plan gives %lld neurons, input '%s' has %lld channels (node %s, op %s)",
+		               "linearize plan gives %lld neurons, input '%s' has %lld channels on axis %d (node %s, op %s)",
 		               (long long)L->C, L->z->name,
-		               (long long)(zs.rank >= 2 ? zs.dims[1] : -1), L->rect->name,
-		               np_lin_op(L));
+		               (long long)(zs.rank >= 2 ? zs.dims[L->axis] : -1), L->axis,
+		               L->rect->name, np_lin_op(L));
 	if (L->C <= 0 || !L->pl->state)
 		return np_fail(err, NP_ERR_INVALID, "linearize plan for '%s' has no neurons",
 		               L->rect->name);
@@ -836,6 +1002,8 @@ static np_status np_lin_layer(np_lin *L, const np_linearize_layer *pl, np_error 
 		st = np_lin_identity(L, err);
 		done = true;
 	}
+	if (!done && st == NP_OK && L->ctx->fold != NP_FOLD_NONE)
+		st = np_lin_dead_mlp(L, &done, err);
 	if (!done && st == NP_OK && L->ctx->fold != NP_FOLD_NONE)
 		st = np_lin_producer(L, &done, err);
 	if (!done && st == NP_OK && L->ctx->fold != NP_FOLD_NONE)

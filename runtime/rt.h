@@ -200,6 +200,10 @@ typedef struct np_weight_geom {
 	                              * features; -1: its last (MatMul) */
 	int batch_axes;              /* leading axes of W stacking matrices
 	                              * (MatMul, W of rank > 2); 0 else */
+	bool y_last;                 /* output 0 holds the output channels on
+	                              * its last axis (MatMul: [B, T, C] from
+	                              * x[B, T, K] @ W[K, C]); false: on axis
+	                              * 1 (Conv NCHW, Gemm [N, C]) */
 } np_weight_geom;
 
 typedef struct np_op {

@@ -183,6 +183,8 @@ static void check_geom(void)
 	ok(np_node_weight_geom(conv1d, GK_SHAPE(4, 3, 5), &g) && geom_is(&g, 0, 4, 3, 1, 1, 0),
 	   "Conv 1-D, W [4,3,5]: 4 outputs, 3 input channels");
 	ok(!np_node_weight_geom(conv1d, GK_SHAPE(4, 3), &g), "Conv: a 2-D weight does not fit");
+	ok(np_node_weight_geom(conv1d, GK_SHAPE(4, 3, 5), &g) && !g.y_last,
+	   "Conv: Y [N, C, ...] holds the output channels on axis 1");
 	np_node_set_attr_int(conv, "group", 0);
 	ok(!np_node_weight_geom(conv, GK_SHAPE(8, 3, 3, 3), &g), "Conv: group 0 does not fit");
 
@@ -197,6 +199,8 @@ static void check_geom(void)
 	ok(np_node_weight_geom(gemm, GK_SHAPE(7, 5), &g) && geom_is(&g, 0, 7, 5, 1, 0, 0),
 	   "Gemm transA=1 transB=1: A [K,M] has its features on axis 0");
 	ok(!np_node_weight_geom(gemm, GK_SHAPE(2, 7, 5), &g), "Gemm: a 3-D B does not fit");
+	ok(np_node_weight_geom(gemm, GK_SHAPE(7, 5), &g) && !g.y_last,
+	   "Gemm: Y [M, N] holds the output columns on axis 1");
 
 	/* MatMul: x [..., K] @ W [..., K, N]. */
 	np_node *mm = gk_node(&k, "MatMul", NULL, NULL, 0);
@@ -205,6 +209,9 @@ static void check_geom(void)
 	ok(np_node_weight_geom(mm, GK_SHAPE(3, 5, 7), &g) && geom_is(&g, 2, 7, 5, 1, -1, 1),
 	   "MatMul, W [3,5,7]: 3 stacked matrices (one batch axis)");
 	ok(!np_node_weight_geom(mm, GK_SHAPE(5), &g), "MatMul: a 1-D W does not fit");
+	ok(np_node_weight_geom(mm, GK_SHAPE(5, 7), &g) && g.y_last,
+	   "MatMul: Y [..., T, N] holds the output columns on its last axis "
+	   "(x [B, T, K] @ W [K, N]: every token is a sample)");
 
 	np_node *relu = gk_node(&k, "Relu", NULL, NULL, 0);
 	ok(!np_node_weight_geom(relu, GK_SHAPE(5, 7), &g), "Relu: no weight geometry");

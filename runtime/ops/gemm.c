@@ -796,7 +796,7 @@ static bool matmul_weight_geom(const np_node *n, int rank, const int64_t *dims,
 		return false;
 	*g = (np_weight_geom){.out_axis = rank - 1, .out_ch = dims[rank - 1],
 	                      .K = dims[rank - 2], .groups = 1, .in_axis = -1,
-	                      .batch_axes = rank - 2};
+	                      .batch_axes = rank - 2, .y_last = true};
 	return true;
 }
 
