@@ -36,7 +36,6 @@ cross-entropy on the 10,000 t10k sentences, computed from the float32
 logits in float64.
 """
 
-import gzip
 import io
 import json
 import os
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "lib"))
 import bert_tokens  # noqa: E402
+from nptest import load_idx  # noqa: E402  (the one IDX reader)
 
 TRAIN_EXAMPLES = 30000
 EPOCHS = 3
@@ -59,15 +59,6 @@ BATCH = 64
 LR = 2e-3
 WEIGHT_DECAY = 0.01
 D, HEADS, FF, LAYERS = 32, 2, 64, 2
-
-
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big")
-            for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def fashion_tokens(split):

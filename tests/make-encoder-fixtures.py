@@ -37,7 +37,6 @@ decomposed: ReduceMean, Sub, Pow, Sqrt, Div) and 17
 [N,10], dynamic batch "N".
 """
 
-import gzip
 import io
 import json
 import os
@@ -50,6 +49,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+from nptest import load_idx  # noqa: E402  (the one IDX reader)
+
 MEAN, STD = 0.2860, 0.3530
 TRAIN_IMAGES = 6000
 EPOCHS = 2
@@ -58,15 +61,6 @@ LR = 2e-3
 D, HEADS, FF, DEPTH = 32, 2, 64, 3
 PIN = 12.0
 PINNED = {0: "off", 2: "on"}
-
-
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big")
-            for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def fashion(split):

@@ -29,7 +29,6 @@ Default constant folding otherwise (which also turns PReLU's slope
 Unsqueeze into a [C,1,1] initializer).
 """
 
-import gzip
 import io
 import json
 import os
@@ -42,6 +41,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+from nptest import load_idx  # noqa: E402  (the one IDX reader)
+
 MEAN, STD = 0.2860, 0.3530
 TRAIN_IMAGES = 6000
 EPOCHS = 2
@@ -49,15 +52,6 @@ BATCH = 64
 
 
 # ------------------------------------------------------------------ data
-
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big")
-            for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
 
 def fashion(split):
     d = os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist")

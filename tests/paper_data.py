@@ -6,28 +6,24 @@ normalised with the shared models' mean 0.2860 and std 0.3530 on every
 channel (nepenc: `--mean 0.2860 --std 0.3530`).
 """
 
-import gzip
 import os
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+from nptest import load_idx  # noqa: E402  (the one IDX reader)
 
 MEAN, STD = 0.2860, 0.3530
 FMNIST = os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 
 
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def load_u8(split="train", limit=0):
     """(images uint8 [N,3,32,32], labels int64 [N])."""
     p = "train" if split == "train" else "t10k"
-    x = idx(os.path.join(FMNIST, f"{p}-images-idx3-ubyte.gz"))
-    y = idx(os.path.join(FMNIST, f"{p}-labels-idx1-ubyte.gz")).astype(np.int64)
+    x = load_idx(os.path.join(FMNIST, f"{p}-images-idx3-ubyte.gz"))
+    y = load_idx(os.path.join(FMNIST, f"{p}-labels-idx1-ubyte.gz")).astype(np.int64)
     if limit:
         x, y = x[:limit], y[:limit]
     x = np.pad(x, ((0, 0), (2, 2), (2, 2)))

@@ -9,12 +9,16 @@ bench/finetune for the ViT).  Data as the shared models: pixel/255, then
 (x - 0.2860)/0.3530 (nepenc: `--mean 0.2860 --std 0.3530`).
 """
 
-import gzip
 import io
 import os
 import re
+import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "lib"))
+from nptest import load_idx  # noqa: E402  (the one IDX reader)
 import torch
 import torch.nn as nn
 
@@ -24,21 +28,12 @@ FMNIST = os.environ.get("FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
 
 # ------------------------------------------------------------------ data
 
-def _idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big")
-            for i in range(ndim)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def load_u8(split="train", limit=0, first=0):
     """(images uint8 [N,1,28,28], labels int64 [N]) of the IDX files,
     images first..first+limit (limit 0: all)."""
     p = "train" if split == "train" else "t10k"
-    x = _idx(os.path.join(FMNIST, f"{p}-images-idx3-ubyte.gz"))
-    y = _idx(os.path.join(FMNIST, f"{p}-labels-idx1-ubyte.gz")).astype(np.int64)
+    x = load_idx(os.path.join(FMNIST, f"{p}-images-idx3-ubyte.gz"))
+    y = load_idx(os.path.join(FMNIST, f"{p}-labels-idx1-ubyte.gz")).astype(np.int64)
     end = first + limit if limit else len(x)
     return np.ascontiguousarray(x[first:end, None]), y[first:end].copy()
 
