@@ -320,61 +320,45 @@ static size_t np_flat_size(np_rt *rt)
 	return np_dist_padded(grads > state ? grads : state) + 1;
 }
 
-/* The all-reduce of data parallelism, between backward and the optimizer
- * step (whichever optimizer it is): every rank's gradient, already
- * scaled by 1 / (the global batch), summed, so every rank steps with the
- * one-process gradient of the whole batch (up to the order of the float
- * sums), the same on every rank.  One buffer: each parameter's gradient
- * is copied in, the sum runs once over all of them, and they are copied
- * back. */
-static void np_sync_grads(np_epoch *ep)
+/* What data parallelism sums over the ranks: the gradients (grads), or
+ * else the running statistics.  Gradients: between backward and the
+ * optimizer step (whichever optimizer it is), every rank's gradient,
+ * already scaled by 1 / (the global batch), summed, so every rank steps
+ * with the one-process gradient of the whole batch (up to the order of
+ * the float sums), the same on every rank.  Running statistics: at the
+ * end of an epoch; every rank's BatchNormalization ran on its own share
+ * of each batch (as PyTorch's DDP does by default), so they are its own,
+ * and become their mean over the ranks (doc/nepenc.1, DATA
+ * PARALLELISM).  One buffer: each tensor is copied in, the sum runs once
+ * over all of them, and they are copied back. */
+static bool np_param_synced(const np_param *p, bool grads)
 {
-	if (np_dist_size() == 1)
-		return;
-	size_t at = 0;
-	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
-		const np_param *p = np_rt_param(ep->rt, i);
-		if (!p->trainable)
-			continue;
-		memcpy(ep->flat + at, p->grad, sizeof(float) * (size_t)p->nelem);
-		at += (size_t)p->nelem;
-	}
-	np_dist_sum_f32(ep->flat, at);
-	at = 0;
-	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
-		np_param *p = np_rt_param(ep->rt, i);
-		if (!p->trainable)
-			continue;
-		memcpy(p->grad, ep->flat + at, sizeof(float) * (size_t)p->nelem);
-		at += (size_t)p->nelem;
-	}
+	return grads ? p->trainable : np_param_is_state(p);
 }
 
-/* End of an epoch, data-parallel: every rank's BatchNormalization ran on
- * its own share of each batch (as PyTorch's DDP does by default), so its
- * running statistics are its own; they become their mean over the ranks,
- * the same on every rank (doc/nepenc.1, DATA PARALLELISM). */
-static void np_sync_state(np_epoch *ep)
+static void np_sum_over_ranks(np_epoch *ep, bool grads)
 {
 	if (np_dist_size() == 1)
 		return;
 	size_t at = 0;
 	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
 		const np_param *p = np_rt_param(ep->rt, i);
-		if (!np_param_is_state(p))
+		if (!np_param_synced(p, grads))
 			continue;
-		memcpy(ep->flat + at, p->data, sizeof(float) * (size_t)p->nelem);
+		memcpy(ep->flat + at, grads ? p->grad : p->data,
+		       sizeof(float) * (size_t)p->nelem);
 		at += (size_t)p->nelem;
 	}
 	np_dist_sum_f32(ep->flat, at);
-	float inv = 1.0f / (float)np_dist_size();
+	float scale = grads ? 1.0f : 1.0f / (float)np_dist_size();
 	at = 0;
 	for (int i = 0; i < np_rt_n_params(ep->rt); i++) {
 		np_param *p = np_rt_param(ep->rt, i);
-		if (!np_param_is_state(p))
+		if (!np_param_synced(p, grads))
 			continue;
+		float *to = grads ? p->grad : p->data;
 		for (int64_t k = 0; k < p->nelem; k++)
-			p->data[k] = ep->flat[at + (size_t)k] * inv;
+			to[k] = ep->flat[at + (size_t)k] * scale;
 		at += (size_t)p->nelem;
 	}
 }
@@ -421,7 +405,7 @@ static np_status np_train_step(np_epoch *ep, const np_batches *b, int64_t s,
 	}
 	if ((st = np_dist_agree(st, err)) != NP_OK)
 		return st;
-	np_sync_grads(ep);
+	np_sum_over_ranks(ep, true);
 	np_dist_sum_f64(&loss, 1);
 	ep->loss += loss / (double)nb;
 	np_sgd sgd = o->sgd;
@@ -489,7 +473,7 @@ static np_status np_train_epoch_dist(np_epoch *ep, const np_data_opts *dopts,
 	}
 	np_batches_close(b);
 	if (st == NP_OK)
-		np_sync_state(ep);
+		np_sum_over_ranks(ep, false);
 	return st;
 }
 
