@@ -194,8 +194,8 @@ static void conv_weights_md(dnnl_memory_desc_t *md, const np_rtensor *W,
  * bf16 (np_rt_bf16) forward and backward data run on bf16 tensors (bf_*;
  * the edges convert from and to the f32 activations and gradients), and
  * backward weights reads those bf16 src and dY and writes f32 dW where
- * oneDNN has an AMX kernel for it (conv_bwd_weights_bf16), else stays
- * f32.  Master weights stay f32. */
+ * oneDNN has an AMX kernel for it and no f32 1x1 one
+ * (conv_bwd_weights_bf16), else stays f32.  Master weights stay f32. */
 typedef struct conv_mds {
 	dnnl_memory_desc_t src, wei, dst, bias;          /* plain */
 	dnnl_memory_desc_t any_src, any_wei, any_dst;
@@ -333,40 +333,41 @@ static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
 	return s;
 }
 
+static bool pd_impl_has(const_dnnl_primitive_desc_t pd, const char *what)
+{
+	const char *impl = NULL;
+	return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
+	       dnnl_success && impl && strstr(impl, what);
+}
+
 /* In bf16, backward weights reads the bf16 src and dY the forward and
  * backward data already made (shared edges) and writes f32 dW and dB,
- * when oneDNN runs that on AMX: 2-4x faster than f32 on ResNet-18's 3x3
- * convolutions (docs/performance.md, "bf16").  Its AVX512_BF16 kernel
- * (no AMX) is slower than f32 there, so without AMX the pass stays f32.
- * Sets *pd (the caller destroys it) and *p, or leaves both NULL. */
-static dnnl_status_t conv_bwd_weights_bf16(dnnl_primitive_t *p,
-                                           dnnl_primitive_desc_t *pd,
-                                           const conv_state *c,
-                                           const conv_mds *m,
-                                           dnnl_engine_t eng)
+ * where oneDNN runs that on AMX and has no dedicated f32 1x1 kernel
+ * (impl "jit_1x1") for the pass: on ResNet-18's and MobileNet-V2's
+ * shapes its generic AMX kernel ran 1.2-5x faster than f32 on 3x3
+ * convolutions and 0.2-0.7x on most 1x1 ones (docs/performance.md,
+ * "bf16").  Its AVX512_BF16 kernel (no AMX) is slower than f32, so
+ * without AMX the pass stays f32.  Replaces *pd (the f32 candidate) by
+ * the bf16 one when that one is used. */
+static void conv_bwd_weights_bf16(dnnl_primitive_desc_t *pd,
+                                  const conv_state *c, const conv_mds *m,
+                                  dnnl_engine_t eng)
 {
 	dnnl_convolution_desc_t d;
-	const char *impl = NULL;
-	*p = NULL;
-	*pd = NULL;
-	if (dnnl_dilated_convolution_backward_weights_desc_init(
+	dnnl_primitive_desc_t bf = NULL;
+	if (pd_impl_has(*pd, "1x1") ||
+	    dnnl_dilated_convolution_backward_weights_desc_init(
 		    &d, dnnl_convolution_direct, &m->bf_src, &m->any_wei,
 		    m->has_bias ? &m->bias : NULL, &m->bf_dst, m->strides,
 		    m->dilates, m->pad_l, m->pad_r) ||
-	    dnnl_primitive_desc_create(pd, &d, NULL, eng, c->fwd_pd))
-		return dnnl_success;        /* no bf16 kernel: f32 */
-	if (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) ||
-	    !impl || !strstr(impl, "amx")) {
-		dnnl_primitive_desc_destroy(*pd);
-		*pd = NULL;
-		return dnnl_success;
+	    dnnl_primitive_desc_create(&bf, &d, NULL, eng, c->fwd_pd))
+		return;                     /* no bf16 kernel: f32 */
+	if (!pd_impl_has(bf, "amx")) {
+		dnnl_primitive_desc_destroy(bf);
+		return;
 	}
-	dnnl_status_t s = dnnl_primitive_create(p, *pd);
-	if (s) {
-		dnnl_primitive_desc_destroy(*pd);
-		*pd = NULL;
-	}
-	return s;
+	dnnl_primitive_desc_destroy(*pd);
+	*pd = bf;
 }
 
 /* dW (and dB when there is a bias) in one primitive; an input that needs
@@ -377,18 +378,19 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 {
 	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
-	dnnl_status_t s = m->bf16 ? conv_bwd_weights_bf16(&c->bwd_weights, &pd,
-	                                                  c, m, eng)
-	                          : dnnl_success;
-	if (!s && !pd)
-		s = dnnl_dilated_convolution_backward_weights_desc_init(
-			&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
-			m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
-			m->dilates, m->pad_l, m->pad_r);
-	if (!s && !pd)
-		s = make_primitive(&c->bwd_weights, &pd, &d, eng,
-		                   m->bf16 ? NULL : c->fwd_pd,
-		                   &c->ref);
+	dnnl_status_t s = dnnl_dilated_convolution_backward_weights_desc_init(
+		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
+		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
+		m->dilates, m->pad_l, m->pad_r);
+	if (!s)
+		s = dnnl_primitive_desc_create(&pd, &d, NULL, eng,
+		                               m->bf16 ? NULL : c->fwd_pd);
+	if (!s && m->bf16)
+		conv_bwd_weights_bf16(&pd, c, m, eng);
+	if (!s) {
+		c->ref |= np_rt_pd_is_ref(pd);
+		s = dnnl_primitive_create(&c->bwd_weights, pd);
+	}
 	if (!s)
 		s = edge_init(&c->bw_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
 		              x->out[0]->grad, false, c->bwd_data ? &c->bd_ddst : NULL);
