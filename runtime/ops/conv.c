@@ -193,10 +193,9 @@ static void conv_weights_md(dnnl_memory_desc_t *md, const np_rtensor *W,
 /* Descriptors every conv primitive starts from: plain and "any".  In
  * bf16 (np_rt_bf16) forward and backward data run on bf16 tensors (bf_*;
  * the edges convert from and to the f32 activations and gradients), and
- * backward weights stays f32: weight gradients sum over the whole batch,
- * and oneDNN 2.6's AMX backward-weights kernel ran 8x slower than the f32
- * one here (ResNet-18, docs/performance.md) while AMX forward ran 3.5x
- * and backward data 2.5x faster.  Master weights stay f32. */
+ * backward weights reads those bf16 src and dY and writes f32 dW where
+ * oneDNN has an AMX kernel for it and no f32 1x1 one
+ * (conv_bwd_weights_bf16), else stays f32.  Master weights stay f32. */
 typedef struct conv_mds {
 	dnnl_memory_desc_t src, wei, dst, bias;          /* plain */
 	dnnl_memory_desc_t any_src, any_wei, any_dst;
@@ -334,6 +333,43 @@ static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
 	return s;
 }
 
+static bool pd_impl_has(const_dnnl_primitive_desc_t pd, const char *what)
+{
+	const char *impl = NULL;
+	return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) ==
+	       dnnl_success && impl && strstr(impl, what);
+}
+
+/* In bf16, backward weights reads the bf16 src and dY the forward and
+ * backward data already made (shared edges) and writes f32 dW and dB,
+ * where oneDNN runs that on AMX and has no dedicated f32 1x1 kernel
+ * (impl "jit_1x1") for the pass: on ResNet-18's and MobileNet-V2's
+ * shapes its generic AMX kernel ran 1.2-5x faster than f32 on 3x3
+ * convolutions and 0.2-0.7x on most 1x1 ones (docs/performance.md,
+ * "bf16").  Its AVX512_BF16 kernel (no AMX) is slower than f32, so
+ * without AMX the pass stays f32.  Replaces *pd (the f32 candidate) by
+ * the bf16 one when that one is used. */
+static void conv_bwd_weights_bf16(dnnl_primitive_desc_t *pd,
+                                  const conv_state *c, const conv_mds *m,
+                                  dnnl_engine_t eng)
+{
+	dnnl_convolution_desc_t d;
+	dnnl_primitive_desc_t bf = NULL;
+	if (pd_impl_has(*pd, "1x1") ||
+	    dnnl_dilated_convolution_backward_weights_desc_init(
+		    &d, dnnl_convolution_direct, &m->bf_src, &m->any_wei,
+		    m->has_bias ? &m->bias : NULL, &m->bf_dst, m->strides,
+		    m->dilates, m->pad_l, m->pad_r) ||
+	    dnnl_primitive_desc_create(&bf, &d, NULL, eng, c->fwd_pd))
+		return;                     /* no bf16 kernel: f32 */
+	if (!pd_impl_has(bf, "amx")) {
+		dnnl_primitive_desc_destroy(bf);
+		return;
+	}
+	dnnl_primitive_desc_destroy(*pd);
+	*pd = bf;
+}
+
 /* dW (and dB when there is a bias) in one primitive; an input that needs
  * no gradient gets a sink. */
 static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
@@ -347,9 +383,14 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
-		s = make_primitive(&c->bwd_weights, &pd, &d, eng,
-		                   m->bf16 ? NULL : c->fwd_pd,
-		                   &c->ref);
+		s = dnnl_primitive_desc_create(&pd, &d, NULL, eng,
+		                               m->bf16 ? NULL : c->fwd_pd);
+	if (!s && m->bf16)
+		conv_bwd_weights_bf16(&pd, c, m, eng);
+	if (!s) {
+		c->ref |= np_rt_pd_is_ref(pd);
+		s = dnnl_primitive_create(&c->bwd_weights, pd);
+	}
 	if (!s)
 		s = edge_init(&c->bw_ddst, eng, &m->dst, pd_md(pd, dnnl_query_diff_dst_md),
 		              x->out[0]->grad, false, c->bwd_data ? &c->bd_ddst : NULL);
