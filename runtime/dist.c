@@ -247,8 +247,10 @@ void np_dist_sum_f32(float *v, size_t n)
 }
 
 /* Moves s's sums on: each slot's all-gather starts (in slot order) once
- * its reduce-scatter is done; block: wait for every one to end. */
-static void np_isums_poll(np_dist_isums *s, bool block)
+ * its reduce-scatter is done; block: wait for every one to end.  t0:
+ * when the caller began; the time since then is waited for, and when
+ * the last sum in flight ended, its stretch of time in flight ends now. */
+static void np_isums_poll(np_dist_isums *s, bool block, double t0)
 {
 	while (s->gathered < s->started) {
 		struct np_isum *q = &s->slot[s->gathered];
@@ -279,9 +281,12 @@ static void np_isums_poll(np_dist_isums *s, bool block)
 		if (!done)
 			continue;
 		q->stage = 3;
-		if (--s->busy == 0)
-			np_comm_total += np_now() - s->since;
+		s->busy--;
 	}
+	double t1 = np_now();
+	np_comm_seconds += t1 - t0;
+	if (s->busy == 0)
+		np_comm_total += t1 - s->since;
 }
 
 void np_dist_isum_start(np_dist_isums *s, float *v, size_t n)
@@ -299,26 +304,21 @@ void np_dist_isum_start(np_dist_isums *s, float *v, size_t n)
 		s->since = t0;
 	MPI_Ireduce_scatter_block(MPI_IN_PLACE, v, (int)q->each, MPI_FLOAT, MPI_SUM,
 	                          np_comm_rs, &q->req);
-	np_isums_poll(s, false);
-	np_comm_seconds += np_now() - t0;
+	np_isums_poll(s, false, t0);
 }
 
+/* Nothing in flight: no MPI call, no time counted (so the time waited
+ * stays within the time in flight). */
 void np_dist_isums_test(np_dist_isums *s)
 {
-	if (np_size == 1 || s->started == 0)
-		return;
-	double t0 = np_now();
-	np_isums_poll(s, false);
-	np_comm_seconds += np_now() - t0;
+	if (np_size > 1 && s->busy > 0)
+		np_isums_poll(s, false, np_now());
 }
 
 void np_dist_isums_wait(np_dist_isums *s)
 {
-	if (np_size > 1 && s->started > 0) {
-		double t0 = np_now();
-		np_isums_poll(s, true);
-		np_comm_seconds += np_now() - t0;
-	}
+	if (np_size > 1 && s->busy > 0)
+		np_isums_poll(s, true, np_now());
 	s->started = s->gathered = s->busy = 0;
 }
 
