@@ -603,7 +603,7 @@ static np_tensor *external_tensor(loader *L, const Onnx__TensorProto *tp,
 		return NULL;
 	/* A FIFO or a device named by the model would block or never end. */
 	const char *why;
-	int fd = np_open_input(real, &why);
+	int fd = np_open_input(real, NULL, &why);
 	free(real);
 	if (fd < 0) {
 		np_fail(L->err, NP_ERR_IO, "cannot read external data '%s' "

@@ -19,13 +19,11 @@
 /* protobuf messages are at most 2 GiB; so is a model file. */
 #define NP_MAX_MODEL_BYTES ((uint64_t)2 << 30)
 
-/* Open path read-only (O_CLOEXEC) if it is a regular file.  On failure
- * -1 and *why says why in words ("No such file or directory", "not a
- * regular file (a FIFO)"); *why is a static string. */
-int np_open_input(const char *path, const char **why);
-
-/* Size of the regular file behind fd, -1 if fstat fails. */
-int64_t np_input_size(int fd);
+/* Open path read-only (O_CLOEXEC) if it is a regular file, its size
+ * when opened into *size (unless size is NULL).  On failure -1 and *why
+ * says why in words ("No such file or directory", "not a regular file
+ * (a FIFO)"); *why is a static string. */
+int np_open_input(const char *path, int64_t *size, const char **why);
 
 typedef enum np_input_fail {
 	NP_INPUT_IO,          /* cannot open or read, or not a regular file */

@@ -163,7 +163,7 @@ static np_status df_open(dfile *f, const char *path, np_error *err)
 	/* Regular files only, opened without blocking: a FIFO would wait
 	 * for a writer forever, a device would never end. */
 	const char *why;
-	int fd = np_open_input(path, &why);
+	int fd = np_open_input(path, &f->size, &why);
 	if (fd < 0)
 		return np_fail_file(err, NP_ERR_IO, path, "cannot open: %s", why);
 	uint8_t magic[2] = {0, 0};
@@ -175,7 +175,6 @@ static np_status df_open(dfile *f, const char *path, np_error *err)
 		                    strerror(e));
 	}
 	f->gzipped = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
-	f->size = np_input_size(fd);
 	f->gz = gzdopen(fd, "rb");
 	if (!f->gz) {
 		close(fd);

@@ -1383,38 +1383,56 @@ static np_plan *np_plan_build_layouts(np_rt *rt, const np_rt_input *in,
 	return p;
 }
 
-/* Does the graph have a non-float input (token ids, masks, axes)? */
-static bool np_has_int_input(const np_rt *rt, const np_rt_input *in, int n_in)
+/* Do the values of a non-float model input (token ids, masks) reach an
+ * input whose values the plan needs (np_op.plan_values: axes, a shape,
+ * Range's bounds)?  Forward over the nodes in order: a value computed
+ * from such an input's values carries them on; Shape reads only the
+ * shape, which is in every plan's signature.  NOMEM: false with
+ * *nomem set. */
+static bool np_ints_reach_plan_values(const np_graph *g, bool *nomem)
 {
-	const np_graph *g = rt->m->graph;
-	for (int i = 0; i < g->n_inputs; i++) {
-		const np_rt_input *x = np_is_graph_input(g->inputs[i])
-			? np_find_input(in, n_in, g->inputs[i]->name) : NULL;
-		if (x && x->dtype != NP_FLOAT)
-			return true;
+	bool *carries = calloc((size_t)g->n_values + 1, sizeof *carries), hit = false;
+	*nomem = !carries;
+	if (!carries)
+		return false;
+	for (int i = 0; i < g->n_inputs; i++)
+		if (np_is_graph_input(g->inputs[i]) && g->inputs[i]->dtype != NP_FLOAT)
+			carries[g->inputs[i]->id] = true;
+	for (int k = 0; k < g->n_nodes && !hit; k++) {
+		const np_node *n = g->nodes[k];
+		const np_op *op = np_node_op(n);
+		if (!op || (op->flags & NP_OPF_SHAPE_READ))
+			continue;
+		bool in = false;
+		for (int i = 0; i < n->n_inputs; i++) {
+			if (!n->inputs[i] || !carries[n->inputs[i]->id])
+				continue;
+			hit |= np_op_input_bit(op->plan_values, i);
+			in = true;
+		}
+		for (int o = 0; in && o < n->n_outputs; o++)
+			if (n->outputs[o])
+				carries[n->outputs[o]->id] = true;
 	}
-	return false;
+	free(carries);
+	return hit;
 }
 
-/* Non-float inputs are planned as data first, so that a batch of new
+/* Non-float model inputs are planned as data, so that a batch of new
  * token ids reuses the plan (only their shapes are in its signature;
- * a Shape -> Range chain of their shapes still folds).  When the plan
- * needs their values (an op's np_rt_const_ints: axes, a shape, Range's
- * bounds given as inputs), that plan fails and they become plan-time
- * constants, their values part of the signature, as before. */
+ * a Shape -> Range chain of their shapes still folds), unless the graph
+ * needs their values to plan (np_ints_reach_plan_values): then they are
+ * plan-time constants, their values part of the signature.  Decided from
+ * the graph (a walk over its nodes, small beside building a plan). */
 static np_plan *np_plan_build(np_rt *rt, const np_rt_input *in, int n_in,
                               np_error *err)
 {
-	if (np_has_int_input(rt, in, n_in)) {
-		np_error first = {0};
-		np_plan *p = np_plan_build_layouts(rt, in, n_in, false, &first);
-		if (p || first.status == NP_ERR_NOMEM) {
-			if (!p)
-				*err = first;
-			return p;
-		}
+	bool nomem, ints_const = np_ints_reach_plan_values(rt->m->graph, &nomem);
+	if (nomem) {
+		np_fail(err, NP_ERR_NOMEM, "out of memory planning the graph");
+		return NULL;
 	}
-	return np_plan_build_layouts(rt, in, n_in, true, err);
+	return np_plan_build_layouts(rt, in, n_in, ints_const, err);
 }
 
 /* ---------------------------------------------------------- executing */

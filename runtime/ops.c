@@ -111,6 +111,13 @@ np_status np_rt_const_ints(const np_xnode *x, int i, int64_t *v, int max,
 {
 	const np_rtensor *t = x->in[i];
 	*n = 0;
+	/* The planner decides from the fact whether integer model inputs
+	 * are constants (exec.c, np_ints_reach_plan_values): an op reading
+	 * an input here must say so in its table entry. */
+	if (!np_op_input_bit(x->op->plan_values, i))
+		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
+		                       "reads input %d at plan time, which its op "
+		                       "table entry does not say (plan_values)", i);
 	if (!t->is_const)
 		return np_rt_fail_node(err, NP_ERR_UNSUPPORTED, x,
 		                       "input '%s' must be known at plan time", t->name);

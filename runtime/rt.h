@@ -22,10 +22,11 @@
  *   batch's activations at a time.
  *
  *   Non-float inputs (token ids, attention masks) are data like float
- *   ones: a new batch of ids reuses the plan.  Only when the plan needs
- *   their values (an axes or shape input, Range's bounds: exec.c,
- *   np_plan_build) are they plan-time constants, their values part of
- *   the signature.
+ *   ones: a new batch of ids reuses the plan.  Only when their values
+ *   reach an input the plan needs the values of (np_op.plan_values: an
+ *   axes or shape input, Range's bounds), which the planner reads off
+ *   the graph (exec.c, np_ints_reach_plan_values), are they plan-time
+ *   constants, their values part of the signature.
  *
  *   In place: an op whose np_op.inplace names inputs may write output 0
  *   over one input's buffer, as PyTorch's inplace ReLU does (ResNet-18 at
@@ -247,6 +248,12 @@ typedef struct np_op {
 	unsigned state;              /* inputs the op updates itself in
 	                              * training, not parameters: BN's
 	                              * running mean and variance */
+	unsigned plan_values;        /* inputs whose values the plan needs
+	                              * (np_rt_const_ints: axes, a shape,
+	                              * Range's bounds), so they must be
+	                              * constants or fold from constants;
+	                              * an integer model input that reaches
+	                              * one is planned as a constant */
 	/* Cost: FLOPs of node n per example (multiply-adds count twice; the
 	 * batch axis is left out), from its input shapes in[0..n_in) and
 	 * output 0's (NULL where unknown); -1 when they do not say.  NULL:

@@ -38,6 +38,8 @@ typedef struct spec {
 	unsigned flags;
 	int weight, bias;            /* inputs; -1 none */
 	unsigned trainable, nonscalar, via_output, state;
+	unsigned plan_values;        /* inputs the spec says are axes,
+	                              * shapes, splits or bounds */
 } spec;
 
 /* From the ONNX spec (Operators.md), input order as it lists them. */
@@ -46,72 +48,79 @@ static const spec specs[] = {
 	 * weight.  Any float initializer a linear op reads is a parameter
 	 * (nepenc always trained them all; PyTorch would, for an
 	 * nn.Parameter used as data). */
-	{"Conv", NP_OPF_LINEAR, 1, 2, 0x7, 0, 0, 0},
-	{"Gemm", NP_OPF_LINEAR, 1, 2, 0x7, 0, 0, 0},
+	{"Conv", NP_OPF_LINEAR, 1, 2, 0x7, 0, 0, 0, 0},
+	{"Gemm", NP_OPF_LINEAR, 1, 2, 0x7, 0, 0, 0, 0},
 	/* MatMul(A, B): no bias input; x @ W or W @ x. */
-	{"MatMul", NP_OPF_LINEAR | NP_OPF_WEIGHT_EITHER, 1, -1, 0x3, 0, 0, 0},
+	{"MatMul", NP_OPF_LINEAR | NP_OPF_WEIGHT_EITHER, 1, -1, 0x3, 0, 0, 0, 0},
 	/* BatchNormalization(X, scale, B, input_mean, input_var): the mean
 	 * and variance are running statistics, updated in training mode. */
-	{"BatchNormalization", NP_OPF_CHANNEL_AFFINE, 1, 2, 0x6, 0, 0, 0x18},
-	{"Relu", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0},
-	{"LeakyRelu", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0},
+	{"BatchNormalization", NP_OPF_CHANNEL_AFFINE, 1, 2, 0x6, 0, 0, 0x18, 0},
+	{"Relu", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0, 0},
+	{"LeakyRelu", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0, 0},
 	/* PRelu(X, slope): the slope is learned (torch.nn.PReLU). */
-	{"PRelu", NP_OPF_RECTIFIER, -1, -1, 0x2, 0, 0, 0},
+	{"PRelu", NP_OPF_RECTIFIER, -1, -1, 0x2, 0, 0, 0, 0},
 	/* Clip(input, min, max): the bounds are constants (ReLU6's 6). */
-	{"Clip", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0},
-	{"Gelu", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0},
+	{"Clip", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0, 0},
+	{"Gelu", NP_OPF_RECTIFIER, -1, -1, 0, 0, 0, 0, 0},
 	/* A(B): a tensor added is a bias (a MatMul's), a scalar a constant. */
-	{"Add", NP_OPF_ARITH, -1, -1, 0, 0x3, 0, 0},
-	{"Sub", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0},
+	{"Add", NP_OPF_ARITH, -1, -1, 0, 0x3, 0, 0, 0},
+	{"Sub", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0, 0},
 	/* A tensor multiplied in is a learned scale (nn.LayerNorm's weight
 	 * in the decomposed pattern of opsets < 17), a scalar a constant. */
-	{"Mul", NP_OPF_ARITH, -1, -1, 0, 0x3, 0, 0},
-	{"Div", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0},
-	{"Identity", NP_OPF_PASS, -1, -1, 0, 0, 0x1, 0},
-	{"Dropout", NP_OPF_PASS, -1, -1, 0, 0, 0, 0},
-	{"Flatten", NP_OPF_RESHAPE, -1, -1, 0, 0, 0, 0},
-	{"Reshape", NP_OPF_RESHAPE, -1, -1, 0, 0, 0, 0},
-	{"Shape", NP_OPF_SHAPE_READ, -1, -1, 0, 0, 0, 0},
+	{"Mul", NP_OPF_ARITH, -1, -1, 0, 0x3, 0, 0, 0},
+	{"Div", NP_OPF_ARITH, -1, -1, 0, 0, 0, 0, 0},
+	{"Identity", NP_OPF_PASS, -1, -1, 0, 0, 0x1, 0, 0},
+	{"Dropout", NP_OPF_PASS, -1, -1, 0, 0, 0, 0, 0},
+	{"Flatten", NP_OPF_RESHAPE, -1, -1, 0, 0, 0, 0, 0},
+	/* Reshape(data, shape), Expand(input, shape), Squeeze and
+	 * Unsqueeze(data, axes), Split(input, split), Slice(data, starts,
+	 * ends, axes, steps), Reduce*(data, axes), ConstantOfShape(input),
+	 * Range(start, limit, delta): inputs that decide the output's shape,
+	 * so the plan needs their values. */
+	{"Reshape", NP_OPF_RESHAPE, -1, -1, 0, 0, 0, 0, 0x2},
+	{"Shape", NP_OPF_SHAPE_READ, -1, -1, 0, 0, 0, 0, 0},
 	/* LayerNormalization(X, Scale, B): nn.LayerNorm's weight and bias,
 	 * trained; no running statistics. */
-	{"LayerNormalization", 0, 1, 2, 0x6, 0, 0, 0},
+	{"LayerNormalization", 0, 1, 2, 0x6, 0, 0, 0, 0},
 	/* Data movement, comparisons, generators and reductions: no weight,
 	 * nothing trained, nothing a pass walks through (their indices,
 	 * shapes and axes are constants, not parameters).  Split(input, split)
 	 * has several outputs, which trainable_via_output does not follow. */
-	{"Split", 0, -1, -1, 0, 0, 0, 0},
+	{"Split", 0, -1, -1, 0, 0, 0, 0, 0x2},
+	{"Squeeze", 0, -1, -1, 0, 0, 0, 0, 0x2},
+	{"Unsqueeze", 0, -1, -1, 0, 0, 0, 0, 0x2},
 	/* Transpose(data, ...), Slice(data, ...), Expand(input, shape): an
 	 * initializer moved before its use (W.t(), rows of a packed
 	 * in_proj_weight) is trained where its readers train it. */
-	{"Transpose", 0, -1, -1, 0, 0, 0x1, 0},
-	{"Slice", 0, -1, -1, 0, 0, 0x1, 0},
-	{"Expand", 0, -1, -1, 0, 0, 0x1, 0},
+	{"Transpose", 0, -1, -1, 0, 0, 0x1, 0, 0},
+	{"Slice", 0, -1, -1, 0, 0, 0x1, 0, 0x1e},
+	{"Expand", 0, -1, -1, 0, 0, 0x1, 0, 0x2},
 	/* Gather(data, indices): a float table read by index is an
 	 * nn.Embedding's weight (or a relative-position bias table);
 	 * indices select rows along "axis" (token ids, checked against
 	 * the table by the data loader). */
-	{"Gather", NP_OPF_INDEX_ROWS, -1, -1, 0x1, 0, 0, 0},
+	{"Gather", NP_OPF_INDEX_ROWS, -1, -1, 0x1, 0, 0, 0, 0},
 	/* Concat(inputs...): a float tensor joined to the activations is a
 	 * learned token (a ViT's class token), any input. */
-	{"Concat", 0, -1, -1, 0, 0xffffffffu, 0, 0},
-	{"Range", 0, -1, -1, 0, 0, 0, 0},
-	{"ConstantOfShape", 0, -1, -1, 0, 0, 0, 0},
-	{"Equal", 0, -1, -1, 0, 0, 0, 0},
-	{"Less", 0, -1, -1, 0, 0, 0, 0},
-	{"LessOrEqual", 0, -1, -1, 0, 0, 0, 0},
-	{"Greater", 0, -1, -1, 0, 0, 0, 0},
-	{"GreaterOrEqual", 0, -1, -1, 0, 0, 0, 0},
-	{"Not", 0, -1, -1, 0, 0, 0, 0},
-	{"Where", 0, -1, -1, 0, 0, 0, 0},
-	{"ReduceMean", 0, -1, -1, 0, 0, 0, 0},
-	{"ReduceSum", 0, -1, -1, 0, 0, 0, 0},
-	{"ReduceMax", 0, -1, -1, 0, 0, 0, 0},
+	{"Concat", 0, -1, -1, 0, 0xffffffffu, 0, 0, 0},
+	{"Range", 0, -1, -1, 0, 0, 0, 0, 0x7},
+	{"ConstantOfShape", 0, -1, -1, 0, 0, 0, 0, 0x1},
+	{"Equal", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"Less", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"LessOrEqual", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"Greater", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"GreaterOrEqual", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"Not", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"Where", 0, -1, -1, 0, 0, 0, 0, 0},
+	{"ReduceMean", 0, -1, -1, 0, 0, 0, 0, 0x2},
+	{"ReduceSum", 0, -1, -1, 0, 0, 0, 0, 0x2},
+	{"ReduceMax", 0, -1, -1, 0, 0, 0, 0, 0x2},
 };
 #define N_SPECS ((int)(sizeof specs / sizeof specs[0]))
 
 static const spec *spec_of(const char *name)
 {
-	static const spec none = {NULL, 0, -1, -1, 0, 0, 0, 0};
+	static const spec none = {NULL, 0, -1, -1, 0, 0, 0, 0, 0};
 	for (int i = 0; i < N_SPECS; i++)
 		if (strcmp(specs[i].name, name) == 0)
 			return &specs[i];
@@ -132,6 +141,8 @@ static void check_facts(const op_line *l)
 	   "%s: trained inputs 0x%x, if not scalar 0x%x, via output 0x%x, state 0x%x",
 	   l->name, op->trainable, op->trainable_nonscalar, op->trainable_via_output,
 	   op->state);
+	ok(op->plan_values == sp->plan_values, "%s: inputs read at plan time 0x%x "
+	   "(spec 0x%x)", l->name, op->plan_values, sp->plan_values);
 	ok(!op->weight_geom == !(op->flags & NP_OPF_LINEAR),
 	   "%s: weight_geom set exactly for a linear op", l->name);
 }
@@ -257,6 +268,43 @@ static void check_flops(void)
 	gk_free(&k);
 }
 
+/* plan_values at work: an int64 model input reaching Reshape's shape
+ * through another op is planned as a constant (each new shape a new
+ * plan, the right output); were it planned as data, Reshape would
+ * refuse it ("must be known at plan time"). */
+static void check_plan_values(void)
+{
+	gk k;
+	gk_init(&k, 13, 1);
+	np_value *x = gk_input(&k, "x", 2, (const int64_t[]){2, 6});
+	np_value *s = gk_input(&k, "s", 1, (const int64_t[]){2});
+	s->dtype = NP_INT64;
+	np_value *t = gk_op(&k, "Identity", "t", &s, 1);
+	np_value *y = gk_op(&k, "Reshape", "y", (np_value *[]){x, t}, 2);
+	gk_output(&k, y);
+	np_error err = {0};
+	np_rt *rt = np_rt_new(k.m, 1, &err);
+	if (!rt)
+		gk_die("runtime", &err);
+	static const int64_t shapes[][2] = {{3, 4}, {4, 3}, {12, 1}, {3, 4}};
+	float xs[12];
+	for (int i = 0; i < 12; i++)
+		xs[i] = (float)i;
+	for (int i = 0; i < 4; i++) {
+		np_rt_input in[2] = {{"x", NP_FLOAT, 2, {2, 6}, xs},
+		                     {"s", NP_INT64, 1, {2}, (void *)shapes[i]}};
+		np_status st = np_rt_run(rt, in, 2, NP_RT_INFER, &err);
+		const np_rtensor *o = st == NP_OK ? np_rt_output(rt, 0) : NULL;
+		ok(o && o->rank == 2 && o->dims[0] == shapes[i][0] &&
+		   o->dims[1] == shapes[i][1] && ((const float *)o->data)[11] == 11.0f,
+		   "int64 input through Identity into Reshape's shape: %lldx%lld out%s%s",
+		   (long long)shapes[i][0], (long long)shapes[i][1], o ? "" : ": ",
+		   o ? "" : err.msg);
+	}
+	np_rt_free(rt);
+	gk_free(&k);
+}
+
 int main(void)
 {
 	for (int i = 0; i < N_LINES; i++) {
@@ -282,6 +330,7 @@ int main(void)
 	check_kinds();
 	check_geom();
 	check_flops();
+	check_plan_values();
 	ok(np_op_find("", "NoSuchOp") == NULL && np_op_find("com.example", "Relu") == NULL,
 	   "np_op_find: unknown op and other domain not found");
 	return done_testing();

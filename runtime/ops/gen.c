@@ -108,6 +108,7 @@ const np_op np_op_range = {
 	.forward = range_forward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	.plan_values = 0x7,                 /* start, limit, delta */
 };
 
 /* ---------------------------------------------------- ConstantOfShape */
@@ -176,4 +177,5 @@ const np_op np_op_constantofshape = {
 	.forward = cos_forward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	.plan_values = 0x1,                 /* the shape */
 };

@@ -426,6 +426,7 @@ const np_op np_op_slice = {
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
 	.trainable_via_output = 0x1,        /* MOVED_PARAM */
+	.plan_values = 0x1e,                /* starts, ends, axes, steps */
 };
 
 /* -------------------------------------------------------------- Split */
@@ -586,6 +587,7 @@ const np_op np_op_split = {
 	.backward = split_backward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	.plan_values = 0x2,                 /* split (opset >= 13) */
 };
 
 /* ------------------------------------------------------------- Expand */
@@ -652,4 +654,5 @@ const np_op np_op_expand = {
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
 	.trainable_via_output = 0x1,        /* MOVED_PARAM */
+	.plan_values = 0x2,                 /* the shape */
 };

@@ -256,7 +256,8 @@ static int64_t rd_flops(const np_node *n, const np_shape *const *in, int n_in,
 	const np_op sym = { .name = op_name, .infer = rd_infer, \
 	                    .forward = rd_forward, .backward = rd_backward, \
 	                    .layout = NP_LAYOUT_PLAIN, NP_OP_NO_WEIGHT, \
-	                    .flops = rd_flops };
+	                    .flops = rd_flops, \
+	                    .plan_values = 0x2 /* axes, as an input */ };
 
 RD_OP(np_op_reducemean, "ReduceMean")
 RD_OP(np_op_reducesum, "ReduceSum")

@@ -478,6 +478,7 @@ const np_op np_op_unsqueeze = {
 	.backward = np_copy_backward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	.plan_values = 0x2,                 /* axes (opset >= 13) */
 };
 
 /* ------------------------------------------------------------ Squeeze */
@@ -522,6 +523,7 @@ const np_op np_op_squeeze = {
 	.backward = np_copy_backward,
 	.layout = NP_LAYOUT_PLAIN,
 	NP_OP_NO_WEIGHT,
+	.plan_values = 0x2,                 /* axes (opset >= 13) */
 };
 
 /* ------------------------------------------------------------- Concat */
@@ -696,6 +698,7 @@ const np_op np_op_reshape = {
 	.layout = NP_LAYOUT_PLAIN,
 	.flags = NP_OPF_RESHAPE,
 	NP_OP_NO_WEIGHT,
+	.plan_values = 0x2,                 /* the shape */
 };
 
 /* ------------------------------------------------------------ Flatten */
