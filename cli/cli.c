@@ -39,7 +39,7 @@ enum {
 	OPT_REPORT, OPT_PLOT, OPT_CONFIG, OPT_DEPFILE,
 	OPT_RESIZE, OPT_CROP, OPT_CLASSES, OPT_SKIP_BAD_IMAGES, OPT_WORKERS,
 	OPT_EASIER_MAP, OPT_MIN_LIVE, OPT_OPTIMIZER, OPT_BETA1, OPT_BETA2,
-	OPT_ADAM_EPS, OPT_WARMUP,
+	OPT_ADAM_EPS, OPT_WARMUP, OPT_BUCKET_MIB,
 	OPT_END
 };
 
@@ -90,6 +90,7 @@ static const np_opt np_opts[] = {
 	{{"nesterov", no_argument, NULL, OPT_NESTEROV}, C_TRAIN},
 	{{"lr-schedule", required_argument, NULL, OPT_LR_SCHEDULE}, C_TRAIN},
 	{{"warmup", required_argument, NULL, OPT_WARMUP}, C_TRAIN},
+	{{"bucket-mib", required_argument, NULL, OPT_BUCKET_MIB}, C_TRAIN},
 	{{"optimizer", required_argument, NULL, OPT_OPTIMIZER}, C_TRAIN},
 	{{"beta1", required_argument, NULL, OPT_BETA1}, C_TRAIN},
 	{{"beta2", required_argument, NULL, OPT_BETA2}, C_TRAIN},
@@ -207,6 +208,9 @@ void np_cli_help(FILE *out)
 "      --augment LIST     flip and/or shift=N, comma-separated (default none)\n"
 "      --temperature T    distillation temperature without labels (default 4)\n"
 "      --seed N           seed of shuffling and augmentation (default 0)\n"
+"      --bucket-mib X     under mpirun: gradients summed in buckets of X MiB,\n"
+"                         each started during backward (default 25; 0: one\n"
+"                         sum after backward)\n"
 "\n"
 "NEPENTHE:\n"
 "      --zeta Z           fraction of the prunable weights removed per\n"
@@ -352,6 +356,7 @@ static void np_cli_defaults(np_cli *c)
 	                        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
 	c->train.schedule = NP_LR_CONSTANT;
 	c->train.temperature = 4.0f;
+	c->train.bucket_bytes = (size_t)NP_DEFAULT_BUCKET_MIB << 20;
 	c->zeta = 0.5;
 	c->theta = 0.99;
 	c->max_iter = 10;
@@ -504,6 +509,13 @@ static bool np_cli_set(np_cli *c, int id, const char *label, const char *arg,
 		break;
 	case OPT_WARMUP:
 		if (np_parse_int(arg, 0, 1000000000, &i)) { c->train.warmup = i; return true; }
+		break;
+	case OPT_BUCKET_MIB:
+		if (np_parse_double(arg, &d) && d >= 0 && d <= 1024) {
+			size_t bytes = (size_t)(d * 1048576.0);
+			c->train.bucket_bytes = d > 0 && bytes == 0 ? 1 : bytes;
+			return true;
+		}
 		break;
 	case OPT_TEMPERATURE:
 		if (np_parse_double(arg, &d) && d > 0) { c->train.temperature = (float)d; return true; }

@@ -28,9 +28,10 @@
  *   connection or a dead peer ends the job instead of hanging, and Open
  *   MPI's mpirun kills every rank when one dies.
  *
- * Nothing here allocates: sums work in place in the caller's buffer, so a
- * collective never fails on one rank alone.  Call only from the main
- * thread (MPI_THREAD_FUNNELED).
+ * Nothing here allocates but np_dist_isums_new (whose failure the caller
+ * agrees on): sums work in place in the caller's buffer, so a collective
+ * never fails on one rank alone.  Call only from the main thread
+ * (MPI_THREAD_FUNNELED).
  */
 #ifndef NEPENC_DIST_H
 #define NEPENC_DIST_H
@@ -90,8 +91,45 @@ np_status np_dist_gather_shares(float *v, int64_t n, int64_t width,
 /* The bytes of v from rank root to every rank. */
 void np_dist_bcast(void *v, size_t bytes, int root);
 
-/* Seconds spent in this rank's collectives so far (the all-reduce share
- * of a step, for benchmarks). */
+/* Sums started now and finished later, to overlap them with computing
+ * (the gradient buckets of train.c): a set of slots, each one float sum
+ * of np_dist_sum_f32's kind (reduce-scatter, then all-gather: the same
+ * result on every rank, and the same as np_dist_sum_f32 of those floats
+ * whenever the order of the float sums is fixed by the ranks alone, as
+ * with 2 ranks, whose a + b is b + a).  They run on communicators of
+ * their own (duplicates of MPI_COMM_WORLD made by np_dist_init), so the
+ * blocking collectives above never mix with them; every rank must start
+ * the same sums, of the same sizes, in the same order, and wait for them
+ * before its next blocking collective.  MPI makes progress only inside
+ * MPI calls here (one thread): call np_dist_isums_test often.
+ *
+ * np_dist_isums_new: n slots, malloc'd, owned by the caller, freed with
+ * np_dist_isums_free (never with a sum in flight: wait first); NULL when
+ * out of memory.  np_dist_isum_start starts the next slot's sum (slots
+ * in turn from 0) of v[0..n) in a buffer of np_dist_padded(n) floats (the
+ * tail is scratch), n at most NP_DIST_ISUM_MAX; v stays the caller's
+ * but must not be touched until np_dist_isums_wait returns.  _test moves
+ * every started sum on without blocking; _wait blocks until every
+ * started sum is done and makes the set empty again (slot 0 next).  One
+ * rank: the sums are no-ops. */
+#define NP_DIST_ISUM_MAX ((size_t)1 << 28)
+typedef struct np_dist_isums np_dist_isums;
+np_dist_isums *np_dist_isums_new(int n);
+void np_dist_isums_free(np_dist_isums *s);
+void np_dist_isum_start(np_dist_isums *s, float *v, size_t n);
+void np_dist_isums_test(np_dist_isums *s);
+void np_dist_isums_wait(np_dist_isums *s);
+
+/* Seconds this rank's training waited for communication so far: inside
+ * every blocking collective, and inside the calls that start, test and
+ * wait for the sums above (what overlapping did not hide; bench/scaling's
+ * "exposed" share of a step). */
 double np_dist_comm_seconds(void);
+/* Seconds some communication was in flight: the blocking collectives,
+ * and from the start of a sum of np_dist_isums until its end was seen
+ * (at a test or wait: at most one test interval late), overlapping sums
+ * counted once (the "total" share; equal to np_dist_comm_seconds
+ * without overlap). */
+double np_dist_comm_total_seconds(void);
 
 #endif

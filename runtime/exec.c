@@ -51,6 +51,12 @@ struct np_plan {
 	bool ints_const;           /* non-float inputs are plan-time
 	                            * constants, their values in sig
 	                            * (np_plan_build) */
+	/* The trainable parameters whose gradient is final once node i's
+	 * backward has run: ready[ready_first[i] .. ready_first[i + 1]),
+	 * parameter indices in increasing order; i == n_x: after the
+	 * backward loop (parameters no node reads).  np_plan_ready. */
+	int *ready_first;          /* n_x + 2 offsets */
+	int *ready;
 };
 
 typedef struct np_scratch {
@@ -82,6 +88,8 @@ struct np_rt {
 	np_scratch grad_scratch[NP_RT_GRAD_SCRATCH];
 	np_rt_progress_fn progress;
 	void *progress_ctx;
+	np_rt_backward_hooks hooks;  /* np_rt_set_backward_hooks; zeroed:
+	                              * none */
 	void *scratch[8];
 	size_t scratch_size[8];
 };
@@ -186,6 +194,7 @@ const char *np_rt_isa_name(void)
 static bool np_rt_verbose;
 
 void np_rt_set_verbose(bool on) { np_rt_verbose = on; }
+bool np_rt_verbose_on(void) { return np_rt_verbose; }
 
 bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd)
 {
@@ -574,6 +583,8 @@ static void np_plan_free(np_plan *p)
 		np_plain_view_free(t->plain);
 	}
 	free(p->kept_by_watch);
+	free(p->ready_first);
+	free(p->ready);
 	for (int i = 0; i < p->n_grad_bufs; i++)
 		free(p->grad_bufs[i]);
 	free(p->grad_bufs);
@@ -1212,6 +1223,65 @@ out:
 	return st;
 }
 
+/* ------------------------------------------ when a gradient is final */
+
+/* node_of[i]: the node after whose backward parameter i's gradient is
+ * final: backward runs the nodes in reverse and every node reading a
+ * trainable parameter adds into its gradient, so it is the lowest-index
+ * node reading it; n_nodes when none does (np_rt_backward zeroes those
+ * after its loop); -1 for a parameter that is not trainable.  With a
+ * plan, its folded nodes do not count (they run no backward); without
+ * one, the nodes the planner folds whatever the batch (those that only
+ * read shapes: a parameter is never a plan-time constant) do not. */
+static void np_ready_nodes(const np_rt *rt, const np_plan *p, int *node_of)
+{
+	const np_graph *g = rt->m->graph;
+	for (int i = 0; i < rt->n_params; i++)
+		node_of[i] = rt->params[i].trainable ? g->n_nodes : -1;
+	for (int j = 0; j < g->n_nodes; j++) {
+		const np_node *n = g->nodes[j];
+		if (p ? p->x[j].folded
+		      : (np_op_find(n->domain, n->op_type)->flags & NP_OPF_SHAPE_READ) != 0)
+			continue;
+		for (int k = 0; k < n->n_inputs; k++) {
+			int pi = n->inputs[k] ? rt->param_of[n->inputs[k]->id] : -1;
+			if (pi >= 0 && node_of[pi] > j)
+				node_of[pi] = j;
+		}
+	}
+}
+
+/* The plan's ready lists (struct np_plan), for np_rt_backward's hooks. */
+static np_status np_plan_ready(np_rt *rt, np_plan *p, np_error *err)
+{
+	int *node_of = malloc(sizeof(int) * ((size_t)rt->n_params + 1));
+	p->ready_first = calloc((size_t)p->n_x + 2, sizeof(int));
+	p->ready = malloc(sizeof(int) * ((size_t)rt->n_params + 1));
+	if (!node_of || !p->ready_first || !p->ready) {
+		free(node_of);
+		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+	}
+	np_ready_nodes(rt, p, node_of);
+	/* Counting sort by node: counts, offsets, then fill in order. */
+	for (int i = 0; i < rt->n_params; i++)
+		if (node_of[i] >= 0)
+			p->ready_first[node_of[i] + 1]++;
+	for (int j = 0; j <= p->n_x; j++)
+		p->ready_first[j + 1] += p->ready_first[j];
+	int *fill = malloc(sizeof(int) * ((size_t)p->n_x + 2));
+	if (!fill) {
+		free(node_of);
+		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
+	}
+	memcpy(fill, p->ready_first, sizeof(int) * ((size_t)p->n_x + 2));
+	for (int i = 0; i < rt->n_params; i++)
+		if (node_of[i] >= 0)
+			p->ready[fill[node_of[i]]++] = i;
+	free(fill);
+	free(node_of);
+	return NP_OK;
+}
+
 /* NEPENC_PLAIN_LAYOUT=1 keeps every activation plain: a switch for
  * comparing both paths (tests, benchmarks), not a user setting. */
 static bool np_layouts_disabled(void)
@@ -1247,6 +1317,8 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 		st = np_plan_buffers(rt, p, err);
 	if (st == NP_OK)
 		st = np_plan_grads(rt, p, err);
+	if (st == NP_OK)
+		st = np_plan_ready(rt, p, err);
 	rt->building = p;
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
 		if (!p->x[i].folded && p->x[i].op->prepare)
@@ -1583,6 +1655,27 @@ static bool np_node_wants_backward(const np_xnode *x)
 	return false;
 }
 
+/* After node i's backward (i == n_x: after the loop): the parameters
+ * whose gradient is now final go to the caller's grad_ready hook, then
+ * after_node (rt.h, np_rt_backward_hooks). */
+static void np_backward_node_done(np_rt *rt, np_plan *p, int i)
+{
+	const np_rt_backward_hooks *h = &rt->hooks;
+	if (h->grad_ready && p->ready_first[i] < p->ready_first[i + 1]) {
+		dnnl_stream_wait(rt->stream);
+		for (int k = p->ready_first[i]; k < p->ready_first[i + 1]; k++) {
+			np_param *pp = &rt->params[p->ready[k]];
+			/* A gradient no backward wrote is zero (as after the
+			 * loop), before anyone reads it. */
+			if (p->t[pp->value->id].grad_writes == 0)
+				memset(pp->grad, 0, sizeof(float) * (size_t)pp->nelem);
+			h->grad_ready(h->ctx, p->ready[k]);
+		}
+	}
+	if (h->after_node)
+		h->after_node(h->ctx);
+}
+
 np_status np_rt_backward(np_rt *rt, np_error *err)
 {
 	omp_set_num_threads(rt->threads);
@@ -1614,6 +1707,7 @@ np_status np_rt_backward(np_rt *rt, np_error *err)
 		np_status st = x->op->backward(x, rt, err);
 		if (st != NP_OK)
 			return st;
+		np_backward_node_done(rt, p, i);
 	}
 	dnnl_stream_wait(rt->stream);
 	/* Parameters nothing reached (e.g. unused branch) get zero grads. */
@@ -1622,6 +1716,32 @@ np_status np_rt_backward(np_rt *rt, np_error *err)
 		if (pp->trainable && p->t[pp->value->id].grad_writes == 0)
 			memset(pp->grad, 0, sizeof(float) * (size_t)pp->nelem);
 	}
+	np_backward_node_done(rt, p, p->n_x);
+	return NP_OK;
+}
+
+void np_rt_set_backward_hooks(np_rt *rt, const np_rt_backward_hooks *h)
+{
+	if (h)
+		rt->hooks = *h;
+	else
+		memset(&rt->hooks, 0, sizeof rt->hooks);
+}
+
+np_status np_rt_grad_order(np_rt *rt, int *order, int *n, np_error *err)
+{
+	int *node_of = malloc(sizeof(int) * ((size_t)rt->n_params + 1));
+	if (!node_of)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory");
+	np_ready_nodes(rt, NULL, node_of);
+	/* Backward order: the highest node first; within a node, by index
+	 * (np_rt_backward calls grad_ready in that order). */
+	*n = 0;
+	for (int j = rt->m->graph->n_nodes; j >= 0; j--)
+		for (int i = 0; i < rt->n_params; i++)
+			if (node_of[i] == j)
+				order[(*n)++] = i;
+	free(node_of);
 	return NP_OK;
 }
 

@@ -349,6 +349,7 @@ const char *np_rt_isa_name(void);
 
 /* Report layout fallbacks on stderr (the command line's -v); process-wide. */
 void np_rt_set_verbose(bool on);
+bool np_rt_verbose_on(void);
 
 /* A reorder primitive from one layout to another (same engine). */
 dnnl_status_t np_rt_reorder_make(dnnl_engine_t eng, const dnnl_memory_desc_t *from,
@@ -415,6 +416,36 @@ void np_rt_report_progress(const np_rt *rt, int64_t done, int64_t total);
 /* Gradient buffer of graph output i, to be filled by the loss. */
 float *np_rt_output_grad(np_rt *rt, int i);
 np_status np_rt_backward(np_rt *rt, np_error *err);
+
+/* Hooks of np_rt_backward, for a caller that starts work on gradients
+ * while backward goes on (the data-parallel sum: train.c).  The runtime
+ * knows nothing of what they do.
+ *   grad_ready(ctx, i)  parameter i's (np_rt_param(rt, i)) gradient is
+ *                       final for this pass: called once per trainable
+ *                       parameter in every backward that succeeds, after
+ *                       the backward of the last node (in backward order)
+ *                       adding into it, i.e. the lowest-index node reading
+ *                       it; one no node reads is zeroed and reported after
+ *                       the loop.  Its grad may be read (not written) from
+ *                       then until the next np_rt_run.
+ *   after_node(ctx)     after each node's backward and its grad_ready
+ *                       calls (a point to make progress on the work).
+ * Either may be NULL.  A backward that fails stops calling them: the
+ * parameters not reported yet never are.  The ready points come from the
+ * plan (computed once per plan); the order is np_rt_grad_order's. */
+typedef struct np_rt_backward_hooks {
+	void (*grad_ready)(void *ctx, int param);
+	void (*after_node)(void *ctx);
+	void *ctx;
+} np_rt_backward_hooks;
+/* Copies *h; NULL: no hooks (the default). */
+void np_rt_set_backward_hooks(np_rt *rt, const np_rt_backward_hooks *h);
+/* The trainable parameters' indices in the order np_rt_backward reports
+ * them ready (the reverse of the forward order of their last reader, as
+ * PyTorch DDP's buckets), from the graph alone, so before any run and
+ * the same for every plan: order holds np_rt_n_params(rt) ints, *n gets
+ * how many are trainable.  Fails only out of memory. */
+np_status np_rt_grad_order(np_rt *rt, int *order, int *n, np_error *err);
 
 /* ---------------------------------------------------------- training */
 

@@ -3,6 +3,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -270,6 +271,17 @@ float np_train_lr(const np_train_opts *o, int64_t t, int64_t steps_per_epoch)
 	return (float)base;
 }
 
+/* A bucket of gradients summed as one (np_train_opts.bucket_bytes):
+ * parameters next to each other in the order backward finishes them,
+ * their gradients end to end in flat[at, at + n), padded after for
+ * np_dist_isum_start. */
+typedef struct np_bucket {
+	size_t at, n;
+	int first, count;              /* its parameters: np_epoch.members[first
+	                                * .. first + count) */
+	int left;                      /* not ready yet in this step */
+} np_bucket;
+
 /* One epoch's steps over the batches of perm. */
 typedef struct np_epoch {
 	np_rt *rt;
@@ -288,6 +300,17 @@ typedef struct np_epoch {
 	float *flat;                   /* every gradient (or running
 	                                * statistic) end to end, padded */
 	np_rng aug;                    /* this rank's augmentation draws */
+	/* Gradient buckets, when summed during backward (np_buckets_new;
+	 * NULL buckets: one sum after it), owned by np_train: */
+	np_bucket *buckets;
+	int n_buckets;
+	int next;                      /* the first bucket not started yet
+	                                * in this step */
+	int *members;                  /* parameter indices, bucket by bucket */
+	int *bucket_of;                /* by parameter index: its bucket, -1 */
+	size_t *offset;                /* by parameter index: its place in
+	                                * flat */
+	np_dist_isums *isums;          /* one slot per bucket */
 } np_epoch;
 
 /* BatchNormalization's running mean and variance: a float initializer
@@ -363,6 +386,151 @@ static void np_sum_over_ranks(np_epoch *ep, bool grads)
 	}
 }
 
+/* ------------------------------------------------ buckets (overlap) */
+
+/* The first bucket is smaller, so that the first sum starts early in
+ * backward (PyTorch DDP's first bucket, 1 MiB). */
+#define NP_FIRST_BUCKET_BYTES ((size_t)1 << 20)
+
+/* Buckets of at most cap bytes (a larger parameter is a bucket alone)
+ * over the trainable parameters in the order backward finishes them
+ * (np_rt_grad_order: the reverse of the forward order), each a slice of
+ * flat; *floats: how many floats of flat they take.  A parameter of over
+ * NP_DIST_ISUM_MAX floats (1 GiB) leaves the buckets off: the step sums
+ * after backward.  All the same on every rank: the graph decides. */
+static np_status np_buckets_new(np_epoch *ep, size_t cap, size_t *floats,
+                                np_error *err)
+{
+	np_rt *rt = ep->rt;
+	int np = np_rt_n_params(rt), n = 0;
+	*floats = 0;
+	ep->members = malloc(sizeof(int) * ((size_t)np + 1));
+	ep->bucket_of = malloc(sizeof(int) * ((size_t)np + 1));
+	ep->offset = malloc(sizeof(size_t) * ((size_t)np + 1));
+	ep->buckets = malloc(sizeof(np_bucket) * ((size_t)np + 1));
+	if (!ep->members || !ep->bucket_of || !ep->offset || !ep->buckets)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory for gradient buckets");
+	np_status st = np_rt_grad_order(rt, ep->members, &n, err);
+	if (st != NP_OK)
+		return st;
+	for (int i = 0; i < np; i++)
+		ep->bucket_of[i] = -1;
+	size_t at = 0;
+	int nb = 0;
+	for (int k = 0; k < n; k++) {
+		const np_param *p = np_rt_param(rt, ep->members[k]);
+		size_t m = (size_t)p->nelem;
+		if (m > NP_DIST_ISUM_MAX - (size_t)np_dist_size()) {
+			ep->n_buckets = 0;
+			free(ep->buckets);
+			ep->buckets = NULL;
+			return NP_OK;
+		}
+		np_bucket *b = nb ? &ep->buckets[nb - 1] : NULL;
+		size_t limit = nb == 1 && cap > NP_FIRST_BUCKET_BYTES ? NP_FIRST_BUCKET_BYTES : cap;
+		if (!b || (b->count > 0 && ((b->n + m) * sizeof(float) > limit ||
+		                            np_dist_padded(b->n + m) > NP_DIST_ISUM_MAX))) {
+			if (b)
+				at += np_dist_padded(b->n);
+			b = &ep->buckets[nb++];
+			*b = (np_bucket){.at = at, .first = k};
+		}
+		ep->bucket_of[ep->members[k]] = nb - 1;
+		ep->offset[ep->members[k]] = b->at + b->n;
+		b->n += m;
+		b->count++;
+	}
+	if (nb)
+		at += np_dist_padded(ep->buckets[nb - 1].n);
+	ep->n_buckets = nb;
+	*floats = at;
+	ep->isums = np_dist_isums_new(nb);
+	if (!ep->isums)
+		return np_fail(err, NP_ERR_NOMEM, "out of memory for gradient buckets");
+	if (np_rt_verbose_on() && np_dist_rank() == 0 && nb > 0)
+		fprintf(stderr, "nepenc: train: %d gradient buckets (%.3g MiB, %d "
+		        "parameters, first %.3g MiB), summed during backward\n", nb,
+		        (double)(sizeof(float) * at) / 1048576.0, n,
+		        (double)(sizeof(float) * ep->buckets[0].n) / 1048576.0);
+	return NP_OK;
+}
+
+/* Start every bucket whose gradients are all in, in bucket order (every
+ * rank starts the same sums in the same order, whatever order its
+ * backward reported them in). */
+static void np_buckets_start_ready(np_epoch *ep)
+{
+	while (ep->next < ep->n_buckets && ep->buckets[ep->next].left == 0) {
+		np_bucket *b = &ep->buckets[ep->next++];
+		np_dist_isum_start(ep->isums, ep->flat + b->at, b->n);
+	}
+}
+
+/* np_rt_backward's hooks: a final gradient goes into its bucket's
+ * slice; the bucket's sum starts when it is the last one in. */
+static void np_grad_ready(void *ctx, int i)
+{
+	np_epoch *ep = ctx;
+	int k = ep->bucket_of[i];
+	if (k < 0)
+		return;
+	const np_param *p = np_rt_param(ep->rt, i);
+	memcpy(ep->flat + ep->offset[i], p->grad, sizeof(float) * (size_t)p->nelem);
+	if (--ep->buckets[k].left == 0)
+		np_buckets_start_ready(ep);
+}
+
+/* ... and after every node: Open MPI moves the sums on only inside MPI
+ * calls of this thread. */
+static void np_after_node(void *ctx)
+{
+	np_epoch *ep = ctx;
+	np_dist_isums_test(ep->isums);
+}
+
+static void np_buckets_reset(np_epoch *ep)
+{
+	ep->next = 0;
+	for (int k = 0; k < ep->n_buckets; k++)
+		ep->buckets[k].left = ep->buckets[k].count;
+}
+
+/* After backward: start the buckets not started yet, whatever happened
+ * (the other ranks wait in these sums), then wait for every sum.  ok:
+ * the step's gradients are all final (they normally went in during
+ * backward; with no example on this rank, np_zero_grads' zeros); not
+ * ok (this rank failed part-way): zeros, and the step is abandoned at
+ * np_dist_agree on every rank after it. */
+static void np_buckets_finish(np_epoch *ep, bool ok)
+{
+	for (int k = ep->next; k < ep->n_buckets; k++) {
+		np_bucket *b = &ep->buckets[k];
+		if (!ok) {
+			memset(ep->flat + b->at, 0, sizeof(float) * b->n);
+		} else {
+			for (int j = b->first; j < b->first + b->count; j++) {
+				const np_param *p = np_rt_param(ep->rt, ep->members[j]);
+				memcpy(ep->flat + ep->offset[ep->members[j]], p->grad,
+				       sizeof(float) * (size_t)p->nelem);
+			}
+		}
+		b->left = 0;
+	}
+	np_buckets_start_ready(ep);
+	np_dist_isums_wait(ep->isums);
+}
+
+/* The summed gradients back (no scaling: each rank's were already
+ * scaled by 1 / the global batch, as np_sum_over_ranks does). */
+static void np_buckets_copy_back(np_epoch *ep)
+{
+	for (int j = 0; j < np_rt_n_params(ep->rt); j++) {
+		np_param *p = np_rt_param(ep->rt, j);
+		if (ep->bucket_of[j] >= 0)
+			memcpy(p->grad, ep->flat + ep->offset[j], sizeof(float) * (size_t)p->nelem);
+	}
+}
+
 /* A rank with no example in a step (a last batch smaller than the number
  * of ranks) adds a zero gradient. */
 static void np_zero_grads(np_rt *rt)
@@ -387,6 +555,9 @@ static np_status np_train_step(np_epoch *ep, const np_batches *b, int64_t s,
 	const np_train_opts *o = ep->o;
 	int64_t c = ep->c;
 	double loss = 0;
+	bool buckets = ep->buckets != NULL;
+	if (buckets)
+		np_buckets_reset(ep);
 	if (st == NP_OK && n > 0) {
 		for (int64_t i = 0; ep->teacher && i < n; i++)
 			memcpy(ep->t + i * c, ep->teacher + idx[i] * c, sizeof(float) * (size_t)c);
@@ -398,14 +569,25 @@ static np_status np_train_step(np_epoch *ep, const np_batches *b, int64_t s,
 				loss += np_example_loss(z + i * c, c, y ? y[i] : 0,
 				                        ep->teacher ? ep->t + i * c : NULL, ep->T,
 				                        g + i * c, 1.0 / (double)nb, ep->tmp);
+			if (buckets)
+				np_rt_set_backward_hooks(ep->rt, &(np_rt_backward_hooks){
+					np_grad_ready, np_after_node, ep});
 			st = np_rt_backward(ep->rt, err);
+			np_rt_set_backward_hooks(ep->rt, NULL);
 		}
 	} else if (st == NP_OK) {
 		np_zero_grads(ep->rt);
 	}
+	/* Bucketed, the sums run before the ranks agree: a rank that failed
+	 * still starts every one of them, so none waits alone. */
+	if (buckets)
+		np_buckets_finish(ep, st == NP_OK);
 	if ((st = np_dist_agree(st, err)) != NP_OK)
 		return st;
-	np_sum_over_ranks(ep, true);
+	if (buckets)
+		np_buckets_copy_back(ep);
+	else
+		np_sum_over_ranks(ep, true);
 	np_dist_sum_f64(&loss, 1);
 	ep->loss += loss / (double)nb;
 	np_sgd sgd = o->sgd;
@@ -519,14 +701,20 @@ np_status np_train(np_rt *rt, const np_dataset *d, const np_train_opts *o,
 	bool dist = np_dist_size() > 1;
 	if (dist) {
 		ep.mine = malloc(sizeof(int64_t) * (size_t)(d->n + 1));
-		ep.flat = malloc(sizeof(float) * np_flat_size(rt));
+		size_t floats = 0, need = np_flat_size(rt);
+		if (o->bucket_bytes > 0)
+			st = np_buckets_new(&ep, o->bucket_bytes, &floats, err);
+		if (floats + 1 > need)
+			need = floats + 1;
+		ep.flat = malloc(sizeof(float) * need);
 		/* The permutation comes from the seed on every rank; each
 		 * rank's augmentation from a stream of its own. */
 		np_rng_seed(&ep.aug, o->seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(np_dist_rank() + 1)));
 	}
 	np_rng rng;
 	np_rng_seed(&rng, o->seed);
-	if (!perm || !ep.tmp || (teacher && !ep.t) || (dist && (!ep.mine || !ep.flat)))
+	if (st == NP_OK && (!perm || !ep.tmp || (teacher && !ep.t) ||
+	                    (dist && (!ep.mine || !ep.flat))))
 		st = np_fail(err, NP_ERR_NOMEM, "out of memory for training batches");
 	if ((st = np_dist_agree(st, err)) != NP_OK)
 		goto done;
@@ -544,5 +732,10 @@ done:
 	free(ep.tmp);
 	free(ep.mine);
 	free(ep.flat);
+	free(ep.members);
+	free(ep.bucket_of);
+	free(ep.offset);
+	free(ep.buckets);
+	np_dist_isums_free(ep.isums);
 	return st;
 }

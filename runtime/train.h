@@ -35,6 +35,10 @@ typedef enum np_lr_schedule {
 	                        * after the warmup */
 } np_lr_schedule;
 
+/* np_train_opts.bucket_bytes of the command line, in MiB (PyTorch DDP's
+ * bucket_cap_mb; docs/scaling.md). */
+#define NP_DEFAULT_BUCKET_MIB 25
+
 typedef struct np_train_opts {
 	int epochs;
 	int64_t batch;
@@ -47,6 +51,12 @@ typedef struct np_train_opts {
 	np_augment augment;
 	uint64_t seed;
 	float temperature;             /* distillation T (default 4) */
+	/* Data-parallel runs (dist.h): the gradients are summed in buckets
+	 * of about this many bytes, each started while backward goes on as
+	 * soon as its gradients are final (as PyTorch's DDP; train.c); 0:
+	 * one sum of every gradient after backward.  Without MPI, or one
+	 * rank, nothing. */
+	size_t bucket_bytes;
 	/* Progress: called after every batch (done, total batches). */
 	void (*progress)(void *ctx, int64_t done, int64_t total, double loss);
 	void *progress_ctx;

@@ -376,6 +376,85 @@ static bool unwatched_run(const char *what, gc *c, np_rt *rt, np_error *err)
 
 /* Build with seeds 1, 2, ... until the kink values keep their margin,
  * then check every trainable parameter. */
+/* ------------------------------------------------ backward's hooks */
+
+/* np_rt_backward's hooks (rt.h): each trainable parameter's gradient as
+ * it was when reported final, how often each was reported, in what
+ * order, and how many after_node calls came. */
+typedef struct hook_log {
+	np_rt *rt;
+	float **snap;                  /* by parameter index */
+	int *seen;
+	int *order, n;
+	int after;
+} hook_log;
+
+static void hook_ready(void *ctx, int i)
+{
+	hook_log *h = ctx;
+	np_param *p = np_rt_param(h->rt, i);
+	if (h->seen[i]++ == 0) {
+		h->snap[i] = malloc(sizeof(float) * (size_t)(p->nelem + 1));
+		memcpy(h->snap[i], p->grad, sizeof(float) * (size_t)p->nelem);
+	}
+	if (h->n < np_rt_n_params(h->rt))
+		h->order[h->n++] = i;
+}
+
+static void hook_after(void *ctx)
+{
+	((hook_log *)ctx)->after++;
+}
+
+static void hook_log_init(hook_log *h, np_rt *rt)
+{
+	int n = np_rt_n_params(rt);
+	*h = (hook_log){.rt = rt};
+	h->snap = calloc((size_t)n + 1, sizeof *h->snap);
+	h->seen = calloc((size_t)n + 1, sizeof *h->seen);
+	h->order = calloc((size_t)n + 1, sizeof *h->order);
+	np_rt_set_backward_hooks(rt, &(np_rt_backward_hooks){hook_ready, hook_after, h});
+}
+
+static void hook_log_free(hook_log *h)
+{
+	np_rt_set_backward_hooks(h->rt, NULL);
+	for (int i = 0; i < np_rt_n_params(h->rt); i++)
+		free(h->snap[i]);
+	free(h->snap);
+	free(h->seen);
+	free(h->order);
+}
+
+/* After a backward that succeeded: every trainable parameter reported
+ * once, in np_rt_grad_order's order, its gradient then already what
+ * backward left (the lowest-index reader's backward had run; a parameter
+ * read by several nodes shows whether it waited for all of them). */
+static void hook_log_check(const char *what, hook_log *h)
+{
+	np_rt *rt = h->rt;
+	int n = np_rt_n_params(rt), want_n = 0, bad = -1;
+	int *want = calloc((size_t)n + 1, sizeof *want);
+	np_error err = {0};
+	bool order_ok = np_rt_grad_order(rt, want, &want_n, &err) == NP_OK &&
+	                want_n == h->n && memcmp(want, h->order, sizeof(int) * (size_t)h->n) == 0;
+	for (int i = 0; i < n && bad < 0; i++) {
+		np_param *p = np_rt_param(rt, i);
+		if (p->trainable && (h->seen[i] != 1 ||
+		                     memcmp(h->snap[i], p->grad, sizeof(float) * (size_t)p->nelem)))
+			bad = i;
+		else if (!p->trainable && h->seen[i])
+			bad = i;
+	}
+	ok(order_ok && bad < 0 && h->after > 0,
+	   "%s: backward's hooks: %d parameters reported final once each, in "
+	   "np_rt_grad_order's order, with their final gradients%s%s", what, h->n,
+	   order_ok ? "" : " (order differs)",
+	   bad < 0 ? "" : " (one is not)");
+	free(want);
+	hook_log_free(h);
+}
+
 static void gradcheck(const char *what, int opset, void (*build)(gc *))
 {
 	for (uint64_t seed = 1; seed <= 40; seed++) {
@@ -427,9 +506,13 @@ static void gradcheck(const char *what, int opset, void (*build)(gc *))
 		for (int64_t i = 0; i < y->nelem; i++)
 			r[i] = (float)(2 * urand(&c) - 1);
 		memcpy(np_rt_output_grad(rt, 0), r, sizeof(float) * (size_t)y->nelem);
+		hook_log hooks;
+		hook_log_init(&hooks, rt);
 		if (np_rt_backward(rt, &err) != NP_OK) {
 			ok(0, "%s: backward error: %s", what, err.msg);
+			hook_log_free(&hooks);
 		} else {
+			hook_log_check(what, &hooks);
 			/* Keep the analytic grads: the probing runs may reuse buffers. */
 			int n = np_rt_n_params(rt);
 			float **saved = calloc((size_t)n + 1, sizeof *saved);
