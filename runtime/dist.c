@@ -246,6 +246,17 @@ void np_dist_sum_f32(float *v, size_t n)
 	np_comm_add(t0);
 }
 
+/* Is the request done?  block: wait until it is. */
+static bool np_req_done(MPI_Request *req, bool block)
+{
+	int done = 1;
+	if (block)
+		MPI_Wait(req, MPI_STATUS_IGNORE);
+	else
+		MPI_Test(req, &done, MPI_STATUS_IGNORE);
+	return done != 0;
+}
+
 /* Moves s's sums on: each slot's all-gather starts (in slot order) once
  * its reduce-scatter is done; block: wait for every one to end.  t0:
  * when the caller began; the time since then is waited for, and when
@@ -254,12 +265,7 @@ static void np_isums_poll(np_dist_isums *s, bool block, double t0)
 {
 	while (s->gathered < s->started) {
 		struct np_isum *q = &s->slot[s->gathered];
-		int done = 1;
-		if (block)
-			MPI_Wait(&q->req, MPI_STATUS_IGNORE);
-		else
-			MPI_Test(&q->req, &done, MPI_STATUS_IGNORE);
-		if (!done)
+		if (!np_req_done(&q->req, block))
 			break;
 		/* As np_dist_sum_f32: the reduced slice is at the front. */
 		if (np_rank > 0)
@@ -271,14 +277,7 @@ static void np_isums_poll(np_dist_isums *s, bool block, double t0)
 	}
 	for (int i = 0; i < s->gathered; i++) {
 		struct np_isum *q = &s->slot[i];
-		if (q->stage != 2)
-			continue;
-		int done = 1;
-		if (block)
-			MPI_Wait(&q->req, MPI_STATUS_IGNORE);
-		else
-			MPI_Test(&q->req, &done, MPI_STATUS_IGNORE);
-		if (!done)
+		if (q->stage != 2 || !np_req_done(&q->req, block))
 			continue;
 		q->stage = 3;
 		s->busy--;
