@@ -1803,21 +1803,29 @@ static void np_adamw_param(np_param *p, const np_sgd *o)
 	}
 }
 
+np_status np_rt_optim_prepare(np_rt *rt, const np_sgd *opt, np_error *err)
+{
+	for (int i = 0; opt->optimizer == NP_OPTIM_ADAMW && i < rt->n_params; i++) {
+		np_param *p = &rt->params[i];
+		if (!p->trainable || p->second)
+			continue;
+		size_t bytes = sizeof(float) * (size_t)p->nelem;
+		if (!(p->second = np_aligned(bytes)))
+			return np_fail(err, NP_ERR_NOMEM,
+			               "out of memory for AdamW's moments of '%s'",
+			               p->value->name);
+		memset(p->second, 0, bytes);
+	}
+	return NP_OK;
+}
+
 np_status np_rt_sgd_step(np_rt *rt, const np_sgd *opt, np_error *err)
 {
 	if (opt->optimizer == NP_OPTIM_ADAMW) {
 		/* Every buffer first: a failure moves nothing. */
-		for (int i = 0; i < rt->n_params; i++) {
-			np_param *p = &rt->params[i];
-			if (!p->trainable || p->second)
-				continue;
-			size_t bytes = sizeof(float) * (size_t)p->nelem;
-			if (!(p->second = np_aligned(bytes)))
-				return np_fail(err, NP_ERR_NOMEM,
-				               "out of memory for AdamW's moments of '%s'",
-				               p->value->name);
-			memset(p->second, 0, bytes);
-		}
+		np_status st = np_rt_optim_prepare(rt, opt, err);
+		if (st != NP_OK)
+			return st;
 		for (int i = 0; i < rt->n_params; i++)
 			if (rt->params[i].trainable)
 				np_adamw_param(&rt->params[i], opt);

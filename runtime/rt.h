@@ -498,6 +498,11 @@ typedef struct np_sgd {
  * Masked weights, their grad and moments stay exactly 0.  Fails only when
  * AdamW's second-moment buffers cannot be allocated (nothing moved). */
 np_status np_rt_sgd_step(np_rt *rt, const np_sgd *opt, np_error *err);
+/* What the step needs allocated (AdamW's second moments), allocated now
+ * if it is not yet: a caller that must know before the step whether it
+ * can run (every rank of a data-parallel run agrees first) calls this;
+ * the step then cannot fail. */
+np_status np_rt_optim_prepare(np_rt *rt, const np_sgd *opt, np_error *err);
 /* Zero the pruned entries of data, grad, momentum and AdamW's second
  * moment (after a mask changes). */
 void np_rt_apply_masks(np_rt *rt);

@@ -578,6 +578,10 @@ static np_status np_train_step(np_epoch *ep, const np_batches *b, int64_t s,
 	} else if (st == NP_OK) {
 		np_zero_grads(ep->rt);
 	}
+	/* The optimizer's buffers before the ranks agree: a rank that could
+	 * not step after the others agreed would end the job alone. */
+	if (st == NP_OK)
+		st = np_rt_optim_prepare(ep->rt, &o->sgd, err);
 	/* Bucketed, the sums run before the ranks agree: a rank that failed
 	 * still starts every one of them, so none waits alone. */
 	if (buckets)
