@@ -118,6 +118,19 @@ static bool close_to(const char *what, const float *got, const double *want, int
 	return ok(good, "%s (max diff %.3g)", what, worst);
 }
 
+/* The rewritten model of k on in: ok if it runs (the test named runs),
+ * then its output against want (close_to, named same). */
+static void runs_close_to(gk *k, const np_rt_input *in, const char *runs,
+                          const char *same, const double *want)
+{
+	np_error err = {0};
+	int64_t n = 0;
+	float *y = gk_run(k->m, in, 1, 0, &n, &err);
+	if (ok(y && n == B * T * K, "%s", runs))
+		close_to(same, y, want, n);
+	free(y);
+}
+
 static np_pass_log LOG;
 
 static bool log_has(np_log_kind kind, const char *needle)
@@ -296,12 +309,8 @@ static void t_all_off(void)
 		   "(%d nodes)", k.g->n_nodes);
 		ok(log_has(NP_LOG_LINEARIZED, "is its output bias"),
 		   "all OFF: logged as the MLP branch replaced by its output bias");
-		np_error err = {0};
-		int64_t n = 0;
-		float *y = gk_run(k.m, &in, 1, 0, &n, &err);
-		if (ok(y && n == B * T * K, "all OFF: the rewritten model runs"))
-			close_to("all OFF: output = x + b2", y, want, n);
-		free(y);
+		runs_close_to(&k, &in, "all OFF: the rewritten model runs",
+		              "all OFF: output = x + b2", want);
 	}
 	free(x);
 	gk_free(&k);
@@ -328,12 +337,8 @@ static void t_all_on(void)
 		   k.g->n_nodes == 3 && gk_count_op(k.g, "Erf") == 0,
 		   "all ON: GELU gone, fc1 and fc2 one MatMul, its bias Add, the residual "
 		   "(%d nodes)", k.g->n_nodes);
-		np_error err = {0};
-		int64_t n = 0;
-		float *y = gk_run(k.m, &in, 1, 0, &n, &err);
-		if (ok(y && n == B * T * K, "all ON: the rewritten model runs"))
-			close_to("all ON: output = x + ((x W1 + b1) W2 + b2)", y, want, n);
-		free(y);
+		runs_close_to(&k, &in, "all ON: the rewritten model runs",
+		              "all ON: output = x + ((x W1 + b1) W2 + b2)", want);
 	}
 	free(x);
 	gk_free(&k);
@@ -362,12 +367,8 @@ static void t_mixed_relu(void)
 		ok(gk_count_op(k.g, "Relu") == 0 && gk_count_op(k.g, "MatMul") == 2 &&
 		   k.g->n_nodes == 5 && log_has(NP_LOG_LINEARIZED, "folded into producer fc1/bias"),
 		   "mixed: Relu folded into fc1's MatMul + bias Add (%d nodes)", k.g->n_nodes);
-		np_error err = {0};
-		int64_t n = 0;
-		float *y = gk_run(k.m, &in, 1, 0, &n, &err);
-		if (ok(y && n == B * T * K, "mixed: the rewritten model runs"))
-			close_to("mixed: output unchanged (Relu on these inputs is the map)", y, want, n);
-		free(y);
+		runs_close_to(&k, &in, "mixed: the rewritten model runs",
+		              "mixed: output unchanged (Relu on these inputs is the map)", want);
 	}
 	free(x);
 	gk_free(&k);
@@ -400,12 +401,8 @@ static void t_fold_pair(void)
 		   k.g->nodes[1]->outputs[0] == b.y && log_has(NP_LOG_FOLDED, "first node's bias"),
 		   "fold_gemm: MatMul + Add -> MatMul + Add is one MatMul and the Add "
 		   "(%d nodes)", k.g->n_nodes);
-		np_error err = {0};
-		int64_t n = 0;
-		float *y = gk_run(k.m, &in, 1, 0, &n, &err);
-		if (ok(y && n == B * T * K, "fold_gemm: the folded model runs"))
-			close_to("fold_gemm: output = (x W1 + b1) W2 + b2", y, want, n);
-		free(y);
+		runs_close_to(&k, &in, "fold_gemm: the folded model runs",
+		              "fold_gemm: output = (x W1 + b1) W2 + b2", want);
 	}
 	free(x);
 	gk_free(&k);
