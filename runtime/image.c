@@ -37,8 +37,7 @@ static bool np_image_bytes(int w, int h, int c, size_t *out)
 	       np_mul_size((size_t)w, (size_t)h, &n) && np_mul_size(n, (size_t)c, out);
 }
 
-/* Room for w x h x c pixels; false on overflow or out of memory. */
-static bool np_image_reserve(np_image *img, int w, int h, int c)
+bool np_image_reserve(np_image *img, int w, int h, int c)
 {
 	size_t need;
 	if (w <= 0 || h <= 0 || !np_image_size_ok(w, h) ||
@@ -108,7 +107,7 @@ static const char *np_png_setup(png_structp png, png_infop info)
 	return NULL;
 }
 
-static np_status np_decode_png(const uint8_t *data, size_t len,
+np_status np_png_decode_libpng(const uint8_t *data, size_t len,
                                const char *file, np_image *img, np_error *err)
 {
 	np_png_ctx ctx = {.data = data, .len = len};
@@ -154,6 +153,20 @@ static np_status np_decode_png(const uint8_t *data, size_t len,
 	free(ctx.rows);
 	png_destroy_read_struct(&png, &info, NULL);
 	return st;
+}
+
+/* The common PNG without libpng (png_fast.c), everything else and every
+ * error message with it. */
+static np_status np_decode_png(const uint8_t *data, size_t len,
+                               const char *file, np_image *img, np_error *err)
+{
+	int r = np_png_decode_fast(data, len, img);
+	if (r > 0)
+		return NP_OK;
+	if (r < 0)
+		return np_fail_file(err, NP_ERR_NOMEM, file, "out of memory for a "
+		                    "PNG image");
+	return np_png_decode_libpng(data, len, file, img, err);
 }
 
 /* ----------------------------------------------------------------- JPEG */

@@ -19,7 +19,7 @@ demo=yes
 # Build tools, libraries, and what the tests compare against.
 packages="gcc make autoconf automake pkg-config
   libdnnl-dev libprotobuf-c-dev protobuf-c-compiler libxml2-dev libonnx-dev zlib1g-dev
-  libpng-dev libjpeg62-turbo-dev python3-pil
+  libpng-dev libdeflate-dev libjpeg62-turbo-dev python3-pil
   libxml2-utils python3 python3-onnx python3-numpy libonnx-testdata
   dataset-fashion-mnist librsvg2-bin groff-base python3-torch python3-torchvision libopenblas0-pthread
   clang libclang-rt-dev libomp-dev gdb

@@ -13,6 +13,12 @@ tests_test_image_LDADD = $(NP_LIBS)
 TESTS += tests/test_image
 EXTRA_DIST += tests/make-preprocess-fixtures.py
 
+# The PNG path without libpng (runtime/png_fast.c) against libpng.
+check_PROGRAMS += tests/test_png_fast
+tests_test_png_fast_SOURCES = tests/test_png_fast.c tests/tap.h
+tests_test_png_fast_LDADD = $(NP_LIBS)
+TESTS += tests/test_png_fast
+
 # folder: end to end (issue 14): a Fashion-MNIST PNG/JPEG folder
 # (tests/make-image-folder.py, python3-pil) against IDX, streaming,
 # --classes, and the hostile images.

@@ -9,6 +9,7 @@
 #ifndef NEPENC_FUZZ_H
 #define NEPENC_FUZZ_H
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,18 +17,38 @@
 #include <string.h>
 #include <unistd.h>
 
+static char fz_scratch[256];
+
+/* At exit (libFuzzer's -max_total_time and -runs end with exit()): the
+ * scratch folder and the files in it removed; a crash leaves them. */
+static inline void fz_remove_scratch(void)
+{
+	DIR *d = opendir(fz_scratch);
+	struct dirent *e;
+	char path[600];
+	while (d && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof path, "%s/%s", fz_scratch, e->d_name);
+			unlink(path);
+		}
+	}
+	if (d)
+		closedir(d);
+	rmdir(fz_scratch);
+}
+
 /* The process's scratch folder, made on first use. */
 static inline const char *fz_dir(void)
 {
-	static char dir[256];
-	if (!dir[0]) {
+	if (!fz_scratch[0]) {
 		const char *t = getenv("TMPDIR");
-		snprintf(dir, sizeof dir, "%s/nepenc-fuzz.XXXXXX",
+		snprintf(fz_scratch, sizeof fz_scratch, "%s/nepenc-fuzz.XXXXXX",
 		         t && *t ? t : "/tmp");
-		if (!mkdtemp(dir))
+		if (!mkdtemp(fz_scratch))
 			abort();
+		atexit(fz_remove_scratch);
 	}
-	return dir;
+	return fz_scratch;
 }
 
 /* dir/name holding bytes [p, p+n); the path in a static buffer of the
