@@ -7,7 +7,18 @@
  * oneDNN's fast (brgemm) kernels accept for src and weights; dst is always
  * dense.  Gemm's C is fused as the matmul bias when it is a row vector and
  * alpha = beta = 1 (the Linear layer case; other bias shapes only have a
- * slow reference kernel), otherwise added in a loop. */
+ * slow reference kernel), otherwise added in a loop.
+ *
+ * Under bf16 (np_rt_bf16) each f32 operand tensor of a node -- A, B and
+ * dY -- is converted once per use into a dense bf16 copy of its own
+ * layout (bf_copy: a plain 1-D f32 -> bf16 reorder), and every product
+ * reads the copy through the same view (transposed, reshaped) it would
+ * read the f32 buffer through.  So a weight is converted once per step,
+ * not once per product, and no transposing reorder is run: before, each
+ * product made its own dense copies, W twice (once transposed) and X and
+ * dY twice each; on mlp4 those reorders took longer than the bf16
+ * matmuls themselves (bench/bf16-kernels).  dst, bias and every buffer
+ * the rest of the runtime sees stay f32 (fp32 master weights). */
 #include "ops.h"
 
 #include <stdlib.h>
@@ -17,30 +28,33 @@
 /* np_rt_scratch slot for a MatMul gradient before its batch reduction. */
 #define MM_SCRATCH 0
 
+/* The dense bf16 copy of one f32 operand tensor (n elements) and the
+ * reorder that fills it. */
+typedef struct bf_copy {
+	dnnl_primitive_t fill;
+	dnnl_memory_t f32, bf;
+	void *buf;
+} bf_copy;
+
 /* A matrix (or batch of matrices) operand: dims, element strides, and the
- * buffer (NULL: bound at execution, e.g. gradient targets). */
+ * buffer (NULL: bound at execution, e.g. gradient targets); under bf16,
+ * the copy of the tensor it views (NULL: read as f32). */
 typedef struct mat {
 	int nd;
 	dnnl_dims_t dims, str;
 	void *data;
+	const bf_copy *bf;
 } mat;
 
-/* One matmul bound to its buffers: dst = scale * src x wei (+ bias).
- * Under bf16 (np_rt_bf16) src and wei are first converted into dense
- * bf16 copies (to_bf[0..1]: reorders from the f32 buffers, strided or
- * not, into bf[0..1]) and the matmul reads those; dst, bias and every
- * buffer the rest of the runtime sees stay f32 (fp32 master weights). */
+/* One matmul bound to its buffers: dst = scale * src x wei (+ bias). */
 typedef struct mm {
 	dnnl_primitive_t prim;
 	dnnl_memory_t src, wei, bias, dst;
-	dnnl_primitive_t to_bf[2];
-	dnnl_memory_t bf[2];
-	void *bf_buf[2];
 } mm;
 
 static mat mat_dense(int nd, const int64_t *dims, void *data)
 {
-	mat m = {.nd = nd, .data = data};
+	mat m = {.nd = nd, .data = data, .bf = NULL};
 	int64_t s = 1;
 	for (int i = nd - 1; i >= 0; i--) {
 		m.dims[i] = dims[i];
@@ -61,17 +75,61 @@ static mat mat_t(mat m)
 	return m;
 }
 
+/* m's memory: its f32 buffer, or under bf16 its tensor's copy, through
+ * m's dims and strides; *md its descriptor. */
 static np_status mm_mem(const np_xnode *x, np_rt *rt, const mat *m,
-                        dnnl_memory_t *mem, np_error *err)
+                        dnnl_memory_t *mem, dnnl_memory_desc_t *md,
+                        np_error *err)
 {
-	dnnl_memory_desc_t md;
-	if (np_rt_dnnl(dnnl_memory_desc_init_by_strides(&md, m->nd, m->dims,
-	                                                dnnl_f32, m->str),
+	if (np_rt_dnnl(dnnl_memory_desc_init_by_strides(md, m->nd, m->dims,
+	                                                m->bf ? dnnl_bf16 : dnnl_f32,
+	                                                m->str),
 	               x, "matmul memory descriptor", err))
 		return err->status;
-	return np_rt_dnnl(dnnl_memory_create(mem, &md, np_rt_engine(rt),
-	                                     m->data),
+	return np_rt_dnnl(dnnl_memory_create(mem, md, np_rt_engine(rt),
+	                                     m->bf ? m->bf->buf : m->data),
 	                  x, "matmul memory", err);
+}
+
+/* c: a bf16 copy of the n floats at data. */
+static np_status bf_copy_build(const np_xnode *x, np_rt *rt, bf_copy *c,
+                               int64_t n, void *data, np_error *err)
+{
+	dnnl_dims_t d = {n};
+	dnnl_memory_desc_t f32, bf;
+	dnnl_memory_desc_init_by_tag(&f32, 1, d, dnnl_f32, dnnl_a);
+	dnnl_memory_desc_init_by_tag(&bf, 1, d, dnnl_bf16, dnnl_a);
+	c->buf = aligned_alloc(64, ((size_t)n * 2 + 63) / 64 * 64);
+	if (!c->buf)
+		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
+	if (np_rt_dnnl(dnnl_memory_create(&c->f32, &f32, np_rt_engine(rt), data),
+	               x, "bf16 memory", err) ||
+	    np_rt_dnnl(dnnl_memory_create(&c->bf, &bf, np_rt_engine(rt), c->buf),
+	               x, "bf16 memory", err) ||
+	    np_rt_dnnl(np_rt_reorder_make(np_rt_engine(rt), &f32, &bf, &c->fill),
+	               x, "bf16 reorder", err))
+		return err->status;
+	return NP_OK;
+}
+
+/* The copy refreshed from its f32 tensor; nothing for one not built. */
+static np_status bf_copy_fill(const np_xnode *x, np_rt *rt, const bf_copy *c,
+                              np_error *err)
+{
+	if (!c->fill)
+		return NP_OK;
+	return np_rt_dnnl(np_rt_reorder_run(c->fill, c->f32, c->bf,
+	                                    np_rt_stream(rt)),
+	                  x, "bf16 reorder", err);
+}
+
+static void bf_copy_free(bf_copy *c)
+{
+	dnnl_primitive_destroy(c->fill);
+	dnnl_memory_destroy(c->f32);
+	dnnl_memory_destroy(c->bf);
+	free(c->buf);
+	memset(c, 0, sizeof *c);
 }
 
 static np_status mm_primitive(const np_xnode *x, np_rt *rt, mm *p,
@@ -98,56 +156,17 @@ static np_status mm_primitive(const np_xnode *x, np_rt *rt, mm *p,
 	return st;
 }
 
-/* The dense bf16 copy of operand m (k: 0 src, 1 wei) and the reorder
- * that fills it from p's f32 memory; *md becomes the copy's descriptor. */
-static np_status mm_bf16_copy(const np_xnode *x, np_rt *rt, mm *p, int k,
-                              const mat *m, dnnl_memory_desc_t *md,
-                              np_error *err)
-{
-	mat dense = mat_dense(m->nd, m->dims, NULL);
-	dnnl_memory_desc_init_by_strides(md, m->nd, dense.dims, dnnl_bf16,
-	                                 dense.str);
-	size_t bytes = dnnl_memory_desc_get_size(md);
-	p->bf_buf[k] = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-	if (!p->bf_buf[k])
-		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory");
-	const dnnl_memory_desc_t *from = NULL;
-	dnnl_memory_t f32 = k == 0 ? p->src : p->wei;
-	if (np_rt_dnnl(dnnl_memory_get_memory_desc(f32, &from), x,
-	               "matmul memory descriptor", err) ||
-	    np_rt_dnnl(dnnl_memory_create(&p->bf[k], md, np_rt_engine(rt),
-	                                  p->bf_buf[k]), x, "bf16 memory", err) ||
-	    np_rt_dnnl(np_rt_reorder_make(np_rt_engine(rt), from, md, &p->to_bf[k]),
-	               x, "bf16 reorder", err))
-		return err->status;
-	return NP_OK;
-}
-
 static np_status mm_build(const np_xnode *x, np_rt *rt, mm *p,
                           const mat *src, const mat *wei, const mat *bias,
                           const mat *dst, float scale, np_error *err)
 {
 	dnnl_memory_desc_t ms, mw, mb, md;
 	dnnl_matmul_desc_t d;
-	dnnl_memory_desc_init_by_strides(&md, dst->nd, dst->dims, dnnl_f32,
-	                                 dst->str);
-	if (bias)
-		dnnl_memory_desc_init_by_strides(&mb, bias->nd, bias->dims,
-		                                 dnnl_f32, bias->str);
-	if (mm_mem(x, rt, src, &p->src, err) || mm_mem(x, rt, wei, &p->wei, err) ||
-	    (bias && mm_mem(x, rt, bias, &p->bias, err)) ||
-	    mm_mem(x, rt, dst, &p->dst, err))
+	if (mm_mem(x, rt, src, &p->src, &ms, err) ||
+	    mm_mem(x, rt, wei, &p->wei, &mw, err) ||
+	    (bias && mm_mem(x, rt, bias, &p->bias, &mb, err)) ||
+	    mm_mem(x, rt, dst, &p->dst, &md, err))
 		return err->status;
-	if (np_rt_bf16(rt)) {
-		if (mm_bf16_copy(x, rt, p, 0, src, &ms, err) ||
-		    mm_bf16_copy(x, rt, p, 1, wei, &mw, err))
-			return err->status;
-	} else {
-		dnnl_memory_desc_init_by_strides(&ms, src->nd, src->dims, dnnl_f32,
-		                                 src->str);
-		dnnl_memory_desc_init_by_strides(&mw, wei->nd, wei->dims, dnnl_f32,
-		                                 wei->str);
-	}
 	if (np_rt_dnnl(dnnl_matmul_desc_init(&d, &ms, &mw, bias ? &mb : NULL,
 	                                     &md), x, "matmul descriptor", err) ||
 	    mm_primitive(x, rt, p, &d, scale, err))
@@ -158,15 +177,8 @@ static np_status mm_build(const np_xnode *x, np_rt *rt, mm *p,
 static np_status mm_run(const np_xnode *x, np_rt *rt, const mm *p,
                         np_error *err)
 {
-	for (int k = 0; k < 2; k++)
-		if (p->to_bf[k] &&
-		    np_rt_dnnl(np_rt_reorder_run(p->to_bf[k], k ? p->wei : p->src,
-		                                 p->bf[k], np_rt_stream(rt)),
-		               x, "bf16 reorder", err))
-			return err->status;
 	dnnl_exec_arg_t args[] = {
-		{DNNL_ARG_SRC, p->bf[0] ? p->bf[0] : p->src},
-		{DNNL_ARG_WEIGHTS, p->bf[1] ? p->bf[1] : p->wei},
+		{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, p->wei},
 		{DNNL_ARG_DST, p->dst}, {DNNL_ARG_BIAS, p->bias},
 	};
 	return np_rt_dnnl(dnnl_primitive_execute(p->prim, np_rt_stream(rt),
@@ -181,11 +193,6 @@ static void mm_free(mm *p)
 	dnnl_memory_destroy(p->wei);
 	dnnl_memory_destroy(p->bias);
 	dnnl_memory_destroy(p->dst);
-	for (int k = 0; k < 2; k++) {
-		dnnl_primitive_destroy(p->to_bf[k]);
-		dnnl_memory_destroy(p->bf[k]);
-		free(p->bf_buf[k]);
-	}
 	memset(p, 0, sizeof *p);
 }
 
@@ -202,6 +209,29 @@ static np_status mm_grad(np_xnode *x, np_rt *rt, const mm *p, np_rtensor *in,
 	return st;
 }
 
+/* Operand copies of a node under bf16: A, B and (training) dY. */
+enum { CP_A, CP_B, CP_DY, CP_N };
+
+static np_status bf_copies_build(const np_xnode *x, np_rt *rt, bf_copy *cp,
+                                 np_error *err)
+{
+	if (!np_rt_bf16(rt))
+		return NP_OK;
+	const np_rtensor *y = x->out[0];
+	if (bf_copy_build(x, rt, &cp[CP_A], x->in[0]->nelem, x->in[0]->data, err) ||
+	    bf_copy_build(x, rt, &cp[CP_B], x->in[1]->nelem, x->in[1]->data, err) ||
+	    (y->grad && bf_copy_build(x, rt, &cp[CP_DY], y->nelem, y->grad, err)))
+		return err->status;
+	return NP_OK;
+}
+
+/* m reading the copy c when there is one. */
+static mat mat_bf(mat m, const bf_copy *c)
+{
+	m.bf = c->buf ? c : NULL;
+	return m;
+}
+
 static np_status alloc_state(np_xnode *x, size_t size, np_error *err)
 {
 	x->state = calloc(1, size);
@@ -214,6 +244,7 @@ static np_status alloc_state(np_xnode *x, size_t size, np_error *err)
 
 typedef struct gemm_state {
 	mm fwd, da, db;
+	bf_copy cp[CP_N];
 	float alpha, beta;
 	int64_t m, n, cm, cn;        /* output and C (padded to 2D) dims */
 	bool add_c;                  /* C added after the product */
@@ -301,7 +332,7 @@ static np_status gemm_build_bwd(np_xnode *x, np_rt *rt, gemm_state *s,
                                 const gemm_dims *g, np_error *err)
 {
 	int64_t ydims[2] = {g->m, g->n};
-	mat dy = mat_dense(2, ydims, x->out[0]->grad);
+	mat dy = mat_bf(mat_dense(2, ydims, x->out[0]->grad), &s->cp[CP_DY]);
 	mat da = mat_dense(2, x->in[0]->dims, NULL);
 	mat db = mat_dense(2, x->in[1]->dims, NULL);
 	mat dyt = mat_t(dy), opat = mat_t(*opa), opbt = mat_t(*opb);
@@ -329,8 +360,10 @@ static np_status gemm_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	s->n = g.n;
 	if (x->out[0]->nelem == 0)
 		return NP_OK;
-	mat a = mat_dense(2, x->in[0]->dims, x->in[0]->data);
-	mat b = mat_dense(2, x->in[1]->dims, x->in[1]->data);
+	if (bf_copies_build(x, rt, s->cp, err))
+		return err->status;
+	mat a = mat_bf(mat_dense(2, x->in[0]->dims, x->in[0]->data), &s->cp[CP_A]);
+	mat b = mat_bf(mat_dense(2, x->in[1]->dims, x->in[1]->data), &s->cp[CP_B]);
 	mat opa = g.ta ? mat_t(a) : a, opb = g.tb ? mat_t(b) : b;
 	mat y = mat_dense(2, x->out[0]->dims, x->out[0]->data);
 	mat bias;
@@ -369,7 +402,8 @@ static np_status gemm_forward(np_xnode *x, np_rt *rt, bool training,
 	(void)training;
 	if (!s->fwd.prim)
 		return NP_OK;
-	if (mm_run(x, rt, &s->fwd, err))
+	if (bf_copy_fill(x, rt, &s->cp[CP_A], err) ||
+	    bf_copy_fill(x, rt, &s->cp[CP_B], err) || mm_run(x, rt, &s->fwd, err))
 		return err->status;
 	if (s->add_c) {
 		dnnl_stream_wait(np_rt_stream(rt));
@@ -442,6 +476,8 @@ static np_status gemm_backward(np_xnode *x, np_rt *rt, np_error *err)
 	gemm_state *s = x->state;
 	if (!s->fwd.prim)
 		return NP_OK;
+	if (bf_copy_fill(x, rt, &s->cp[CP_DY], err))
+		return err->status;
 	if (x->in[0]->needs_grad && mm_grad(x, rt, &s->da, x->in[0], err))
 		return err->status;
 	if (x->in[1]->needs_grad && mm_grad(x, rt, &s->db, x->in[1], err))
@@ -461,6 +497,8 @@ static void gemm_destroy(np_xnode *x)
 	mm_free(&s->fwd);
 	mm_free(&s->da);
 	mm_free(&s->db);
+	for (int i = 0; i < CP_N; i++)
+		bf_copy_free(&s->cp[i]);
 	free(s);
 	x->state = NULL;
 }
@@ -518,6 +556,7 @@ typedef struct mm_shapes {
 
 typedef struct matmul_state {
 	mm fwd, grad[2];
+	bf_copy cp[CP_N];
 	/* grad[i] of an input broadcast over batch axes is computed at the
 	 * output's batch shape into scratch, then summed by red[i]. */
 	dnnl_primitive_t red[2];
@@ -637,8 +676,8 @@ static np_status matmul_build_red(const np_xnode *x, np_rt *rt,
 		s = np_rt_dnnl(dnnl_primitive_create(&st->red[i], pd), x,
 		               "reduction primitive", err);
 	dnnl_primitive_desc_destroy(pd);
-	if (s || mm_mem(x, rt, &ms, &st->red_src[i], err) ||
-	    mm_mem(x, rt, &md, &st->red_dst[i], err))
+	if (s || mm_mem(x, rt, &ms, &st->red_src[i], &src, err) ||
+	    mm_mem(x, rt, &md, &st->red_dst[i], &dst, err))
 		return err->status;
 	st->scratch_n[i] = dims_product(from, r);
 	return NP_OK;
@@ -652,8 +691,8 @@ static np_status matmul_build_da(np_xnode *x, np_rt *rt, matmul_state *st,
 	int64_t pd[R];
 	memcpy(pd, s->y, sizeof pd);
 	pd[r - 1] = s->a[r - 1];
-	mat dy = mat_dense(r, s->y, x->out[0]->grad);
-	mat bt = mat_t(mat_dense(r, s->b, x->in[1]->data));
+	mat dy = mat_bf(mat_dense(r, s->y, x->out[0]->grad), &st->cp[CP_DY]);
+	mat bt = mat_t(mat_bf(mat_dense(r, s->b, x->in[1]->data), &st->cp[CP_B]));
 	mat da = mat_dense(r, pd, NULL);
 	if (mm_build(x, rt, &st->grad[0], &dy, &bt, NULL, &da, 1.0f, err))
 		return err->status;
@@ -674,8 +713,10 @@ static np_status matmul_build_db(np_xnode *x, np_rt *rt, matmul_state *st,
 		int64_t rows = dims_product(s->a, r - 1);
 		int64_t adims[2] = {rows, k}, ydims[2] = {rows, n};
 		int64_t bdims[2] = {k, n};
-		mat at = mat_t(mat_dense(2, adims, x->in[0]->data));
-		mat dy = mat_dense(2, ydims, x->out[0]->grad);
+		mat at = mat_t(mat_bf(mat_dense(2, adims, x->in[0]->data),
+		                      &st->cp[CP_A]));
+		mat dy = mat_bf(mat_dense(2, ydims, x->out[0]->grad),
+		                &st->cp[CP_DY]);
 		mat db = mat_dense(2, bdims, NULL);
 		return mm_build(x, rt, &st->grad[1], &at, &dy, NULL, &db, 1.0f,
 		                err);
@@ -683,8 +724,8 @@ static np_status matmul_build_db(np_xnode *x, np_rt *rt, matmul_state *st,
 	int64_t pd[R];
 	memcpy(pd, s->y, sizeof pd);
 	pd[r - 2] = k;
-	mat at = mat_t(mat_dense(r, s->a, x->in[0]->data));
-	mat dy = mat_dense(r, s->y, x->out[0]->grad);
+	mat at = mat_t(mat_bf(mat_dense(r, s->a, x->in[0]->data), &st->cp[CP_A]));
+	mat dy = mat_bf(mat_dense(r, s->y, x->out[0]->grad), &st->cp[CP_DY]);
 	mat db = mat_dense(r, pd, NULL);
 	if (mm_build(x, rt, &st->grad[1], &at, &dy, NULL, &db, 1.0f, err))
 		return err->status;
@@ -702,8 +743,10 @@ static np_status matmul_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	matmul_state *st = x->state;
 	if (x->out[0]->nelem == 0)
 		return NP_OK;
-	mat a = mat_dense(s.r, s.a, x->in[0]->data);
-	mat b = mat_dense(s.r, s.b, x->in[1]->data);
+	if (bf_copies_build(x, rt, st->cp, err))
+		return err->status;
+	mat a = mat_bf(mat_dense(s.r, s.a, x->in[0]->data), &st->cp[CP_A]);
+	mat b = mat_bf(mat_dense(s.r, s.b, x->in[1]->data), &st->cp[CP_B]);
 	mat y = mat_dense(s.r, s.y, x->out[0]->data);
 	if (mm_build(x, rt, &st->fwd, &a, &b, NULL, &y, 1.0f, err))
 		return err->status;
@@ -721,7 +764,12 @@ static np_status matmul_forward(np_xnode *x, np_rt *rt, bool training,
 {
 	matmul_state *st = x->state;
 	(void)training;
-	return st->fwd.prim ? mm_run(x, rt, &st->fwd, err) : NP_OK;
+	if (!st->fwd.prim)
+		return NP_OK;
+	if (bf_copy_fill(x, rt, &st->cp[CP_A], err) ||
+	    bf_copy_fill(x, rt, &st->cp[CP_B], err))
+		return err->status;
+	return mm_run(x, rt, &st->fwd, err);
 }
 
 /* The product into scratch, then its sum over batch axes into the
@@ -758,6 +806,8 @@ static np_status matmul_backward(np_xnode *x, np_rt *rt, np_error *err)
 	matmul_state *st = x->state;
 	if (!st->fwd.prim)
 		return NP_OK;
+	if (bf_copy_fill(x, rt, &st->cp[CP_DY], err))
+		return err->status;
 	for (int i = 0; i < 2; i++) {
 		if (!x->in[i]->needs_grad)
 			continue;
@@ -776,6 +826,8 @@ static void matmul_destroy(np_xnode *x)
 	if (!st)
 		return;
 	mm_free(&st->fwd);
+	for (int i = 0; i < CP_N; i++)
+		bf_copy_free(&st->cp[i]);
 	for (int i = 0; i < 2; i++) {
 		mm_free(&st->grad[i]);
 		dnnl_primitive_destroy(st->red[i]);
