@@ -575,6 +575,22 @@ static void conv_depthwise(gc *c)
 	set_output(c, done(c, n));
 }
 
+/* MobileNet-V2's late depthwise convolutions: many channels, a map
+ * smaller than the kernel.  oneDNN has no jit_dw backward weights for
+ * them; conv.c takes its channels-last jit kernel where the CPU has one
+ * (conv_bwd_weights_nxc), gemm otherwise. */
+static void conv_depthwise_tiny(gc *c, int64_t side)
+{
+	np_value *in[2] = {P(&UNIT, 2, 32, side, side), P(&UNIT, 32, 1, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	np_node_set_attr_int(n, "group", 32);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	set_output(c, done(c, n));
+}
+
+static void conv_depthwise_1x1_map(gc *c) { conv_depthwise_tiny(c, 1); }
+static void conv_depthwise_2x2_map(gc *c) { conv_depthwise_tiny(c, 2); }
+
 static void gemm_plain(gc *c)
 {
 	np_value *in[3] = {P(&UNIT, 3, 4), P(&UNIT, 4, 5), P(&UNIT, 5)};
@@ -1307,6 +1323,8 @@ int main(void)
 		{"Conv pads/strides/bias", 13, conv_pads_strides},
 		{"Conv groups/dilation", 13, conv_groups_dilation},
 		{"Conv depthwise/stride 2", 13, conv_depthwise},
+		{"Conv depthwise, 32 channels, 1x1 map", 13, conv_depthwise_1x1_map},
+		{"Conv depthwise, 32 channels, 2x2 map", 13, conv_depthwise_2x2_map},
 		{"Gemm", 13, gemm_plain},
 		{"Gemm transA/transB/alpha/beta", 13, gemm_trans},
 		{"Gemm transB, C [1,N]", 13, gemm_transb_bias_row},
