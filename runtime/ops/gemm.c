@@ -17,8 +17,9 @@
  * not once per product, and no transposing reorder is run: before, each
  * product made its own dense copies, W twice (once transposed) and X and
  * dY twice each; on mlp4 those reorders took longer than the bf16
- * matmuls themselves (bench/bf16-kernels).  dst, bias and every buffer
- * the rest of the runtime sees stay f32 (fp32 master weights). */
+ * matmuls themselves (ONEDNN_VERBOSE; docs/performance.md).  dst, bias
+ * and every buffer the rest of the runtime sees stay f32 (fp32 master
+ * weights). */
 #include "ops.h"
 
 #include <stdlib.h>
