@@ -1875,7 +1875,9 @@ static void np_adamw_param(np_param *p, const np_sgd *o)
 
 np_status np_rt_optim_prepare(np_rt *rt, const np_sgd *opt, np_error *err)
 {
-	for (int i = 0; opt->optimizer == NP_OPTIM_ADAMW && i < rt->n_params; i++) {
+	if (opt->optimizer != NP_OPTIM_ADAMW)
+		return NP_OK;              /* SGD's buffers come with the params */
+	for (int i = 0; i < rt->n_params; i++) {
 		np_param *p = &rt->params[i];
 		if (!p->trainable || p->second)
 			continue;

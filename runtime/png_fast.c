@@ -185,21 +185,23 @@ static bool np_png_layout(const uint8_t *data, size_t len, size_t pos,
  * read.  1, 0 (declined) or -1 (out of memory).  libdeflate inflates one
  * buffer: the data of several chunks is joined first (a 28x28 image has
  * one; PIL writes one per 64 KiB). */
-static int np_png_inflate(const uint8_t *data, size_t len, np_png_chunk first,
-                          int count, size_t total, uint8_t *raw, size_t n)
+static int np_png_inflate(np_png_chunk first, int count, size_t total,
+                          uint8_t *raw, size_t n)
 {
 	const uint8_t *in = first.data;
 	uint8_t *joined = NULL;
 	if (count > 1) {
 		if (!(joined = malloc(total)))
 			return -1;
-		size_t pos = (size_t)(first.data - data) + first.len + 4, off = 0;
-		np_png_chunk k = first;
+		/* np_png_layout checked these chunks (lengths, CRCs): step over
+		 * them by their lengths, without checking again. */
+		const uint8_t *at = first.data - 8;
+		size_t off = 0;
 		for (int i = 0; i < count; i++) {
-			memcpy(joined + off, k.data, k.len);
-			off += k.len;
-			if (i + 1 < count)         /* read once already: cannot fail */
-				np_png_next(data, len, &pos, &k);
+			uint32_t k = np_be32(at);
+			memcpy(joined + off, at + 8, k);
+			off += k;
+			at += 12 + (size_t)k;
 		}
 		in = joined;
 	}
@@ -275,7 +277,7 @@ int np_png_decode_fast(const uint8_t *data, size_t len, np_image *img)
 	uint8_t *raw = malloc(n);
 	if (!raw)
 		return -1;
-	int r = np_png_inflate(data, len, first, count, total, raw, n);
+	int r = np_png_inflate(first, count, total, raw, n);
 	if (r == 1 && !np_png_rows(raw, w, h, fc, img))
 		r = 0;
 	free(raw);

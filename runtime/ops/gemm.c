@@ -226,6 +226,22 @@ static np_status bf_copies_build(const np_xnode *x, np_rt *rt, bf_copy *cp,
 	return NP_OK;
 }
 
+/* Before a forward product: A's and B's copies refreshed. */
+static np_status bf_copies_fill_ab(const np_xnode *x, np_rt *rt,
+                                   const bf_copy *cp, np_error *err)
+{
+	if (bf_copy_fill(x, rt, &cp[CP_A], err) ||
+	    bf_copy_fill(x, rt, &cp[CP_B], err))
+		return err->status;
+	return NP_OK;
+}
+
+static void bf_copies_free(bf_copy *cp)
+{
+	for (int i = 0; i < CP_N; i++)
+		bf_copy_free(&cp[i]);
+}
+
 /* m reading the copy c when there is one. */
 static mat mat_bf(mat m, const bf_copy *c)
 {
@@ -403,8 +419,7 @@ static np_status gemm_forward(np_xnode *x, np_rt *rt, bool training,
 	(void)training;
 	if (!s->fwd.prim)
 		return NP_OK;
-	if (bf_copy_fill(x, rt, &s->cp[CP_A], err) ||
-	    bf_copy_fill(x, rt, &s->cp[CP_B], err) || mm_run(x, rt, &s->fwd, err))
+	if (bf_copies_fill_ab(x, rt, s->cp, err) || mm_run(x, rt, &s->fwd, err))
 		return err->status;
 	if (s->add_c) {
 		dnnl_stream_wait(np_rt_stream(rt));
@@ -498,8 +513,7 @@ static void gemm_destroy(np_xnode *x)
 	mm_free(&s->fwd);
 	mm_free(&s->da);
 	mm_free(&s->db);
-	for (int i = 0; i < CP_N; i++)
-		bf_copy_free(&s->cp[i]);
+	bf_copies_free(s->cp);
 	free(s);
 	x->state = NULL;
 }
@@ -767,8 +781,7 @@ static np_status matmul_forward(np_xnode *x, np_rt *rt, bool training,
 	(void)training;
 	if (!st->fwd.prim)
 		return NP_OK;
-	if (bf_copy_fill(x, rt, &st->cp[CP_A], err) ||
-	    bf_copy_fill(x, rt, &st->cp[CP_B], err))
+	if (bf_copies_fill_ab(x, rt, st->cp, err))
 		return err->status;
 	return mm_run(x, rt, &st->fwd, err);
 }
@@ -827,8 +840,7 @@ static void matmul_destroy(np_xnode *x)
 	if (!st)
 		return;
 	mm_free(&st->fwd);
-	for (int i = 0; i < CP_N; i++)
-		bf_copy_free(&st->cp[i]);
+	bf_copies_free(st->cp);
 	for (int i = 0; i < 2; i++) {
 		mm_free(&st->grad[i]);
 		dnnl_primitive_destroy(st->red[i]);

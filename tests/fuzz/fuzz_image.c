@@ -47,6 +47,14 @@ static void preprocess(const np_image *img, size_t size)
 	np_image_free(&small);
 }
 
+static void store_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
 /* Every chunk's CRC in buf (a PNG of n bytes) set right, as far as the
  * chunk lengths lead. */
 static void fix_crcs(uint8_t *buf, size_t n)
@@ -58,11 +66,7 @@ static void fix_crcs(uint8_t *buf, size_t n)
 		if (len > n - at - 12)
 			break;
 		uint32_t crc = (uint32_t)crc32(0L, buf + at + 4, 4 + len);
-		uint8_t *p = buf + at + 8 + len;
-		p[0] = (uint8_t)(crc >> 24);
-		p[1] = (uint8_t)(crc >> 16);
-		p[2] = (uint8_t)(crc >> 8);
-		p[3] = (uint8_t)crc;
+		store_be32(buf + at + 8 + len, crc);
 		at += 12 + (size_t)len;
 	}
 }
@@ -71,18 +75,11 @@ static void put_chunk(uint8_t *out, size_t *at, const char *type,
                       const uint8_t *data, uint32_t len)
 {
 	uint8_t *p = out + *at;
-	p[0] = (uint8_t)(len >> 24);
-	p[1] = (uint8_t)(len >> 16);
-	p[2] = (uint8_t)(len >> 8);
-	p[3] = (uint8_t)len;
+	store_be32(p, len);
 	memcpy(p + 4, type, 4);
 	if (len)
 		memcpy(p + 8, data, len);
-	uint32_t crc = (uint32_t)crc32(0L, p + 4, 4 + len);
-	p[8 + len] = (uint8_t)(crc >> 24);
-	p[9 + len] = (uint8_t)(crc >> 16);
-	p[10 + len] = (uint8_t)(crc >> 8);
-	p[11 + len] = (uint8_t)crc;
+	store_be32(p + 8 + len, (uint32_t)crc32(0L, p + 4, 4 + len));
 	*at += 12 + (size_t)len;
 }
 
