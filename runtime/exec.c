@@ -79,8 +79,9 @@ struct np_rt {
 	np_plan *building;         /* the plan being prepared, or NULL */
 	int *watch;                /* by value id: np_rt_watch() count */
 	int n_watch;               /* the graph's values at np_rt_new() */
-	int block;                 /* channel block of activations: 16, 8, or
-	                            * 0 for plain (np_rt_probe_block) */
+	dnnl_format_tag_t act;     /* layout of activations: aBcd16b, aBcd8b,
+	                            * acdb, or undef for plain
+	                            * (np_rt_probe_layout) */
 	bool bf16;                 /* Conv/Gemm/MatMul read bf16 (PRECISION) */
 	bool *fallback_logged;     /* by node index: reported once (-v) */
 	int n_logged;
@@ -144,6 +145,9 @@ void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 		np_rt_md_plain(md, t);
 }
 
+static dnnl_format_tag_t np_md_act_tag(const dnnl_memory_desc_t *md);
+static dnnl_format_tag_t np_rt_choose_layout(dnnl_engine_t eng, bool bf16);
+
 int np_rt_blk(const np_rtensor *t)
 {
 	if (!t->blocked || t->md.format_kind != dnnl_blocked ||
@@ -152,7 +156,18 @@ int np_rt_blk(const np_rtensor *t)
 	return (int)t->md.format_desc.blocking.inner_blks[0];
 }
 
-int np_rt_block(const np_rt *rt) { return rt->block; }
+dnnl_format_tag_t np_rt_tag(const np_rtensor *t)
+{
+	return t->blocked ? np_md_act_tag(&t->md) : dnnl_format_tag_undef;
+}
+
+static int np_tag_block(dnnl_format_tag_t tag)
+{
+	return tag == dnnl_aBcd16b ? 16 : tag == dnnl_aBcd8b ? 8
+	     : tag == dnnl_acdb ? 1 : 0;
+}
+
+int np_rt_block(const np_rt *rt) { return np_tag_block(rt->act); }
 
 bool np_rt_bf16(const np_rt *rt) { return rt->bf16; }
 
@@ -173,6 +188,7 @@ np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err)
 	if (rt->n_plans > 0)
 		return np_fail(err, NP_ERR_INVALID, "precision set after the first run");
 	rt->bf16 = on;
+	rt->act = np_rt_choose_layout(rt->engine, on);
 	return NP_OK;
 }
 
@@ -434,61 +450,75 @@ np_param *np_rt_param_by_name(np_rt *rt, const char *name)
 
 /* ------------------------------------------------------------ rt life */
 
-static bool np_layouts_disabled(void);
-
-/* The channel block of a layout oneDNN chose: aBcd16b -> 16, aBcd8b -> 8,
- * anything else (plain, or blocked over other dimensions) -> 0. */
-static int np_md_channel_block(const dnnl_memory_desc_t *md)
+/* The activation layout a descriptor oneDNN chose stands for: nChw16c
+ * or nChw8c (aBcd16b, aBcd8b), channels-last (acdb), or undef for
+ * anything else (plain, or blocked over other dimensions). */
+static dnnl_format_tag_t np_md_act_tag(const dnnl_memory_desc_t *md)
 {
-	if (!md || md->format_kind != dnnl_blocked)
-		return 0;
+	if (!md || md->format_kind != dnnl_blocked || md->ndims != 4)
+		return dnnl_format_tag_undef;
 	const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
-	if (b->inner_nblks != 1 || b->inner_idxs[0] != 1)
-		return 0;
-	return (int)b->inner_blks[0];
+	const dnnl_dim_t *d = md->dims;
+	if (b->inner_nblks == 1 && b->inner_idxs[0] == 1)
+		return b->inner_blks[0] == 16 ? dnnl_aBcd16b
+		     : b->inner_blks[0] == 8 ? dnnl_aBcd8b : dnnl_format_tag_undef;
+	if (b->inner_nblks == 0 && b->strides[1] == 1 && b->strides[3] == d[1] &&
+	    b->strides[2] == d[1] * d[3] && b->strides[0] == d[1] * d[2] * d[3])
+		return dnnl_acdb;
+	return dnnl_format_tag_undef;
 }
 
-/* Which layout does this CPU's best convolution want for activations?
- * Asked of oneDNN itself, for a typical 3x3 convolution of 64 channels,
- * forward and both backward passes: 16 on AVX-512, 8 on AVX2/AVX, 0
- * (plain) where they disagree or want plain (SSE4.1's backward passes run
- * on plain layouts through gemm).  No constant of one ISA decides it. */
-static int np_rt_probe_block(dnnl_engine_t eng)
+static dnnl_format_tag_t np_pd_act_tag(const_dnnl_primitive_desc_t pd,
+                                       dnnl_query_t what)
+{
+	return np_md_act_tag(dnnl_primitive_desc_query_md(pd, what, 0));
+}
+
+/* Which layout does this CPU's best convolution want for activations, in
+ * f32 or, for bf16 runs, in bf16?  Asked of oneDNN itself, for a typical
+ * 3x3 convolution of 64 channels, forward and both backward passes:
+ * nChw16c on AVX-512, nChw8c on AVX2/AVX, channels-last for AMX's bf16
+ * kernels, plain where the passes disagree or want plain (SSE4.1's
+ * backward passes run on plain layouts through gemm).  No constant of one
+ * ISA decides it.  Activations themselves stay f32 (PRECISION): a bf16
+ * convolution converts at its edges, which costs least when only the
+ * data type changes. */
+static dnnl_format_tag_t np_rt_probe_layout(dnnl_engine_t eng, bool bf16)
 {
 	dnnl_dims_t src = {32, 64, 16, 16}, wei = {64, 64, 3, 3};
 	dnnl_dims_t one = {1, 1}, pad = {1, 1}, zero = {0, 0};
+	dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
 	dnnl_memory_desc_t s_md, w_md, d_md;
-	dnnl_memory_desc_init_by_tag(&s_md, 4, src, dnnl_f32, dnnl_format_tag_any);
-	dnnl_memory_desc_init_by_tag(&w_md, 4, wei, dnnl_f32, dnnl_format_tag_any);
-	dnnl_memory_desc_init_by_tag(&d_md, 4, src, dnnl_f32, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&s_md, 4, src, dt, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&w_md, 4, wei, dt, dnnl_format_tag_any);
+	dnnl_memory_desc_init_by_tag(&d_md, 4, src, dt, dnnl_format_tag_any);
 	dnnl_convolution_desc_t fd, bd, wd;
 	dnnl_primitive_desc_t fpd = NULL, bpd = NULL, wpd = NULL;
-	int block = 0;
 	if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
 	        dnnl_convolution_direct, &s_md, &w_md, NULL, &d_md, one, zero,
 	        pad, pad) || dnnl_primitive_desc_create(&fpd, &fd, NULL, eng, NULL))
-		return 0;
-	block = np_md_channel_block(dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0));
-	if (block != np_md_channel_block(dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0)))
-		block = 0;
-	if (block && (dnnl_dilated_convolution_backward_data_desc_init(&bd,
+		return dnnl_format_tag_undef;
+	dnnl_format_tag_t tag = np_pd_act_tag(fpd, dnnl_query_src_md);
+	if (tag != np_pd_act_tag(fpd, dnnl_query_dst_md))
+		tag = dnnl_format_tag_undef;
+	if (tag && (dnnl_dilated_convolution_backward_data_desc_init(&bd,
 	        dnnl_convolution_direct, &s_md, &w_md, &d_md, one, zero, pad, pad) ||
 	    dnnl_primitive_desc_create(&bpd, &bd, NULL, eng, fpd) ||
-	    np_md_channel_block(dnnl_primitive_desc_query_md(bpd, dnnl_query_diff_src_md, 0)) != block))
-		block = 0;
-	if (block && (dnnl_dilated_convolution_backward_weights_desc_init(&wd,
+	    np_pd_act_tag(bpd, dnnl_query_diff_src_md) != tag))
+		tag = dnnl_format_tag_undef;
+	if (tag && (dnnl_dilated_convolution_backward_weights_desc_init(&wd,
 	        dnnl_convolution_direct, &s_md, &w_md, NULL, &d_md, one, zero, pad, pad) ||
 	    dnnl_primitive_desc_create(&wpd, &wd, NULL, eng, fpd) ||
-	    np_md_channel_block(dnnl_primitive_desc_query_md(wpd, dnnl_query_src_md, 0)) != block))
-		block = 0;
-	if (block && (np_rt_pd_is_ref(fpd) || np_rt_pd_is_ref(bpd) || np_rt_pd_is_ref(wpd)))
-		block = 0;
+	    np_pd_act_tag(wpd, dnnl_query_src_md) != tag))
+		tag = dnnl_format_tag_undef;
+	if (tag && (np_rt_pd_is_ref(fpd) || np_rt_pd_is_ref(bpd) || np_rt_pd_is_ref(wpd)))
+		tag = dnnl_format_tag_undef;
 	if (wpd)
 		dnnl_primitive_desc_destroy(wpd);
 	if (bpd)
 		dnnl_primitive_desc_destroy(bpd);
 	dnnl_primitive_desc_destroy(fpd);
-	return block == 8 || block == 16 ? block : 0;
+	return tag;
 }
 
 /* The CPU engine and the stream every primitive of rt runs on. */
@@ -526,7 +556,7 @@ np_rt *np_rt_new(np_model *m, int threads, np_error *err)
 		np_rt_free(rt);
 		return NULL;
 	}
-	rt->block = np_layouts_disabled() ? 0 : np_rt_probe_block(rt->engine);
+	rt->act = np_rt_choose_layout(rt->engine, false);
 	rt->n_logged = g->n_nodes;
 	rt->fallback_logged = calloc((size_t)g->n_nodes + 1, sizeof(bool));
 	rt->n_watch = g->n_values;
@@ -864,8 +894,9 @@ static void np_set_refuse(np_layout_sets *ls, int i)
 	ls->ok[np_set_find(ls, i)] = false;
 }
 
-/* May t itself live in nChw<block>c?  A 4-D float activation with whole
- * channel blocks (no padding: the buffer keeps nelem floats). */
+/* May t itself live in the activation layout (block: its channel block,
+ * 1 for channels-last)?  A 4-D float activation with whole channel
+ * blocks (no padding: the buffer keeps nelem floats). */
 static bool np_blockable(const np_rtensor *t, const np_value *v, int block)
 {
 	return block > 0 && t->dtype == NP_FLOAT && t->rank == 4 && t->dims[1] > 0 &&
@@ -914,7 +945,7 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
 	}
 }
 
-/* Chooses nChw<block>c (rt->block: what this CPU's convolutions want)
+/* Chooses rt->act (what this CPU's convolutions want: LAYOUT)
  * for every class of values all of whose members and readers and writers
  * allow it; the rest stay plain. */
 static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
@@ -931,7 +962,7 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 	}
 	for (int i = 0; i < p->n_t; i++) {
 		ls.parent[i] = i;
-		ls.ok[i] = np_blockable(&p->t[i], g->values[i], rt->block);
+		ls.ok[i] = np_blockable(&p->t[i], g->values[i], np_tag_block(rt->act));
 	}
 	for (int i = 0; i < p->n_x; i++)
 		np_layout_node(&ls, p, &p->x[i]);
@@ -941,8 +972,7 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 			continue;
 		dnnl_dims_t d = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
 		t->blocked = true;
-		dnnl_memory_desc_init_by_tag(&t->md, 4, d, dnnl_f32,
-		                             rt->block == 8 ? dnnl_aBcd8b : dnnl_aBcd16b);
+		dnnl_memory_desc_init_by_tag(&t->md, 4, d, dnnl_f32, rt->act);
 	}
 	free(ls.parent);
 	free(ls.ok);
@@ -1282,12 +1312,23 @@ static np_status np_plan_ready(np_rt *rt, np_plan *p, np_error *err)
 	return NP_OK;
 }
 
-/* NEPENC_PLAIN_LAYOUT=1 keeps every activation plain: a switch for
- * comparing both paths (tests, benchmarks), not a user setting. */
-static bool np_layouts_disabled(void)
+static bool np_env_on(const char *name)
 {
-	const char *e = getenv("NEPENC_PLAIN_LAYOUT");
+	const char *e = getenv(name);
 	return e && *e && strcmp(e, "0") != 0;
+}
+
+/* NEPENC_PLAIN_LAYOUT=1 keeps every activation plain and
+ * NEPENC_CHANNELS_LAST=1 puts them in channels-last whatever the CPU's
+ * convolutions want: switches for comparing the paths (tests,
+ * benchmarks), not user settings.  Otherwise oneDNN decides. */
+static dnnl_format_tag_t np_rt_choose_layout(dnnl_engine_t eng, bool bf16)
+{
+	if (np_env_on("NEPENC_PLAIN_LAYOUT"))
+		return dnnl_format_tag_undef;
+	if (np_env_on("NEPENC_CHANNELS_LAST"))
+		return dnnl_acdb;
+	return np_rt_probe_layout(eng, bf16);
 }
 
 static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
@@ -1311,7 +1352,7 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 		st = np_plan_values(rt, p, in, n_in, err);
 	for (int i = 0; st == NP_OK && i < g->n_nodes; i++)
 		st = np_plan_node(rt, p, g->nodes[i], &p->x[i], err);
-	if (st == NP_OK && rt->block > 0)
+	if (st == NP_OK && rt->act != dnnl_format_tag_undef)
 		st = np_plan_layouts(rt, p, err);
 	if (st == NP_OK)
 		st = np_plan_buffers(rt, p, err);

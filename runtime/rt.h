@@ -61,7 +61,9 @@
  *   The CPU decides: np_rt_new() asks oneDNN which layout its convolution
  *   picks (forward and both backward passes) for a typical shape, giving
  *   a channel block of 16 (AVX-512: nChw16c), 8 (AVX2/AVX: nChw8c) or none
- *   (SSE4.1, whose backward convolutions run plain).  Between ops, 4-D
+ *   (SSE4.1, whose backward convolutions run plain); np_rt_set_bf16() asks
+ *   again for bf16 convolutions (AMX's want channels-last, acdb: every
+ *   channel count fits).  Between ops, 4-D
  *   activations whose channel count is a multiple of the block stay in
  *   that blocked layout when every op that writes or reads them can work
  *   on it: Conv, BatchNormalization, the pools, and elementwise ops over
@@ -318,9 +320,14 @@ void np_rt_md_plain(dnnl_memory_desc_t *md, const np_rtensor *t);
 /* t's actual layout: md when blocked, else plain. */
 void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t);
 
-/* t's channel block: 16 or 8 when blocked (nChw16c, nChw8c), else 1. */
+/* t's channel block: 16 or 8 when blocked (nChw16c, nChw8c), else 1
+ * (channels-last or plain). */
 int np_rt_blk(const np_rtensor *t);
-/* The runtime's activation block chosen from the CPU (LAYOUT): 16, 8, 0. */
+/* t's layout as a oneDNN tag: aBcd16b, aBcd8b, acdb (channels-last), or
+ * dnnl_format_tag_undef when plain. */
+dnnl_format_tag_t np_rt_tag(const np_rtensor *t);
+/* The runtime's activation layout chosen from the CPU (LAYOUT), as its
+ * channel block: 16, 8, 1 for channels-last, 0 for plain. */
 int np_rt_block(const np_rt *rt);
 
 /* dnnl_primitive_desc_create() for node x, on the runtime's engine; a
@@ -335,8 +342,10 @@ bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd);
 /* PRECISION: by default everything computes in f32.  With bf16 on (only
  * where the CPU has AVX512_BF16 or AMX: np_rt_bf16_supported()),
  * convolutions run forward and backward data on bf16 copies of their
- * inputs, weights and output gradients (runtime/ops/conv.c says why
- * backward weights stays f32); Gemm and MatMul run every product, forward
+ * inputs, weights and output gradients and write their f32 results
+ * straight into the activations' layout (runtime/ops/conv.c says when
+ * backward weights stays f32, and why depthwise ones stay f32 entirely);
+ * Gemm and MatMul run every product, forward
  * and backward, on bf16 copies of both operands with f32 results
  * (runtime/ops/gemm.c); activations between ops, master weights,
  * gradients, BN statistics and the loss stay f32, and masked weights

@@ -1403,5 +1403,12 @@ int main(void)
 	layout_parity("Conv -> PRelu [16,1,1] -> Conv", prelu_between_convs);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv", mul_between_convs);
 	layout_parity("Conv -> Add [16,1,1] -> Conv", add_between_convs);
+	/* Channels-last, the layout of bf16 runs on AMX (rt.h, LAYOUT),
+	 * forced on any CPU: finite differences and parity with plain. */
+	setenv("NEPENC_CHANNELS_LAST", "1", 1);
+	gradcheck("16 channels, channels-last layout", 13, blocked_net);
+	layout_parity("16 channels, channels-last", blocked_net);
+	layout_parity("Conv -> Mul [16,1,1] -> Conv, channels-last", mul_between_convs);
+	unsetenv("NEPENC_CHANNELS_LAST");
 	return done_testing();
 }

@@ -272,15 +272,19 @@ static void bn_backward_affine(const np_xnode *x, const bn_state *b,
 	const float *var = x->in[4]->data;
 	int64_t c = b->c, inner = b->inner, n = b->n;
 	/* Element (i, ch, k) sits at base(i, ch) + k * step: plain NC...,
-	 * or nChw<blk>c (ch's block, then blk lanes per position). */
+	 * nChw<blk>c (ch's block, then blk lanes per position), or
+	 * channels-last (all channels per position). */
 	int64_t blk = np_rt_blk(x->in[0]);
+	bool nhwc = np_rt_tag(x->in[0]) == dnnl_acdb;
+	int64_t step = nhwc ? c : blk;
 	#pragma omp parallel for
 	for (int64_t ch = 0; ch < c; ch++) {
 		float inv = 1 / sqrtf(var[ch] + b->eps);
 		double ss = 0, sb = 0;
 		for (int64_t i = 0; i < n; i++) {
-			int64_t o = ((i * c + ch - ch % blk) * inner) + ch % blk;
-			for (int64_t j = o; j < o + inner * blk; j += blk) {
+			int64_t o = nhwc ? i * c * inner + ch
+			                 : ((i * c + ch - ch % blk) * inner) + ch % blk;
+			for (int64_t j = o; j < o + inner * step; j += step) {
 				if (dx)
 					dx[j] = dy[j] * scale[ch] * inv;
 				ss += (double)dy[j] * (X[j] - mean[ch]) * inv;

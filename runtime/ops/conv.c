@@ -200,6 +200,8 @@ typedef struct conv_mds {
 	dnnl_memory_desc_t src, wei, dst, bias;          /* plain */
 	dnnl_memory_desc_t any_src, any_wei, any_dst;
 	dnnl_memory_desc_t bf_src, bf_wei, bf_dst;       /* bf16, any layout */
+	dnnl_memory_desc_t bf_y, bf_dx;      /* what bf16 forward writes and
+	                                      * backward data returns */
 	dnnl_dims_t strides, dilates, pad_l, pad_r;
 	bool bf16;           /* forward and backward data read bf_* */
 	bool has_bias;
@@ -239,6 +241,10 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g,
 		                             dnnl_bf16, dnnl_format_tag_any);
 		dnnl_memory_desc_init_by_tag(&m->bf_dst, m->dst.ndims, m->dst.dims,
 		                             dnnl_bf16, dnnl_format_tag_any);
+		/* Beside a blocked neighbour the results come out in f32,
+		 * in its layout: no reorder at that edge. */
+		m->bf_y = x->out[0]->blocked ? m->dst : m->bf_dst;
+		m->bf_dx = x->in[0]->blocked ? m->src : m->bf_src;
 	}
 	m->fixed = x->in[0]->blocked || x->out[0]->blocked;
 	np_window_dnnl(&g->win, m->strides, m->dilates, m->pad_l, m->pad_r);
@@ -290,7 +296,7 @@ static dnnl_status_t conv_prepare_fwd(conv_state *c, const np_xnode *x,
 		&d, train ? dnnl_forward_training : dnnl_forward_inference,
 		dnnl_convolution_direct, conv_rd(m, &m->bf_src, &m->any_src),
 		conv_rd(m, &m->bf_wei, &m->any_wei), m->has_bias ? &m->bias : NULL,
-		conv_rd(m, &m->bf_dst, &m->any_dst), m->strides,
+		conv_rd(m, &m->bf_y, &m->any_dst), m->strides,
 		m->dilates, m->pad_l, m->pad_r);
 	if (!s)
 		s = make_primitive(&c->fwd, &c->fwd_pd, &d, eng, NULL, &c->ref);
@@ -314,7 +320,7 @@ static dnnl_status_t conv_prepare_bwd_data(conv_state *c, const np_xnode *x,
 	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_status_t s = dnnl_dilated_convolution_backward_data_desc_init(
-		&d, dnnl_convolution_direct, conv_rd(m, &m->bf_src, &m->any_src),
+		&d, dnnl_convolution_direct, conv_rd(m, &m->bf_dx, &m->any_src),
 		conv_rd(m, &m->bf_wei, &m->any_wei), conv_rd(m, &m->bf_dst, &m->any_dst),
 		m->strides, m->dilates, m->pad_l, m->pad_r);
 	if (!s)
@@ -481,13 +487,20 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	np_status st = conv_geometry(x, &g, err);
 	if (st)
 		return st;
-	conv_mds_init(&m, x, &g, np_rt_bf16(rt));
+	/* Depthwise convolutions stay f32 in bf16 runs: they are bound by
+	 * memory, not arithmetic, so bf16 saves nothing there, while the
+	 * conversions at their edges cost more than the convolution
+	 * (MobileNet-V2: docs/performance.md, "bf16"). */
+	bool depthwise = g.group > 1 && g.group == x->in[0]->dims[1];
+	conv_mds_init(&m, x, &g, np_rt_bf16(rt) && !depthwise);
 	st = conv_build(x, rt, &m, err);
 	if (st || !m.fixed || !((conv_state *)x->state)->ref)
 		return st;
 	conv_destroy(x);
 	conv_any_md(&m.any_src, &m.src, false);
 	conv_any_md(&m.any_dst, &m.dst, false);
+	m.bf_y = m.bf_dst;
+	m.bf_dx = m.bf_src;
 	return conv_build(x, rt, &m, err);
 }
 

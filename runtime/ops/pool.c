@@ -149,8 +149,8 @@ static void pool_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 	dnnl_memory_desc_init_by_strides(md, t->rank, dims, dt, NULL);
 }
 
-/* The primitive's dst: Y's shape in X's layout (X blocked: nChw<blk>c
- * with X's block). */
+/* The primitive's dst: Y's shape in X's layout (X blocked: the same
+ * tag, nChw<blk>c or channels-last). */
 static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 {
 	const np_rtensor *X = x->in[0];
@@ -160,8 +160,7 @@ static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 		dnnl_dims_t d;
 		memcpy(d, like.dims, sizeof(int64_t) * (size_t)like.rank);
 		dnnl_memory_desc_init_by_tag(&like.md, like.rank, d, dnnl_f32,
-		                             np_rt_blk(X) == 8 ? dnnl_aBcd8b
-		                                               : dnnl_aBcd16b);
+		                             np_rt_tag(X));
 	}
 	pool_md(md, &like);
 }
