@@ -45,8 +45,8 @@ struct np_plan {
 	bool *kept_by_watch;       /* by value id: would have been overwritten
 	                            * in place but for a watch (rt.h, WATCH) */
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
-	bool *plain_nodes;         /* while building: nodes whose values must
-	                            * stay plain (borrowed, np_plan_build) */
+	unsigned char *fallback;   /* while building, by node: NP_FB_* for
+	                            * its values (borrowed, np_plan_build) */
 	bool fallback_added;       /* a prepare() asked for one more */
 	bool ints_const;           /* non-float inputs are plan-time
 	                            * constants, their values in sig
@@ -58,6 +58,10 @@ struct np_plan {
 	int *ready_first;          /* n_x + 2 offsets */
 	int *ready;
 };
+
+/* Fallbacks of a node's values while a plan is built (np_rt_pd_create):
+ * as planned, f32 instead of bf16, plain instead of blocked. */
+enum { NP_FB_NONE, NP_FB_F32, NP_FB_PLAIN };
 
 typedef struct np_scratch {
 	float *buf;
@@ -156,6 +160,17 @@ int np_rt_blk(const np_rtensor *t)
 	return (int)t->md.format_desc.blocking.inner_blks[0];
 }
 
+bool np_rt_is_bf16(const np_rtensor *t)
+{
+	return t->blocked && t->md.data_type == dnnl_bf16;
+}
+
+bool np_rt_bf16_always(const np_xnode *x)
+{
+	(void)x;
+	return true;
+}
+
 dnnl_format_tag_t np_rt_tag(const np_rtensor *t)
 {
 	return t->blocked ? np_md_act_tag(&t->md) : dnnl_format_tag_undef;
@@ -234,30 +249,69 @@ static bool np_xnode_blocked(const np_xnode *x)
 	return false;
 }
 
+static bool np_xnode_has_bf16(const np_xnode *x)
+{
+	for (int i = 0; i < x->n_in; i++)
+		if (x->in[i] && np_rt_is_bf16(x->in[i]))
+			return true;
+	for (int k = 0; k < x->n_out; k++)
+		if (x->out[k] && np_rt_is_bf16(x->out[k]))
+			return true;
+	return false;
+}
+
+/* oneDNN's portable C++ kernels ("ref:any", "nspc_bnorm:any",
+ * "simple:any"): no jit code for the descriptor. */
+static bool np_rt_pd_is_generic(const_dnnl_primitive_desc_t pd)
+{
+	const char *impl = NULL;
+	if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) !=
+	    dnnl_success || !impl)
+		return false;
+	size_t n = strlen(impl);
+	return np_rt_pd_is_ref(pd) || (n >= 4 && strcmp(impl + n - 4, ":any") == 0);
+}
+
+/* Asks for one more plan with node x's values at fallback level fb,
+ * saying why under -v. */
+static void np_rt_fall_back(np_rt *rt, const np_xnode *x,
+                            const_dnnl_primitive_desc_t pd, unsigned char fb)
+{
+	np_plan *p = rt->building;
+	int i = (int)(x - p->x);
+	if (i < 0 || i >= p->n_x || p->fallback[i] >= fb)
+		return;
+	p->fallback[i] = fb;
+	p->fallback_added = true;
+	if (np_rt_verbose && i < rt->n_logged && !rt->fallback_logged[i]) {
+		const char *impl = "?";
+		dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+		fprintf(stderr, "nepenc: runtime: %s (%s): only %s for %s; its "
+		        "values stay %s\n", x->node->name ? x->node->name : "?",
+		        x->node->op_type, impl,
+		        fb == NP_FB_PLAIN ? "the blocked layout" : "bf16 values",
+		        fb == NP_FB_PLAIN ? "plain" : "f32");
+		rt->fallback_logged[i] = fb == NP_FB_PLAIN;
+	}
+}
+
 dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
                               dnnl_primitive_desc_t *pd, const_dnnl_op_desc_t d,
                               const_dnnl_primitive_attr_t attr,
                               const_dnnl_primitive_desc_t hint)
 {
 	dnnl_status_t s = dnnl_primitive_desc_create(pd, d, attr, rt->engine, hint);
-	np_plan *p = rt->building;
-	if (s != dnnl_success || !p || !np_rt_pd_is_ref(*pd) || !np_xnode_blocked(x))
+	if (s != dnnl_success || !rt->building)
 		return s;
-	/* Only a reference kernel for the blocked layout: the planner builds
-	 * the plan again with this node's values plain (np_plan_build). */
-	int i = (int)(x - p->x);
-	if (i >= 0 && i < p->n_x && !p->plain_nodes[i]) {
-		p->plain_nodes[i] = true;
-		p->fallback_added = true;
-		if (np_rt_verbose && i < rt->n_logged && !rt->fallback_logged[i]) {
-			const char *impl = "?";
-			dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl);
-			fprintf(stderr, "nepenc: runtime: %s (%s): only %s for the "
-			        "blocked layout; its values stay plain\n",
-			        x->node->name ? x->node->name : "?", x->node->op_type, impl);
-			rt->fallback_logged[i] = true;
-		}
-	}
+	/* Only a portable kernel for bf16 values (BatchNormalization of 24
+	 * channels channels-last: nspc_bnorm:any, 100x its jit f32 kernel):
+	 * the planner builds the plan again with this node's values f32;
+	 * only a reference kernel for the blocked layout: plain
+	 * (np_plan_build). */
+	if (np_xnode_has_bf16(x) && np_rt_pd_is_generic(*pd))
+		np_rt_fall_back(rt, x, *pd, NP_FB_F32);
+	else if (np_rt_pd_is_ref(*pd) && np_xnode_blocked(x))
+		np_rt_fall_back(rt, x, *pd, NP_FB_PLAIN);
 	return s;
 }
 
@@ -308,14 +362,28 @@ np_status np_rt_grad_oom(np_error *err, const np_xnode *x, const np_rtensor *t)
 	                       t->name ? t->name : "?");
 }
 
+/* g += add over n elements, in t's storage type. */
+static void np_grad_add(const np_rtensor *t, void *g, const void *add, int64_t n)
+{
+	if (np_rt_is_bf16(t)) {
+		uint16_t *d = g;
+		const uint16_t *a = add;
+#pragma omp parallel for simd if (n > 65536)
+		for (int64_t i = 0; i < n; i++)
+			d[i] = np_bf16_of(np_f32_of(d[i]) + np_f32_of(a[i]));
+		return;
+	}
+	float *d = g;
+	const float *a = add;
+#pragma omp parallel for if (n > 65536)
+	for (int64_t i = 0; i < n; i++)
+		d[i] += a[i];
+}
+
 void np_rt_grad_done(np_rt *rt, np_rtensor *t, float *target)
 {
 	if (target && target != t->grad) {
-		float *g = t->grad;
-		int64_t n = t->nelem;
-#pragma omp parallel for if (n > 65536)
-		for (int64_t i = 0; i < n; i++)
-			g[i] += target[i];
+		np_grad_add(t, t->grad, target, t->nelem);
 		for (int i = 0; i < NP_RT_GRAD_SCRATCH; i++)
 			if (rt->grad_scratch[i].buf == target)
 				rt->grad_scratch[i].in_use = false;
@@ -870,6 +938,7 @@ static np_status np_plan_node(np_rt *rt, np_plan *p, const np_node *n,
 typedef struct np_layout_sets {
 	int *parent;
 	bool *ok;                  /* by root: the class may be blocked */
+	bool *bf16;                /* by root: stored in bf16 (PRECISION) */
 } np_layout_sets;
 
 static int np_set_find(np_layout_sets *ls, int i)
@@ -915,7 +984,7 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
                            const np_xnode *x)
 {
 	const np_rtensor *base = p->t;
-	np_layout_rule rule = x->folded || p->plain_nodes[x - p->x]
+	np_layout_rule rule = x->folded || p->fallback[x - p->x] == NP_FB_PLAIN
 	                      ? NP_LAYOUT_PLAIN : x->op->layout;
 	/* An elementwise op broadcasting a non-scalar operand (PRelu's or a
 	 * Mul's [C,1,1]) indexes it as plain NCHW: all plain then. */
@@ -945,6 +1014,35 @@ static void np_layout_node(np_layout_sets *ls, const np_plan *p,
 	}
 }
 
+/* In bf16 runs a class of blocked values is stored in bf16 when every
+ * node reading or writing one of them can work on it so (np_op.
+ * bf16_values): between Conv, BatchNormalization, Relu, Add and the
+ * pools the conversions at each Conv's edges go, and those memory-bound
+ * ops move half the bytes.  A class any other op touches stays f32. */
+static void np_layout_bf16(np_layout_sets *ls, const np_plan *p)
+{
+	bool *f32 = calloc((size_t)p->n_t + 1, sizeof(bool));
+	if (!f32)
+		return;                 /* all f32: slower, not wrong */
+	for (int i = 0; i < p->n_x; i++) {
+		const np_xnode *x = &p->x[i];
+		if (x->folded || (p->fallback[i] == NP_FB_NONE &&
+		                  x->op->bf16_values && x->op->bf16_values(x)))
+			continue;
+		for (int k = 0; k < x->n_in; k++)
+			if (x->in[k])
+				f32[np_set_find(ls, (int)(x->in[k] - p->t))] = true;
+		for (int k = 0; k < x->n_out; k++)
+			if (x->out[k])
+				f32[np_set_find(ls, (int)(x->out[k] - p->t))] = true;
+	}
+	for (int i = 0; i < p->n_t; i++) {
+		int root = np_set_find(ls, i);
+		ls->bf16[root] = ls->ok[root] && !f32[root];
+	}
+	free(f32);
+}
+
 /* Chooses rt->act (what this CPU's convolutions want: LAYOUT)
  * for every class of values all of whose members and readers and writers
  * allow it; the rest stay plain. */
@@ -954,10 +1052,12 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 	np_layout_sets ls = {
 		malloc(sizeof(int) * ((size_t)p->n_t + 1)),
 		malloc(sizeof(bool) * ((size_t)p->n_t + 1)),
+		calloc((size_t)p->n_t + 1, sizeof(bool)),
 	};
-	if (!ls.parent || !ls.ok) {
+	if (!ls.parent || !ls.ok || !ls.bf16) {
 		free(ls.parent);
 		free(ls.ok);
+		free(ls.bf16);
 		return np_fail(err, NP_ERR_NOMEM, "out of memory planning");
 	}
 	for (int i = 0; i < p->n_t; i++) {
@@ -966,16 +1066,22 @@ static np_status np_plan_layouts(np_rt *rt, np_plan *p, np_error *err)
 	}
 	for (int i = 0; i < p->n_x; i++)
 		np_layout_node(&ls, p, &p->x[i]);
+	if (rt->bf16)
+		np_layout_bf16(&ls, p);
 	for (int i = 0; i < p->n_t; i++) {
 		np_rtensor *t = &p->t[i];
-		if (!ls.ok[np_set_find(&ls, i)])
+		int root = np_set_find(&ls, i);
+		if (!ls.ok[root])
 			continue;
 		dnnl_dims_t d = {t->dims[0], t->dims[1], t->dims[2], t->dims[3]};
 		t->blocked = true;
-		dnnl_memory_desc_init_by_tag(&t->md, 4, d, dnnl_f32, rt->act);
+		dnnl_memory_desc_init_by_tag(&t->md, 4, d,
+		                             ls.bf16[root] ? dnnl_bf16 : dnnl_f32,
+		                             rt->act);
 	}
 	free(ls.parent);
 	free(ls.ok);
+	free(ls.bf16);
 	return NP_OK;
 }
 
@@ -1332,7 +1438,7 @@ static dnnl_format_tag_t np_rt_choose_layout(dnnl_engine_t eng, bool bf16)
 }
 
 static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
-                                   bool *plain_nodes, bool ints_const,
+                                   unsigned char *fallback, bool ints_const,
                                    np_error *err)
 {
 	np_graph *g = rt->m->graph;
@@ -1343,7 +1449,7 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	}
 	p->n_t = g->n_values;
 	p->n_x = g->n_nodes;
-	p->plain_nodes = plain_nodes;
+	p->fallback = fallback;
 	p->ints_const = ints_const;
 	p->t = calloc((size_t)p->n_t + 1, sizeof(np_rtensor));
 	p->x = calloc((size_t)p->n_x + 1, sizeof(np_xnode));
@@ -1373,7 +1479,7 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 		np_plan_free(p);
 		return NULL;
 	}
-	p->plain_nodes = NULL;
+	p->fallback = NULL;
 	for (int i = 0; i < p->n_t; i++)
 		if (!p->t[i].is_param && !p->t[i].borrowed && !p->t[i].in_place &&
 		    p->t[i].data)
@@ -1405,14 +1511,14 @@ static np_plan *np_plan_build_layouts(np_rt *rt, const np_rt_input *in,
                                       int n_in, bool ints_const, np_error *err)
 {
 	int n = rt->m->graph->n_nodes;
-	bool *plain_nodes = calloc((size_t)n + 1, sizeof(bool));
-	if (!plain_nodes) {
+	unsigned char *fallback = calloc((size_t)n + 1, 1);
+	if (!fallback) {
 		np_fail(err, NP_ERR_NOMEM, "out of memory planning");
 		return NULL;
 	}
 	np_plan *p = NULL;
-	for (int round = 0; round <= n; round++) {
-		p = np_plan_build_once(rt, in, n_in, plain_nodes, ints_const, err);
+	for (int round = 0; round <= 2 * n; round++) {
+		p = np_plan_build_once(rt, in, n_in, fallback, ints_const, err);
 		if (!p)
 			break;
 		if (!p->fallback_added)
@@ -1420,7 +1526,7 @@ static np_plan *np_plan_build_layouts(np_rt *rt, const np_rt_input *in,
 		np_plan_free(p);
 		p = NULL;
 	}
-	free(plain_nodes);
+	free(fallback);
 	return p;
 }
 
@@ -1671,6 +1777,12 @@ void np_rt_report_progress(const np_rt *rt, int64_t done, int64_t total)
 {
 	if (rt->progress)
 		rt->progress(rt->progress_ctx, done, total);
+}
+
+bool np_rt_value_bf16(const np_rt *rt, const char *name)
+{
+	np_value *v = np_graph_find(rt->m->graph, name);
+	return rt->cur && v && np_rt_is_bf16(&rt->cur->t[v->id]);
 }
 
 bool np_rt_value_blocked(const np_rt *rt, const char *name)

@@ -2,11 +2,49 @@
 #ifndef NEPENC_OPS_H
 #define NEPENC_OPS_H
 
+#include <stdint.h>
+#include <string.h>
+
 #include "rt.h"
 
 #define NP_OP(name, sym) extern const np_op sym;
 #include "ops.def"
 #undef NP_OP
+
+/* bf16 <-> f32 for loops over values stored in bf16 (rt.h, PRECISION):
+ * the top half of the float, rounded to nearest even (a NaN stays a
+ * NaN), as oneDNN converts. */
+static inline uint16_t np_bf16_of(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)(u >> 16 | 0x40u);
+	u += 0x7fffu + (u >> 16 & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+static inline float np_f32_of(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+/* Element j of a float tensor's buffer, stored in f32 or bf16. */
+static inline float np_load(const void *p, int64_t j, bool bf16)
+{
+	return bf16 ? np_f32_of(((const uint16_t *)p)[j]) : ((const float *)p)[j];
+}
+
+static inline void np_store(void *p, int64_t j, float v, bool bf16)
+{
+	if (bf16)
+		((uint16_t *)p)[j] = np_bf16_of(v);
+	else
+		((float *)p)[j] = v;
+}
 
 /* The op for an IR node (default domain only), NULL if unknown. */
 const np_op *np_op_find(const char *domain, const char *op_type);

@@ -226,6 +226,11 @@ typedef struct np_op {
 	np_status (*backward)(np_xnode *x, np_rt *rt, np_error *err);
 	void (*destroy)(np_xnode *x);  /* free x->state; may be NULL */
 	np_layout_rule layout;
+	/* In bf16 runs, may node x read and write its values of the
+	 * activation layout (and their gradients) stored in bf16
+	 * (PRECISION)?  It then builds its primitives on np_rt_md(), whose
+	 * data type says which.  NULL: never (they stay f32). */
+	bool (*bf16_values)(const np_xnode *x);
 
 	/* ---- facts (FACTS); input masks: bit i is input i */
 	unsigned flags;              /* np_op_flag */
@@ -323,6 +328,10 @@ void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t);
 /* t's channel block: 16 or 8 when blocked (nChw16c, nChw8c), else 1
  * (channels-last or plain). */
 int np_rt_blk(const np_rtensor *t);
+/* Is t stored in bf16 (data and gradient: PRECISION)? */
+bool np_rt_is_bf16(const np_rtensor *t);
+/* Yes, for np_op.bf16_values. */
+bool np_rt_bf16_always(const np_xnode *x);
 /* t's layout as a oneDNN tag: aBcd16b, aBcd8b, acdb (channels-last), or
  * dnnl_format_tag_undef when plain. */
 dnnl_format_tag_t np_rt_tag(const np_rtensor *t);
@@ -340,16 +349,27 @@ dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
 /* Is pd one of oneDNN's reference implementations ("ref:any", ...)? */
 bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd);
 /* PRECISION: by default everything computes in f32.  With bf16 on (only
- * where the CPU has AVX512_BF16 or AMX: np_rt_bf16_supported()),
- * convolutions run forward and backward data on bf16 copies of their
- * inputs, weights and output gradients and write their f32 results
- * straight into the activations' layout (runtime/ops/conv.c says when
- * backward weights stays f32, and why depthwise ones stay f32 entirely);
- * Gemm and MatMul run every product, forward
- * and backward, on bf16 copies of both operands with f32 results
- * (runtime/ops/gemm.c); activations between ops, master weights,
- * gradients, BN statistics and the loss stay f32, and masked weights
- * exact zeros.  Set before the first np_rt_run(). */
+ * where the CPU has AVX512_BF16 or AMX: np_rt_bf16_supported()):
+ *   - activations of the blocked layout (LAYOUT) are stored in bf16,
+ *     with their gradients, class by class: a class of values that share
+ *     a layout is bf16 when every node reading or writing one of them
+ *     says it can work so (np_op.bf16_values: Conv, BatchNormalization,
+ *     the pools, oneDNN's eltwise ops, an Add of equal shapes).  Its
+ *     md's data type says which; np_rt_is_bf16().  A node whose
+ *     primitive on bf16 data would be one of oneDNN's portable C++
+ *     kernels makes the plan again with its values f32 (np_rt_pd_create).
+ *     Gradients summed from several readers (residuals) add in f32 and
+ *     round once per contribution.
+ *   - convolutions run forward and backward data in bf16 (f32 neighbours
+ *     convert at the edges, results go straight into their f32 layout);
+ *     runtime/ops/conv.c says when backward weights stays f32 and why
+ *     depthwise ones beside f32 values do;
+ *   - Gemm and MatMul run every product, forward and backward, on bf16
+ *     copies of both operands with f32 results (runtime/ops/gemm.c).
+ * Everything else -- master weights, parameter gradients, BN statistics,
+ * the loss, values read by name (np_rt_value: f32 plain copies) -- stays
+ * f32, and masked weights exact zeros.  Set before the first
+ * np_rt_run(). */
 bool np_rt_bf16_supported(void);
 np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err);
 bool np_rt_bf16(const np_rt *rt);
@@ -414,6 +434,8 @@ void np_rt_unwatch(np_rt *rt, const char *name);
 
 /* Does the current plan keep this value in a blocked layout (LAYOUT)? */
 bool np_rt_value_blocked(const np_rt *rt, const char *name);
+/* ... and stored in bf16 (PRECISION)? */
+bool np_rt_value_bf16(const np_rt *rt, const char *name);
 
 /* Progress of np_predict()/np_evaluate() (train.h) over a dataset:
  * fn(ctx, 0, total) before the first batch, then fn(ctx, done, total)

@@ -1252,6 +1252,12 @@ static void shape_arith_positions(gc *c)
 }
 
 /* Output and every gradient of one plan, for layout_parity(). */
+/* How run_once() runs: precision and forward mode (bf16_parity). */
+static bool run_bf16;
+static np_rt_mode run_mode = NP_RT_TRAIN;
+static char run_bf16_value[64];     /* a value asked to be bf16-stored */
+static bool run_bf16_seen;          /* ... and it was */
+
 static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 {
 	gc c;
@@ -1260,7 +1266,9 @@ static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 	np_rt *rt = np_rt_new(c.m, 1, err);
 	double *v = NULL;
 	if (rt && train_every_input(rt, err) == NP_OK &&
-	    np_rt_run(rt, NULL, 0, NP_RT_TRAIN, err) == NP_OK) {
+	    (!run_bf16 || np_rt_set_bf16(rt, true, err) == NP_OK) &&
+	    np_rt_run(rt, NULL, 0, run_mode, err) == NP_OK) {
+		run_bf16_seen = run_bf16_value[0] && np_rt_value_bf16(rt, run_bf16_value);
 		const np_rtensor *y = np_rt_output(rt, 0);
 		float *g = np_rt_output_grad(rt, 0);
 		for (int64_t i = 0; i < y->nelem; i++)
@@ -1281,6 +1289,54 @@ static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 	np_rt_free(rt);
 	np_model_free(c.m);
 	return v;
+}
+
+/* bf16 storage (rt.h, PRECISION) against f32, the same layout: output
+ * and gradients within bf16's rounding (8 significant bits, through a
+ * few layers: 3% of the largest value), after a training forward and
+ * after an inference one (BatchNormalization's backward on running
+ * statistics, a loop over the stored values); kept: a value that must
+ * be stored in bf16. */
+static void bf16_parity(const char *what, void (*build)(gc *), const char *kept)
+{
+	if (!np_rt_bf16_supported()) {
+		char why[160];
+		snprintf(why, sizeof why, "oneDNN runs %s, no bf16 (isa.test runs "
+		         "this test under each ISA)", np_rt_isa_name());
+		skip("bf16 storage vs f32", why);
+		return;
+	}
+	for (int m = 0; m < 2; m++) {
+		np_error err = {0};
+		int64_t nf = 0, nb = 0;
+		run_mode = m == 0 ? NP_RT_TRAIN : NP_RT_INFER;
+		run_bf16 = false;
+		double *f = run_once(build, &nf, &err);
+		run_bf16 = true;
+		snprintf(run_bf16_value, sizeof run_bf16_value, "%s", kept);
+		run_bf16_seen = false;
+		double *b = f ? run_once(build, &nb, &err) : NULL;
+		run_bf16 = false;
+		run_bf16_value[0] = 0;
+		run_mode = NP_RT_TRAIN;
+		const char *mode = m == 0 ? "training forward" : "inference forward";
+		if (!f || !b || nf != nb) {
+			ok(0, "%s: bf16 vs f32, %s: %s", what, mode,
+			   err.msg[0] ? err.msg : "size differs");
+		} else {
+			double worst = 0, scale = 0;
+			for (int64_t i = 0; i < nf; i++) {
+				worst = fmax(worst, fabs(b[i] - f[i]));
+				scale = fmax(scale, fabs(f[i]));
+			}
+			ok(run_bf16_seen && worst <= 3e-2 * fmax(scale, 1.0),
+			   "%s: bf16 vs f32, %s: %s stored in bf16 %s, output and "
+			   "gradients max |diff| %.3g (scale %.3g)", what, mode, kept,
+			   run_bf16_seen ? "yes" : "NO", worst, scale);
+		}
+		free(f);
+		free(b);
+	}
 }
 
 /* The blocked layout against the plain one (whose ops the finite
@@ -1410,5 +1466,6 @@ int main(void)
 	layout_parity("16 channels, channels-last", blocked_net);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv, channels-last", mul_between_convs);
 	unsetenv("NEPENC_CHANNELS_LAST");
+	bf16_parity("16 channels", blocked_net, "Relu_8");
 	return done_testing();
 }

@@ -215,7 +215,8 @@ static void padded_md(dnnl_memory_desc_t *md, const np_rtensor *t, int rank)
 	for (int i = 0; i < rank; i++)
 		dims[i] = i < pad ? 1 : t->dims[i - pad];
 	dense_strides(dims, rank, str);
-	dnnl_memory_desc_init_by_strides(md, rank, dims, dnnl_f32, str);
+	dnnl_memory_desc_init_by_strides(md, rank, dims,
+	                                 np_rt_is_bf16(t) ? dnnl_bf16 : dnnl_f32, str);
 }
 
 static dnnl_alg_kind_t bin_alg(bin_kind k)
@@ -550,7 +551,8 @@ static np_status bin_grad_of(np_xnode *x, np_rt *rt, const bin_state *s, int w,
 	/* Add's terms and Sub's first are dy itself: no term buffer. */
 	bool is_dy = s->kind == BIN_ADD || (s->kind == BIN_SUB && w == 0);
 	if (is_dy && full) {
-		memcpy(g, out->grad, sizeof(float) * out->nelem);
+		memcpy(g, out->grad, (np_rt_is_bf16(out) ? 2 : sizeof(float)) *
+		                     (size_t)out->nelem);
 	} else if (is_dy) {
 		reduce_to(&s->it, w, out->grad, g, in->nelem, out->nelem);
 	} else {
@@ -578,6 +580,17 @@ static np_status bin_backward(np_xnode *x, np_rt *rt, np_error *err)
 	return NP_OK;
 }
 
+/* bf16 values (rt.h, PRECISION): an Add of two operands of the
+ * output's shape, which oneDNN computes forward, and whose backward
+ * copies dy (or adds it: np_rt_grad_done). */
+static bool bin_bf16_values(const np_xnode *x)
+{
+	const np_rtensor *a = x->in[0], *b = x->in[1], *out = x->out[0];
+	return bin_kind_of(x) == BIN_ADD && a->dtype == NP_FLOAT &&
+	       b->dtype == NP_FLOAT && same_dims(a, out) && same_dims(b, out) &&
+	       out->nelem > 0;
+}
+
 /* Add's backward reads no operand (its terms are dy), and oneDNN's
  * binary writes dst over src0: the output may take the buffer of either
  * operand of its shape (rt.h, PLANS), which bin_try_dnnl then makes src0.
@@ -596,6 +609,7 @@ static unsigned bin_inplace(const np_xnode *x)
 	                    .prepare = bin_prepare, .forward = bin_forward, \
 	                    .backward = bin_backward, .destroy = bin_destroy, \
 	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
+	                    .bf16_values = bin_bf16_values, \
 	                    NP_OP_NO_WEIGHT, .trainable = trained, \
 	                    .trainable_nonscalar = trained_nonscalar, \
 	                    .flops = np_flops_per_element, \

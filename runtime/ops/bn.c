@@ -267,7 +267,8 @@ static np_status bn_forward(np_xnode *x, np_rt *rt, bool training,
 static void bn_backward_affine(const np_xnode *x, const bn_state *b,
                                float *dx, float *dscale, float *dshift)
 {
-	const float *X = x->in[0]->data, *dy = x->out[0]->grad;
+	const void *X = x->in[0]->data, *dy = x->out[0]->grad;
+	bool bf = np_rt_is_bf16(x->in[0]);        /* X, dy and dx alike */
 	const float *scale = x->in[1]->data, *mean = x->in[3]->data;
 	const float *var = x->in[4]->data;
 	int64_t c = b->c, inner = b->inner, n = b->n;
@@ -285,10 +286,11 @@ static void bn_backward_affine(const np_xnode *x, const bn_state *b,
 			int64_t o = nhwc ? i * c * inner + ch
 			                 : ((i * c + ch - ch % blk) * inner) + ch % blk;
 			for (int64_t j = o; j < o + inner * step; j += step) {
+				float d = np_load(dy, j, bf);
 				if (dx)
-					dx[j] = dy[j] * scale[ch] * inv;
-				ss += (double)dy[j] * (X[j] - mean[ch]) * inv;
-				sb += dy[j];
+					np_store(dx, j, d * scale[ch] * inv, bf);
+				ss += (double)d * (np_load(X, j, bf) - mean[ch]) * inv;
+				sb += d;
 			}
 		}
 		if (dscale)
@@ -381,6 +383,7 @@ const np_op np_op_batchnorm = {
 	.backward = bn_backward,
 	.destroy = bn_destroy,
 	.layout = NP_LAYOUT_SAME,
+	.bf16_values = np_rt_bf16_always,
 	.flags = NP_OPF_CHANNEL_AFFINE,
 	.weight_input = 1,           /* scale */
 	.bias_input = 2,             /* B */

@@ -218,6 +218,18 @@ static void conv_any_md(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md,
 		                             dnnl_format_tag_any);
 }
 
+/* A bf16 pass's descriptor for md's tensor: md itself when that is a
+ * bf16 neighbour's fixed layout, else bf16 in the layout oneDNN picks. */
+static void conv_bf_md(dnnl_memory_desc_t *bf, const dnnl_memory_desc_t *md,
+                       bool fixed)
+{
+	if (fixed)
+		*bf = *md;
+	else
+		dnnl_memory_desc_init_by_tag(bf, md->ndims, md->dims, dnnl_bf16,
+		                             dnnl_format_tag_any);
+}
+
 static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g,
                           bool bf16)
 {
@@ -228,21 +240,22 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g,
 	m->has_bias = x->n_in > 2 && x->in[2];
 	if (m->has_bias)
 		np_rt_md_plain(&m->bias, x->in[2]);
-	/* A blocked neighbour fixes the layout (no reorder at that edge);
-	 * a plain one lets oneDNN choose and the edge reorders. */
-	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked);
+	/* A blocked f32 neighbour fixes the layout of the f32 passes (no
+	 * reorder at that edge); a plain or bf16 one lets oneDNN choose and
+	 * the edge reorders. */
+	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked && !np_rt_is_bf16(x->in[0]));
 	conv_any_md(&m->any_wei, &m->wei, false);
-	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked);
+	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked && !np_rt_is_bf16(x->out[0]));
 	m->bf16 = bf16;
 	if (bf16) {
-		dnnl_memory_desc_init_by_tag(&m->bf_src, m->src.ndims, m->src.dims,
-		                             dnnl_bf16, dnnl_format_tag_any);
+		/* bf16 neighbours fix the layout like f32 ones. */
+		conv_bf_md(&m->bf_src, &m->src, np_rt_is_bf16(x->in[0]));
 		dnnl_memory_desc_init_by_tag(&m->bf_wei, m->wei.ndims, m->wei.dims,
 		                             dnnl_bf16, dnnl_format_tag_any);
-		dnnl_memory_desc_init_by_tag(&m->bf_dst, m->dst.ndims, m->dst.dims,
-		                             dnnl_bf16, dnnl_format_tag_any);
-		/* Beside a blocked neighbour the results come out in f32,
-		 * in its layout: no reorder at that edge. */
+		conv_bf_md(&m->bf_dst, &m->dst, np_rt_is_bf16(x->out[0]));
+		/* Beside a blocked neighbour the results come out in its
+		 * layout and data type (f32, or bf16 where the planner
+		 * stores it so): no reorder at that edge. */
 		m->bf_y = x->out[0]->blocked ? m->dst : m->bf_dst;
 		m->bf_dx = x->in[0]->blocked ? m->src : m->bf_src;
 	}
@@ -487,18 +500,22 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	np_status st = conv_geometry(x, &g, err);
 	if (st)
 		return st;
-	/* Depthwise convolutions stay f32 in bf16 runs: they are bound by
-	 * memory, not arithmetic, so bf16 saves nothing there, while the
-	 * conversions at their edges cost more than the convolution
-	 * (MobileNet-V2: docs/performance.md, "bf16"). */
+	/* Depthwise convolutions beside f32 activations stay f32 in bf16
+	 * runs: they are bound by memory, not arithmetic, so bf16 saves
+	 * nothing there, while the conversions at their edges cost more
+	 * than the convolution (MobileNet-V2: docs/performance.md, "bf16").
+	 * On bf16 activations they read and write bf16. */
 	bool depthwise = g.group > 1 && g.group == x->in[0]->dims[1];
-	conv_mds_init(&m, x, &g, np_rt_bf16(rt) && !depthwise);
+	conv_mds_init(&m, x, &g, np_rt_bf16(rt) &&
+	              (!depthwise || np_rt_is_bf16(x->in[0])));
 	st = conv_build(x, rt, &m, err);
 	if (st || !m.fixed || !((conv_state *)x->state)->ref)
 		return st;
 	conv_destroy(x);
 	conv_any_md(&m.any_src, &m.src, false);
 	conv_any_md(&m.any_dst, &m.dst, false);
+	conv_bf_md(&m.bf_src, &m.src, false);
+	conv_bf_md(&m.bf_dst, &m.dst, false);
 	m.bf_y = m.bf_dst;
 	m.bf_dx = m.bf_src;
 	return conv_build(x, rt, &m, err);
@@ -681,6 +698,7 @@ const np_op np_op_conv = {
 	.backward = conv_backward,
 	.destroy = conv_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.bf16_values = np_rt_bf16_always,
 	.flags = NP_OPF_LINEAR,
 	.weight_input = 1,
 	.bias_input = 2,

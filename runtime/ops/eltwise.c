@@ -177,10 +177,13 @@ static void elt_free_prims(elt_state *s)
 	s->src = s->dst = s->diff_dst = s->diff_src = NULL;
 }
 
-static void elt_flat_md(dnnl_memory_desc_t *md, int64_t n)
+/* The tensor as one flat vector, in its storage type (x and y share
+ * it: rt.h, PRECISION). */
+static void elt_flat_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 {
-	dnnl_dims_t dims = {n};
-	dnnl_memory_desc_init_by_tag(md, 1, dims, dnnl_f32, dnnl_a);
+	dnnl_dims_t dims = {t->nelem};
+	dnnl_memory_desc_init_by_tag(md, 1, dims,
+	                             np_rt_is_bf16(t) ? dnnl_bf16 : dnnl_f32, dnnl_a);
 }
 
 static np_status elt_make_primitive(const np_xnode *x, np_rt *rt,
@@ -233,7 +236,7 @@ static np_status elt_build(const np_xnode *x, np_rt *rt, elt_state *s,
 	dnnl_eltwise_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_engine_t eng = np_rt_engine(rt);
-	elt_flat_md(&md, x->in[0]->nelem);
+	elt_flat_md(&md, x->in[0]);
 	np_status st = np_rt_dnnl(dnnl_eltwise_forward_desc_init(
 	        &d, dnnl_forward_training, s->fn.alg, &md, s->fn.alpha,
 	        s->fn.beta), x, "eltwise descriptor", err);
@@ -277,6 +280,16 @@ static np_status elt_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	if (elt_fn_of(x, &s->fn, err))
 		return err->status;
 	return s->fn.alg ? elt_build(x, rt, s, err) : NP_OK;
+}
+
+/* bf16 values (rt.h, PRECISION) where oneDNN computes the op: not
+ * HardSigmoid and Erf (loops over floats here), nor a Clip whose bounds
+ * come at run time. */
+static bool elt_bf16_values(const np_xnode *x)
+{
+	elt_kind k = elt_kind_of(x);
+	return k != ELT_HARDSIGMOID && k != ELT_ERF && k != ELT_N &&
+	       (k != ELT_CLIP || clip_bounds_known(x));
 }
 
 /* y may be written over x (rt.h, PLANS) when backward reads y only:
@@ -466,6 +479,7 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 	                    .prepare = elt_prepare, .forward = elt_forward, \
 	                    .backward = elt_backward, .destroy = elt_destroy, \
 	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
+	                    .bf16_values = elt_bf16_values, \
 	                    NP_OP_NO_WEIGHT, .flops = np_flops_per_element, \
 	                    .inplace = elt_inplace, .out_overwritable = y_free };
 

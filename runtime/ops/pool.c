@@ -150,7 +150,8 @@ static void pool_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 }
 
 /* The primitive's dst: Y's shape in X's layout (X blocked: the same
- * tag, nChw<blk>c or channels-last). */
+ * tag, nChw<blk>c or channels-last, and data type: oneDNN's pooling
+ * reads and writes one type). */
 static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 {
 	const np_rtensor *X = x->in[0];
@@ -159,8 +160,8 @@ static void pool_dst_md(dnnl_memory_desc_t *md, const np_xnode *x)
 	if (like.blocked) {
 		dnnl_dims_t d;
 		memcpy(d, like.dims, sizeof(int64_t) * (size_t)like.rank);
-		dnnl_memory_desc_init_by_tag(&like.md, like.rank, d, dnnl_f32,
-		                             np_rt_tag(X));
+		dnnl_memory_desc_init_by_tag(&like.md, like.rank, d,
+		                             X->md.data_type, np_rt_tag(X));
 	}
 	pool_md(md, &like);
 }
@@ -344,6 +345,7 @@ const np_op np_op_maxpool = {
 	.backward = pool_backward,
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.bf16_values = np_rt_bf16_always,
 	NP_OP_NO_WEIGHT,
 	.out_overwritable = true,    /* backward: dY and the workspace */
 };
@@ -356,6 +358,7 @@ const np_op np_op_averagepool = {
 	.backward = pool_backward,
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.bf16_values = np_rt_bf16_always,
 	NP_OP_NO_WEIGHT,
 	.out_overwritable = true,    /* backward: dY and the workspace */
 };
@@ -368,6 +371,7 @@ const np_op np_op_globalaveragepool = {
 	.backward = pool_backward,
 	.destroy = pool_destroy,
 	.layout = NP_LAYOUT_ANY,
+	.bf16_values = np_rt_bf16_always,
 	NP_OP_NO_WEIGHT,
 	.out_overwritable = true,    /* backward: dY and the workspace */
 };
