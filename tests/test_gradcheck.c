@@ -952,6 +952,28 @@ static void blocked_net(gc *c)
 	c->kept[c->n_kept++] = r->name;
 }
 
+/* A 1x1 convolution (stride 1, no padding, no bias) between two blocked
+ * values: channels-last, its weight gradient is one matmul on the
+ * buffers (runtime/ops/conv.c, conv_prepare_bw_matmul).  Conv 3x3 ->
+ * Sigmoid -> Conv 1x1 (16 -> 32) -> Sigmoid -> GlobalAveragePool ->
+ * Flatten -> Gemm; smooth, so no kinks. */
+static void conv1x1_net(gc *c)
+{
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 16, 4, 4), P(&small, 16, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *s1 = op1(c, "Sigmoid", done(c, n));
+	np_value *in2[2] = {s1, P(&UNIT, 32, 16, 1, 1)};
+	np_value *z = done(c, node(c, "Conv", in2, 2));
+	np_value *s2 = op1(c, "Sigmoid", z);
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", s2));
+	np_value *gin[3] = {f, P(&UNIT, 32, 3), P(&UNIT, 3)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	c->blocked[c->n_blocked++] = s1->name;
+	c->blocked[c->n_blocked++] = z->name;
+}
+
 /* The in-place rules (runtime/rt.h, PLANS): Relu writes over the Conv
  * output; Sigmoid may not write over Relu's output, nor Add over
  * Sigmoid's (their backward reads y: a wrong plan shows in the gradients
@@ -1463,9 +1485,12 @@ int main(void)
 	 * forced on any CPU: finite differences and parity with plain. */
 	setenv("NEPENC_CHANNELS_LAST", "1", 1);
 	gradcheck("16 channels, channels-last layout", 13, blocked_net);
+	gradcheck("Conv 1x1 between channels-last values", 13, conv1x1_net);
+	layout_parity("Conv 1x1, channels-last", conv1x1_net);
 	layout_parity("16 channels, channels-last", blocked_net);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv, channels-last", mul_between_convs);
 	unsetenv("NEPENC_CHANNELS_LAST");
 	bf16_parity("16 channels", blocked_net, "Relu_8");
+	bf16_parity("Conv 1x1", conv1x1_net, "Sigmoid_3");
 	return done_testing();
 }

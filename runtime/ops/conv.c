@@ -33,6 +33,8 @@ typedef struct conv_state {
 	edge bw_ddst, bw_src, bw_dwei;       /* backward weights */
 	dnnl_memory_t bias, dbias;           /* plain [M], no reorder */
 	bool ref;                            /* a primitive is a ref kernel */
+	bool bw_matmul;                      /* bwd_weights is a matmul
+	                                      * (conv_prepare_bw_matmul) */
 } conv_state;
 
 typedef struct conv_geom {
@@ -424,6 +426,71 @@ static void conv_bwd_weights_nxc(dnnl_primitive_desc_t *pd, const conv_state *c,
 	*pd = alt;
 }
 
+/* A 1x1 convolution, stride 1, no padding, group 1, between
+ * channels-last values of one data type, whose weights want a gradient
+ * and whose bias (if any) does not? */
+static bool conv_bw_matmul_fits(const np_xnode *x, const conv_mds *m)
+{
+	const np_rtensor *X = x->in[0], *W = x->in[1], *Y = x->out[0];
+	if (X->rank != 4 || W->dims[1] != X->dims[1] || W->dims[2] != 1 ||
+	    W->dims[3] != 1 || !W->needs_grad || (m->has_bias && x->in[2]->needs_grad))
+		return false;
+	for (int i = 0; i < 2; i++)
+		if (m->strides[i] != 1 || m->dilates[i] != 0 || m->pad_l[i] || m->pad_r[i])
+			return false;
+	return np_rt_tag(X) == dnnl_acdb && np_rt_tag(Y) == dnnl_acdb &&
+	       X->md.data_type == Y->md.data_type;
+}
+
+/* There X lies in memory as the matrix [N*H*W, C] and dY as [N*H*W, M],
+ * so dW [M, C] = dY^T X is one matmul on the buffers as they are (the
+ * kernel reads dY through a transposed view), writing ONNX's [M, C, 1, 1]
+ * itself: no reorder into the layout of oneDNN's 1x1 backward-weights
+ * kernel, whose bf16 AMX version also ran slower than its f32 one on
+ * these shapes (MobileNet-V2: docs/performance.md, "bf16").  Not built
+ * (dnnl_unimplemented) where oneDNN has only a reference matmul. */
+static dnnl_status_t conv_prepare_bw_matmul(conv_state *c, const np_xnode *x,
+                                           dnnl_engine_t eng)
+{
+	const np_rtensor *X = x->in[0], *Y = x->out[0];
+	dnnl_dim_t rows = X->dims[0] * X->dims[2] * X->dims[3];
+	dnnl_dim_t cin = X->dims[1], cout = Y->dims[1];
+	dnnl_dims_t dy_d = {cout, rows}, dy_s = {1, cout};
+	dnnl_dims_t x_d = {rows, cin}, x_s = {cin, 1};
+	dnnl_dims_t w_d = {cout, cin}, w_s = {cin, 1};
+	dnnl_memory_desc_t dy, xm, dw;
+	dnnl_matmul_desc_t d;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_memory_desc_init_by_strides(&dy, 2, dy_d, Y->md.data_type, dy_s);
+	dnnl_memory_desc_init_by_strides(&xm, 2, x_d, X->md.data_type, x_s);
+	dnnl_memory_desc_init_by_strides(&dw, 2, w_d, dnnl_f32, w_s);
+	dnnl_status_t s = dnnl_matmul_desc_init(&d, &dy, &xm, NULL, &dw);
+	if (!s)
+		s = dnnl_primitive_desc_create(&pd, &d, NULL, eng, NULL);
+	if (!s && np_rt_pd_is_ref(pd))
+		s = dnnl_unimplemented;
+	if (!s)
+		s = dnnl_primitive_create(&c->bwd_weights, pd);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	if (!s)
+		s = edge_init(&c->bw_ddst, eng, &dy, &dy, Y->grad, false, NULL);
+	if (!s)
+		s = edge_init(&c->bw_src, eng, &xm, &xm, X->data, false, NULL);
+	if (!s)
+		s = edge_init(&c->bw_dwei, eng, &dw, &dw, NULL, true, NULL);
+	c->bw_matmul = !s;
+	if (s) {
+		edge_free(&c->bw_ddst);
+		edge_free(&c->bw_src);
+		edge_free(&c->bw_dwei);
+		if (c->bwd_weights)
+			dnnl_primitive_destroy(c->bwd_weights);
+		c->bwd_weights = NULL;
+	}
+	return s;
+}
+
 /* dW (and dB when there is a bias) in one primitive; an input that needs
  * no gradient gets a sink. */
 static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
@@ -432,6 +499,8 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 {
 	dnnl_convolution_desc_t d;
 	dnnl_primitive_desc_t pd = NULL;
+	if (conv_bw_matmul_fits(x, m) && conv_prepare_bw_matmul(c, x, eng) == dnnl_success)
+		return dnnl_success;
 	dnnl_status_t s = dnnl_dilated_convolution_backward_weights_desc_init(
 		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
@@ -574,6 +643,11 @@ static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
 		{DNNL_ARG_DIFF_WEIGHTS, c->bw_dwei.mem},
 		{DNNL_ARG_DIFF_BIAS, c->dbias},
 	};
+	if (c->bw_matmul) {              /* dW = dY^T X */
+		args[0].arg = DNNL_ARG_SRC;
+		args[1].arg = DNNL_ARG_WEIGHTS;
+		args[2].arg = DNNL_ARG_DST;
+	}
 	dnnl_status_t s = edge_bind(&c->bw_dwei, gw);
 	if (!s && gb)
 		s = dnnl_memory_set_data_handle(c->dbias, gb);
