@@ -810,9 +810,16 @@ static np_status np_size_tensor(np_rtensor *t, const np_xnode *x, np_error *err)
 	return NP_OK;
 }
 
+/* Bytes of one element of t's data and gradient: 2 when stored in bf16
+ * (PRECISION). */
+static size_t np_elem_bytes(const np_rtensor *t)
+{
+	return np_rt_is_bf16(t) ? 2 : np_dtype_size(t->dtype);
+}
+
 static np_status np_alloc_data(np_rtensor *t, const np_xnode *x, np_error *err)
 {
-	size_t bytes = (size_t)t->nelem * np_dtype_size(t->dtype);
+	size_t bytes = (size_t)t->nelem * np_elem_bytes(t);
 	t->data = np_aligned(bytes);
 	if (!t->data)
 		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for '%s'", t->name);
@@ -1315,7 +1322,8 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	}
 	qsort(span, (size_t)n, sizeof *span, np_span_cmp);
 	for (int i = 0; i < n; i++) {
-		int64_t need = p->t[span[i].tensor].nelem;
+		const np_rtensor *t = &p->t[span[i].tensor];
+		int64_t need = t->nelem * (int64_t)np_elem_bytes(t);   /* bytes */
 		int best = -1;
 		for (int k = 0; k < n_slots; k++) {
 			if (slot_free_after[k] >= span[i].first)
@@ -1340,8 +1348,8 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	/* Every slot is counted, allocated or not: np_plan_free frees them
 	 * all (free(NULL) is harmless) after a failure part-way. */
 	for (int k = 0; p->grad_bufs && k < n_slots; k++) {
-		p->grad_bufs[k] = np_aligned(sizeof(float) * (size_t)(slot_size[k] + 1));
-		p->grad_bytes += sizeof(float) * (size_t)(slot_size[k] + 1);
+		p->grad_bufs[k] = np_aligned((size_t)slot_size[k] + sizeof(float));
+		p->grad_bytes += (size_t)slot_size[k] + sizeof(float);
 		p->n_grad_bufs++;
 		all &= p->grad_bufs[k] != NULL;
 	}
@@ -1483,7 +1491,7 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	for (int i = 0; i < p->n_t; i++)
 		if (!p->t[i].is_param && !p->t[i].borrowed && !p->t[i].in_place &&
 		    p->t[i].data)
-			p->bytes += (size_t)p->t[i].nelem * np_dtype_size(p->t[i].dtype);
+			p->bytes += (size_t)p->t[i].nelem * np_elem_bytes(&p->t[i]);
 	p->bytes += p->grad_bytes;
 	return p;
 }
@@ -1853,7 +1861,7 @@ np_status np_rt_backward(np_rt *rt, np_error *err)
 		for (int k = 0; k < x->n_out; k++) {
 			np_rtensor *t = x->out[k];
 			if (t && t->grad && t->grad_writes == 0) {
-				memset(t->grad, 0, sizeof(float) * (size_t)t->nelem);
+				memset(t->grad, 0, np_elem_bytes(t) * (size_t)t->nelem);
 				t->grad_writes = 1;
 			}
 		}
