@@ -210,25 +210,16 @@ typedef struct conv_mds {
 	bool fixed;          /* a blocked neighbour fixed any_src/any_dst */
 } conv_mds;
 
-static void conv_any_md(dnnl_memory_desc_t *any, const dnnl_memory_desc_t *md,
-                        bool fixed)
+/* A pass's descriptor for md's tensor in data type dt: md itself when a
+ * blocked neighbour of that type fixed the layout, else dt in the layout
+ * oneDNN picks. */
+static void conv_pass_md(dnnl_memory_desc_t *out, const dnnl_memory_desc_t *md,
+                         bool fixed, dnnl_data_type_t dt)
 {
 	if (fixed)
-		*any = *md;
+		*out = *md;
 	else
-		dnnl_memory_desc_init_by_tag(any, md->ndims, md->dims, dnnl_f32,
-		                             dnnl_format_tag_any);
-}
-
-/* A bf16 pass's descriptor for md's tensor: md itself when that is a
- * bf16 neighbour's fixed layout, else bf16 in the layout oneDNN picks. */
-static void conv_bf_md(dnnl_memory_desc_t *bf, const dnnl_memory_desc_t *md,
-                       bool fixed)
-{
-	if (fixed)
-		*bf = *md;
-	else
-		dnnl_memory_desc_init_by_tag(bf, md->ndims, md->dims, dnnl_bf16,
+		dnnl_memory_desc_init_by_tag(out, md->ndims, md->dims, dt,
 		                             dnnl_format_tag_any);
 }
 
@@ -245,16 +236,18 @@ static void conv_mds_init(conv_mds *m, const np_xnode *x, const conv_geom *g,
 	/* A blocked f32 neighbour fixes the layout of the f32 passes (no
 	 * reorder at that edge); a plain or bf16 one lets oneDNN choose and
 	 * the edge reorders. */
-	conv_any_md(&m->any_src, &m->src, x->in[0]->blocked && !np_rt_is_bf16(x->in[0]));
-	conv_any_md(&m->any_wei, &m->wei, false);
-	conv_any_md(&m->any_dst, &m->dst, x->out[0]->blocked && !np_rt_is_bf16(x->out[0]));
+	bool in_f32 = x->in[0]->blocked && !np_rt_is_bf16(x->in[0]);
+	bool out_f32 = x->out[0]->blocked && !np_rt_is_bf16(x->out[0]);
+	conv_pass_md(&m->any_src, &m->src, in_f32, dnnl_f32);
+	conv_pass_md(&m->any_wei, &m->wei, false, dnnl_f32);
+	conv_pass_md(&m->any_dst, &m->dst, out_f32, dnnl_f32);
 	m->bf16 = bf16;
 	if (bf16) {
 		/* bf16 neighbours fix the layout like f32 ones. */
-		conv_bf_md(&m->bf_src, &m->src, np_rt_is_bf16(x->in[0]));
+		conv_pass_md(&m->bf_src, &m->src, np_rt_is_bf16(x->in[0]), dnnl_bf16);
 		dnnl_memory_desc_init_by_tag(&m->bf_wei, m->wei.ndims, m->wei.dims,
 		                             dnnl_bf16, dnnl_format_tag_any);
-		conv_bf_md(&m->bf_dst, &m->dst, np_rt_is_bf16(x->out[0]));
+		conv_pass_md(&m->bf_dst, &m->dst, np_rt_is_bf16(x->out[0]), dnnl_bf16);
 		/* Beside a blocked neighbour the results come out in its
 		 * layout and data type (f32, or bf16 where the planner
 		 * stores it so): no reorder at that edge. */
@@ -581,10 +574,10 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	if (st || !m.fixed || !((conv_state *)x->state)->ref)
 		return st;
 	conv_destroy(x);
-	conv_any_md(&m.any_src, &m.src, false);
-	conv_any_md(&m.any_dst, &m.dst, false);
-	conv_bf_md(&m.bf_src, &m.src, false);
-	conv_bf_md(&m.bf_dst, &m.dst, false);
+	conv_pass_md(&m.any_src, &m.src, false, dnnl_f32);
+	conv_pass_md(&m.any_dst, &m.dst, false, dnnl_f32);
+	conv_pass_md(&m.bf_src, &m.src, false, dnnl_bf16);
+	conv_pass_md(&m.bf_dst, &m.dst, false, dnnl_bf16);
 	m.bf_y = m.bf_dst;
 	m.bf_dx = m.bf_src;
 	return conv_build(x, rt, &m, err);
