@@ -577,19 +577,24 @@ static void conv_depthwise(gc *c)
 
 /* MobileNet-V2's late depthwise convolutions: many channels, a map
  * smaller than the kernel.  oneDNN has no jit_dw backward weights for
- * them; conv.c takes its channels-last jit kernel where the CPU has one
- * (conv_bwd_weights_nxc), gemm otherwise. */
-static void conv_depthwise_tiny(gc *c, int64_t side)
+ * them; conv.c computes the weight and bias gradients itself
+ * (conv_dw_bw_direct), also strided and dilated. */
+static void conv_depthwise_tiny(gc *c, int64_t side, int64_t stride,
+                                int64_t dilation)
 {
-	np_value *in[2] = {P(&UNIT, 2, 32, side, side), P(&UNIT, 32, 1, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
+	np_value *in[3] = {P(&UNIT, 2, 32, side, side), P(&UNIT, 32, 1, 3, 3),
+	                   P(&UNIT, 32)};
+	np_node *n = node(c, "Conv", in, 3);
 	np_node_set_attr_int(n, "group", 32);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	ATTR_INTS(n, "pads", dilation, dilation, dilation, dilation);
+	ATTR_INTS(n, "strides", stride, stride);
+	ATTR_INTS(n, "dilations", dilation, dilation);
 	set_output(c, done(c, n));
 }
 
-static void conv_depthwise_1x1_map(gc *c) { conv_depthwise_tiny(c, 1); }
-static void conv_depthwise_2x2_map(gc *c) { conv_depthwise_tiny(c, 2); }
+static void conv_depthwise_1x1_map(gc *c) { conv_depthwise_tiny(c, 1, 1, 1); }
+static void conv_depthwise_2x2_map(gc *c) { conv_depthwise_tiny(c, 2, 1, 1); }
+static void conv_depthwise_3x3_s2d2(gc *c) { conv_depthwise_tiny(c, 3, 2, 2); }
 
 static void gemm_plain(gc *c)
 {
@@ -1403,6 +1408,8 @@ int main(void)
 		{"Conv depthwise/stride 2", 13, conv_depthwise},
 		{"Conv depthwise, 32 channels, 1x1 map", 13, conv_depthwise_1x1_map},
 		{"Conv depthwise, 32 channels, 2x2 map", 13, conv_depthwise_2x2_map},
+		{"Conv depthwise, 32 channels, 3x3 map, stride 2, dilation 2", 13,
+		 conv_depthwise_3x3_s2d2},
 		{"Gemm", 13, gemm_plain},
 		{"Gemm transA/transB/alpha/beta", 13, gemm_trans},
 		{"Gemm transB, C [1,N]", 13, gemm_transb_bias_row},

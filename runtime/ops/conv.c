@@ -35,6 +35,11 @@ typedef struct conv_state {
 	bool ref;                            /* a primitive is a ref kernel */
 	bool bw_matmul;                      /* bwd_weights is a matmul
 	                                      * (conv_prepare_bw_matmul) */
+	bool bw_direct;                      /* depthwise weight gradient
+	                                      * by conv_dw_bw_direct */
+	int64_t dw[14];                      /* its geometry: N C IH IW OH
+	                                      * OW KH KW, strides, pads,
+	                                      * dilations (dh, dw) */
 } conv_state;
 
 typedef struct conv_geom {
@@ -419,6 +424,91 @@ static void conv_bwd_weights_nxc(dnnl_primitive_desc_t *pd, const conv_state *c,
 	*pd = alt;
 }
 
+/* A depthwise convolution (group = channels, one output per channel)
+ * over 2 spatial axes whose weights want a gradient and whose kernel
+ * fits conv_dw_bw_direct's accumulators? */
+static bool conv_dw_direct_fits(const np_xnode *x)
+{
+	const np_rtensor *X = x->in[0], *W = x->in[1];
+	return X->rank == 4 && W->dims[0] == X->dims[1] && W->dims[1] == 1 &&
+	       X->dims[1] > 1 && W->dims[2] * W->dims[3] <= 64 && W->needs_grad;
+}
+
+/* dW[c, 0, i, j] = sum over n, oh, ow of X[n, ih, iw, c] * dY[n, oh, ow,
+ * c] (ih = oh * sh - ph + i * dh, likewise iw), and dB[c] = sum of dY,
+ * on channels-last f32 tensors.  Threads take blocks of 16 channels and
+ * the lanes run across channels, so each sum has one order whatever the
+ * thread count.  g: conv_state.dw. */
+static void conv_dw_bw_direct(const int64_t *g, const float *x, const float *dy,
+                              float *dw, float *db)
+{
+	int64_t N = g[0], C = g[1], IH = g[2], IW = g[3], OH = g[4], OW = g[5];
+	int64_t KH = g[6], KW = g[7], sh = g[8], sw = g[9], ph = g[10];
+	int64_t pw = g[11], dh = g[12], dwl = g[13];
+	#pragma omp parallel for schedule(static)
+	for (int64_t cb = 0; cb < C; cb += 16) {
+		int64_t nc = C - cb < 16 ? C - cb : 16;
+		float acc[64][16], accb[16];
+		memset(acc, 0, sizeof acc);
+		memset(accb, 0, sizeof accb);
+		for (int64_t n = 0; n < N; n++)
+		for (int64_t oh = 0; oh < OH; oh++)
+		for (int64_t ow = 0; ow < OW; ow++) {
+			const float *d = dy + ((n * OH + oh) * OW + ow) * C + cb;
+			#pragma omp simd
+			for (int64_t c = 0; c < nc; c++)
+				accb[c] += d[c];
+			for (int64_t i = 0; i < KH; i++) {
+				int64_t ih = oh * sh - ph + i * dh;
+				if (ih < 0 || ih >= IH)
+					continue;
+				for (int64_t j = 0; j < KW; j++) {
+					int64_t iw = ow * sw - pw + j * dwl;
+					if (iw < 0 || iw >= IW)
+						continue;
+					const float *s = x + ((n * IH + ih) * IW + iw) * C + cb;
+					float *a = acc[i * KW + j];
+					#pragma omp simd
+					for (int64_t c = 0; c < nc; c++)
+						a[c] += s[c] * d[c];
+				}
+			}
+		}
+		for (int64_t c = 0; c < nc; c++) {
+			for (int64_t k = 0; k < KH * KW; k++)
+				dw[(cb + c) * KH * KW + k] = acc[k][c];
+			if (db)
+				db[cb + c] = accb[c];
+		}
+	}
+}
+
+/* Where oneDNN has only a reference or gemm-based kernel for a depthwise
+ * convolution's weight gradient on these layouts (MobileNet-V2's 3x3
+ * ones on 1x1 and 2x2 maps, 384-960 channels: gemm:jit 10-25 ms a call,
+ * its channels-last jit kernel 0.8-1.8 ms, on AVX2 none), the direct
+ * loop above on channels-last f32 copies of X and dY (the edges convert
+ * or alias) writes dW, and dB, itself. */
+static dnnl_status_t conv_prepare_dw_direct(conv_state *c, const np_xnode *x,
+                                           const conv_mds *m, dnnl_engine_t eng)
+{
+	const np_rtensor *X = x->in[0], *W = x->in[1], *Y = x->out[0];
+	dnnl_memory_desc_t src, dst;
+	dnnl_memory_desc_init_by_tag(&src, 4, m->src.dims, dnnl_f32, dnnl_nhwc);
+	dnnl_memory_desc_init_by_tag(&dst, 4, m->dst.dims, dnnl_f32, dnnl_nhwc);
+	int64_t g[14] = {X->dims[0], X->dims[1], X->dims[2], X->dims[3],
+	                 Y->dims[2], Y->dims[3], W->dims[2], W->dims[3],
+	                 m->strides[0], m->strides[1], m->pad_l[0], m->pad_l[1],
+	                 m->dilates[0] + 1, m->dilates[1] + 1};
+	memcpy(c->dw, g, sizeof g);
+	dnnl_status_t s = edge_init(&c->bw_ddst, eng, &m->dst, &dst, Y->grad, false,
+	                            c->bwd_data ? &c->bd_ddst : NULL);
+	if (!s)
+		s = edge_init(&c->bw_src, eng, &m->src, &src, X->data, false, &c->src);
+	c->bw_direct = !s;
+	return s;
+}
+
 /* A 1x1 convolution, stride 1, no padding, group 1, between
  * channels-last values of one data type, whose weights want a gradient
  * and whose bias (if any) does not? */
@@ -503,6 +593,11 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 		                               m->bf16 ? NULL : c->fwd_pd);
 	if (!s && m->bf16)
 		conv_bwd_weights_bf16(&pd, c, m, eng);
+	if (!s && conv_dw_direct_fits(x) &&
+	    (np_rt_pd_is_ref(pd) || pd_impl_has(pd, "gemm"))) {
+		dnnl_primitive_desc_destroy(pd);
+		return conv_prepare_dw_direct(c, x, m, eng);
+	}
 	if (!s)
 		conv_bwd_weights_nxc(&pd, c, m, eng);
 	if (!s) {
@@ -636,6 +731,21 @@ static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
 		{DNNL_ARG_DIFF_WEIGHTS, c->bw_dwei.mem},
 		{DNNL_ARG_DIFF_BIAS, c->dbias},
 	};
+	if (c->bw_direct) {
+		void *xs = NULL, *dy = NULL;
+		dnnl_status_t s = edge_run(&c->bw_ddst, stream);
+		if (!s)
+			s = edge_run(&c->bw_src, stream);
+		if (!s)
+			s = dnnl_stream_wait(stream);
+		if (!s)
+			s = dnnl_memory_get_data_handle(c->bw_src.mem, &xs);
+		if (!s)
+			s = dnnl_memory_get_data_handle(c->bw_ddst.mem, &dy);
+		if (!s)
+			conv_dw_bw_direct(c->dw, xs, dy, gw, gb);
+		return s;
+	}
 	if (c->bw_matmul) {              /* dW = dY^T X */
 		args[0].arg = DNNL_ARG_SRC;
 		args[1].arg = DNNL_ARG_WEIGHTS;
@@ -677,7 +787,7 @@ static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt,
 			s = conv_run_bwd_data(c, g, stream);
 		np_rt_grad_done(rt, X, g);
 	}
-	if (!s && c->bwd_weights) {
+	if (!s && (c->bwd_weights || c->bw_direct)) {
 		float *gw = W->needs_grad ? np_rt_grad_target(rt, W) : NULL;
 		float *gb = B && B->needs_grad ? np_rt_grad_target(rt, B) : NULL;
 		if ((W->needs_grad && !gw) || (B && B->needs_grad && !gb))

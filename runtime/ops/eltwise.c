@@ -282,14 +282,16 @@ static np_status elt_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	return s->fn.alg ? elt_build(x, rt, s, err) : NP_OK;
 }
 
+static bool clip_bounds_train(const np_xnode *x);
+
 /* bf16 values (rt.h, PRECISION) where oneDNN computes the op: not
  * HardSigmoid and Erf (loops over floats here), nor a Clip whose bounds
- * come at run time. */
+ * come at run time or train (their gradients are a loop over x). */
 static bool elt_bf16_values(const np_xnode *x)
 {
 	elt_kind k = elt_kind_of(x);
 	return k != ELT_HARDSIGMOID && k != ELT_ERF && k != ELT_N &&
-	       (k != ELT_CLIP || clip_bounds_known(x));
+	       (k != ELT_CLIP || (clip_bounds_known(x) && !clip_bounds_train(x)));
 }
 
 /* y may be written over x (rt.h, PLANS) when backward reads y only:
@@ -430,10 +432,21 @@ static void clip_bound_grads(const np_xnode *x, const elt_state *s,
 	*dhi = sum_hi;
 }
 
+/* Does a Clip bound want a gradient (a trained bound, not a constant)? */
+static bool clip_bounds_train(const np_xnode *x)
+{
+	for (int i = 1; i < x->n_in && i < 3; i++)
+		if (x->in[i] && x->in[i]->needs_grad)
+			return true;
+	return false;
+}
+
 static np_status clip_backward_bounds(np_xnode *x, np_rt *rt, const elt_state *s,
                                       np_error *err)
 {
 	float d[2];
+	if (!clip_bounds_train(x))
+		return NP_OK;
 	clip_bound_grads(x, s, &d[0], &d[1]);
 	for (int i = 1; i < x->n_in && i < 3; i++) {
 		np_rtensor *t = x->in[i];
