@@ -1384,8 +1384,7 @@ static void np_ready_nodes(const np_rt *rt, const np_plan *p, int *node_of)
 		node_of[i] = rt->params[i].trainable ? g->n_nodes : -1;
 	for (int j = 0; j < g->n_nodes; j++) {
 		const np_node *n = g->nodes[j];
-		if (p ? p->x[j].folded
-		      : (np_op_find(n->domain, n->op_type)->flags & NP_OPF_SHAPE_READ) != 0)
+		if (p ? p->x[j].folded : (np_node_flags(n) & NP_OPF_SHAPE_READ) != 0)
 			continue;
 		for (int k = 0; k < n->n_inputs; k++) {
 			int pi = n->inputs[k] ? rt->param_of[n->inputs[k]->id] : -1;

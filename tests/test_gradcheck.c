@@ -979,6 +979,29 @@ static void conv1x1_net(gc *c)
 	c->blocked[c->n_blocked++] = z->name;
 }
 
+/* A depthwise convolution (with bias) between two blocked values, which
+ * bf16 runs store in bf16 (rt.h, PRECISION).  Conv 3x3 (16 -> 32) ->
+ * Sigmoid -> depthwise Conv 3x3 -> Sigmoid -> GlobalAveragePool ->
+ * Flatten -> Gemm. */
+static void depthwise_net(gc *c)
+{
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 16, 5, 5), P(&small, 32, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *s1 = op1(c, "Sigmoid", done(c, n));
+	np_value *in2[3] = {s1, P(&UNIT, 32, 1, 3, 3), P(&UNIT, 32)};
+	n = node(c, "Conv", in2, 3);
+	np_node_set_attr_int(n, "group", 32);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *s2 = op1(c, "Sigmoid", done(c, n));
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", s2));
+	np_value *gin[3] = {f, P(&UNIT, 32, 3), P(&UNIT, 3)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	c->blocked[c->n_blocked++] = s1->name;
+	c->blocked[c->n_blocked++] = s2->name;
+}
+
 /* The in-place rules (runtime/rt.h, PLANS): Relu writes over the Conv
  * output; Sigmoid may not write over Relu's output, nor Add over
  * Sigmoid's (their backward reads y: a wrong plan shows in the gradients
@@ -1493,11 +1516,13 @@ int main(void)
 	setenv("NEPENC_CHANNELS_LAST", "1", 1);
 	gradcheck("16 channels, channels-last layout", 13, blocked_net);
 	gradcheck("Conv 1x1 between channels-last values", 13, conv1x1_net);
+	gradcheck("depthwise Conv between channels-last values", 13, depthwise_net);
 	layout_parity("Conv 1x1, channels-last", conv1x1_net);
 	layout_parity("16 channels, channels-last", blocked_net);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv, channels-last", mul_between_convs);
 	unsetenv("NEPENC_CHANNELS_LAST");
 	bf16_parity("16 channels", blocked_net, "Relu_8");
 	bf16_parity("Conv 1x1", conv1x1_net, "Sigmoid_3");
+	bf16_parity("depthwise Conv", depthwise_net, "Sigmoid_3");
 	return done_testing();
 }
