@@ -957,6 +957,28 @@ static void blocked_net(gc *c)
 	c->kept[c->n_kept++] = r->name;
 }
 
+/* Conv 3x3 (16 -> out_ch channels, side x side maps) -> Sigmoid: the
+ * blocked value the nets below start from. */
+static np_value *conv_sigmoid_in(gc *c, int64_t side, int64_t out_ch)
+{
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 16, side, side), P(&small, out_ch, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	return op1(c, "Sigmoid", done(c, n));
+}
+
+/* z -> Sigmoid -> GlobalAveragePool -> Flatten -> Gemm (ch -> 3): the
+ * output; returns the Sigmoid's value. */
+static np_value *sigmoid_gap_gemm(gc *c, np_value *z, int64_t ch)
+{
+	np_value *s = op1(c, "Sigmoid", z);
+	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", s));
+	np_value *gin[3] = {f, P(&UNIT, ch, 3), P(&UNIT, 3)};
+	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	return s;
+}
+
 /* A 1x1 convolution (stride 1, no padding, no bias) between two blocked
  * values: channels-last, its weight gradient is one matmul on the
  * buffers (runtime/ops/conv.c, conv_prepare_bw_matmul).  Conv 3x3 ->
@@ -964,17 +986,10 @@ static void blocked_net(gc *c)
  * Flatten -> Gemm; smooth, so no kinks. */
 static void conv1x1_net(gc *c)
 {
-	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
-	np_value *in[2] = {P(&UNIT, 2, 16, 4, 4), P(&small, 16, 16, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	np_value *s1 = op1(c, "Sigmoid", done(c, n));
+	np_value *s1 = conv_sigmoid_in(c, 4, 16);
 	np_value *in2[2] = {s1, P(&UNIT, 32, 16, 1, 1)};
 	np_value *z = done(c, node(c, "Conv", in2, 2));
-	np_value *s2 = op1(c, "Sigmoid", z);
-	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", s2));
-	np_value *gin[3] = {f, P(&UNIT, 32, 3), P(&UNIT, 3)};
-	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	sigmoid_gap_gemm(c, z, 32);
 	c->blocked[c->n_blocked++] = s1->name;
 	c->blocked[c->n_blocked++] = z->name;
 }
@@ -985,19 +1000,12 @@ static void conv1x1_net(gc *c)
  * Flatten -> Gemm. */
 static void depthwise_net(gc *c)
 {
-	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
-	np_value *in[2] = {P(&UNIT, 2, 16, 5, 5), P(&small, 32, 16, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	np_value *s1 = op1(c, "Sigmoid", done(c, n));
+	np_value *s1 = conv_sigmoid_in(c, 5, 32);
 	np_value *in2[3] = {s1, P(&UNIT, 32, 1, 3, 3), P(&UNIT, 32)};
-	n = node(c, "Conv", in2, 3);
+	np_node *n = node(c, "Conv", in2, 3);
 	np_node_set_attr_int(n, "group", 32);
 	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	np_value *s2 = op1(c, "Sigmoid", done(c, n));
-	np_value *f = op1(c, "Flatten", op1(c, "GlobalAveragePool", s2));
-	np_value *gin[3] = {f, P(&UNIT, 32, 3), P(&UNIT, 3)};
-	set_output(c, done(c, node(c, "Gemm", gin, 3)));
+	np_value *s2 = sigmoid_gap_gemm(c, done(c, n), 32);
 	c->blocked[c->n_blocked++] = s1->name;
 	c->blocked[c->n_blocked++] = s2->name;
 }
