@@ -165,6 +165,16 @@ bool np_rt_is_bf16(const np_rtensor *t)
 	return t->blocked && t->md.data_type == dnnl_bf16;
 }
 
+dnnl_data_type_t np_rt_float_type(const np_rtensor *t)
+{
+	return np_rt_is_bf16(t) ? dnnl_bf16 : dnnl_f32;
+}
+
+size_t np_rt_elem_bytes(const np_rtensor *t)
+{
+	return np_rt_is_bf16(t) ? 2 : np_dtype_size(t->dtype);
+}
+
 bool np_rt_bf16_always(const np_xnode *x)
 {
 	(void)x;
@@ -202,8 +212,9 @@ np_status np_rt_set_bf16(np_rt *rt, bool on, np_error *err)
 		               np_rt_isa_name());
 	if (rt->n_plans > 0)
 		return np_fail(err, NP_ERR_INVALID, "precision set after the first run");
+	if (on != rt->bf16)            /* np_rt_new() probed for f32 */
+		rt->act = np_rt_choose_layout(rt->engine, on);
 	rt->bf16 = on;
-	rt->act = np_rt_choose_layout(rt->engine, on);
 	return NP_OK;
 }
 
@@ -238,27 +249,19 @@ bool np_rt_pd_is_ref(const_dnnl_primitive_desc_t pd)
 	return strncmp(impl, "ref", 3) == 0 || strstr(impl, "_ref") != NULL;
 }
 
-static bool np_xnode_blocked(const np_xnode *x)
+/* Does any input or output of x satisfy is? */
+static bool np_xnode_any(const np_xnode *x, bool (*is)(const np_rtensor *))
 {
 	for (int i = 0; i < x->n_in; i++)
-		if (x->in[i] && x->in[i]->blocked)
+		if (x->in[i] && is(x->in[i]))
 			return true;
 	for (int k = 0; k < x->n_out; k++)
-		if (x->out[k] && x->out[k]->blocked)
+		if (x->out[k] && is(x->out[k]))
 			return true;
 	return false;
 }
 
-static bool np_xnode_has_bf16(const np_xnode *x)
-{
-	for (int i = 0; i < x->n_in; i++)
-		if (x->in[i] && np_rt_is_bf16(x->in[i]))
-			return true;
-	for (int k = 0; k < x->n_out; k++)
-		if (x->out[k] && np_rt_is_bf16(x->out[k]))
-			return true;
-	return false;
-}
+static bool np_rtensor_blocked(const np_rtensor *t) { return t->blocked; }
 
 /* oneDNN's portable C++ kernels ("ref:any", "nspc_bnorm:any",
  * "simple:any"): no jit code for the descriptor. */
@@ -308,9 +311,9 @@ dnnl_status_t np_rt_pd_create(np_rt *rt, const np_xnode *x,
 	 * the planner builds the plan again with this node's values f32;
 	 * only a reference kernel for the blocked layout: plain
 	 * (np_plan_build). */
-	if (np_xnode_has_bf16(x) && np_rt_pd_is_generic(*pd))
+	if (np_xnode_any(x, np_rt_is_bf16) && np_rt_pd_is_generic(*pd))
 		np_rt_fall_back(rt, x, *pd, NP_FB_F32);
-	else if (np_rt_pd_is_ref(*pd) && np_xnode_blocked(x))
+	else if (np_rt_pd_is_ref(*pd) && np_xnode_any(x, np_rtensor_blocked))
 		np_rt_fall_back(rt, x, *pd, NP_FB_PLAIN);
 	return s;
 }
@@ -548,9 +551,8 @@ static dnnl_format_tag_t np_pd_act_tag(const_dnnl_primitive_desc_t pd,
  * nChw16c on AVX-512, nChw8c on AVX2/AVX, channels-last for AMX's bf16
  * kernels, plain where the passes disagree or want plain (SSE4.1's
  * backward passes run on plain layouts through gemm).  No constant of one
- * ISA decides it.  Activations themselves stay f32 (PRECISION): a bf16
- * convolution converts at its edges, which costs least when only the
- * data type changes. */
+ * ISA decides it.  Which values are then stored in bf16 is the planner's
+ * choice (np_layout_bf16, rt.h PRECISION). */
 static dnnl_format_tag_t np_rt_probe_layout(dnnl_engine_t eng, bool bf16)
 {
 	dnnl_dims_t src = {32, 64, 16, 16}, wei = {64, 64, 3, 3};
@@ -810,16 +812,9 @@ static np_status np_size_tensor(np_rtensor *t, const np_xnode *x, np_error *err)
 	return NP_OK;
 }
 
-/* Bytes of one element of t's data and gradient: 2 when stored in bf16
- * (PRECISION). */
-static size_t np_elem_bytes(const np_rtensor *t)
-{
-	return np_rt_is_bf16(t) ? 2 : np_dtype_size(t->dtype);
-}
-
 static np_status np_alloc_data(np_rtensor *t, const np_xnode *x, np_error *err)
 {
-	size_t bytes = (size_t)t->nelem * np_elem_bytes(t);
+	size_t bytes = (size_t)t->nelem * np_rt_elem_bytes(t);
 	t->data = np_aligned(bytes);
 	if (!t->data)
 		return np_rt_fail_node(err, NP_ERR_NOMEM, x, "out of memory for '%s'", t->name);
@@ -1323,7 +1318,7 @@ static np_status np_plan_grads(np_rt *rt, np_plan *p, np_error *err)
 	qsort(span, (size_t)n, sizeof *span, np_span_cmp);
 	for (int i = 0; i < n; i++) {
 		const np_rtensor *t = &p->t[span[i].tensor];
-		int64_t need = t->nelem * (int64_t)np_elem_bytes(t);   /* bytes */
+		int64_t need = t->nelem * (int64_t)np_rt_elem_bytes(t);   /* bytes */
 		int best = -1;
 		for (int k = 0; k < n_slots; k++) {
 			if (slot_free_after[k] >= span[i].first)
@@ -1490,7 +1485,7 @@ static np_plan *np_plan_build_once(np_rt *rt, const np_rt_input *in, int n_in,
 	for (int i = 0; i < p->n_t; i++)
 		if (!p->t[i].is_param && !p->t[i].borrowed && !p->t[i].in_place &&
 		    p->t[i].data)
-			p->bytes += (size_t)p->t[i].nelem * np_elem_bytes(&p->t[i]);
+			p->bytes += (size_t)p->t[i].nelem * np_rt_elem_bytes(&p->t[i]);
 	p->bytes += p->grad_bytes;
 	return p;
 }
@@ -1860,7 +1855,7 @@ np_status np_rt_backward(np_rt *rt, np_error *err)
 		for (int k = 0; k < x->n_out; k++) {
 			np_rtensor *t = x->out[k];
 			if (t && t->grad && t->grad_writes == 0) {
-				memset(t->grad, 0, np_elem_bytes(t) * (size_t)t->nelem);
+				memset(t->grad, 0, np_rt_elem_bytes(t) * (size_t)t->nelem);
 				t->grad_writes = 1;
 			}
 		}

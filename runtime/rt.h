@@ -330,6 +330,10 @@ void np_rt_md(dnnl_memory_desc_t *md, const np_rtensor *t);
 int np_rt_blk(const np_rtensor *t);
 /* Is t stored in bf16 (data and gradient: PRECISION)? */
 bool np_rt_is_bf16(const np_rtensor *t);
+/* A float tensor's storage type, dnnl_bf16 or dnnl_f32, and the bytes of
+ * one element of its data and gradient (any dtype). */
+dnnl_data_type_t np_rt_float_type(const np_rtensor *t);
+size_t np_rt_elem_bytes(const np_rtensor *t);
 /* Yes, for np_op.bf16_values. */
 bool np_rt_bf16_always(const np_xnode *x);
 /* t's layout as a oneDNN tag: aBcd16b, aBcd8b, acdb (channels-last), or

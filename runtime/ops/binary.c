@@ -215,8 +215,7 @@ static void padded_md(dnnl_memory_desc_t *md, const np_rtensor *t, int rank)
 	for (int i = 0; i < rank; i++)
 		dims[i] = i < pad ? 1 : t->dims[i - pad];
 	dense_strides(dims, rank, str);
-	dnnl_memory_desc_init_by_strides(md, rank, dims,
-	                                 np_rt_is_bf16(t) ? dnnl_bf16 : dnnl_f32, str);
+	dnnl_memory_desc_init_by_strides(md, rank, dims, np_rt_float_type(t), str);
 }
 
 static dnnl_alg_kind_t bin_alg(bin_kind k)
@@ -551,8 +550,7 @@ static np_status bin_grad_of(np_xnode *x, np_rt *rt, const bin_state *s, int w,
 	/* Add's terms and Sub's first are dy itself: no term buffer. */
 	bool is_dy = s->kind == BIN_ADD || (s->kind == BIN_SUB && w == 0);
 	if (is_dy && full) {
-		memcpy(g, out->grad, (np_rt_is_bf16(out) ? 2 : sizeof(float)) *
-		                     (size_t)out->nelem);
+		memcpy(g, out->grad, np_rt_elem_bytes(out) * (size_t)out->nelem);
 	} else if (is_dy) {
 		reduce_to(&s->it, w, out->grad, g, in->nelem, out->nelem);
 	} else {

@@ -36,10 +36,11 @@ typedef struct conv_state {
 	bool bw_matmul;                      /* bwd_weights is a matmul
 	                                      * (conv_prepare_bw_matmul) */
 	bool bw_direct;                      /* depthwise weight gradient
-	                                      * by conv_dw_bw_direct */
-	int64_t dw[14];                      /* its geometry: N C IH IW OH
-	                                      * OW KH KW, strides, pads,
-	                                      * dilations (dh, dw) */
+	                                      * by conv_dw_bw_direct, ... */
+	struct conv_dw_geom {                /* ... on this geometry */
+		int64_t n, c, ih, iw, oh, ow, kh, kw;
+		int64_t sh, sw, ph, pw, dh, dw;  /* strides, pads, dilations */
+	} dw;
 } conv_state;
 
 typedef struct conv_geom {
@@ -391,13 +392,13 @@ static void conv_bwd_weights_bf16(dnnl_primitive_desc_t *pd,
 
 /* Where oneDNN's backward weights on the given layouts is a reference or
  * gemm-based kernel, the same pass with src and dY channels-last, if that
- * one is a jit kernel (the edges reorder the two small tensors).  Why:
- * MobileNet-V2's depthwise 3x3 convolutions on 1x1 and 2x2 maps (384-960
- * channels) have no jit_dw kernel for backward weights (ref on
- * nChw16c, gemm:jit on plain: 15-23 ms each for about a million
- * multiply-adds, 55% of the model's step); channels-last gets oneDNN's
- * jit kernel at 7-8 ms.  Decided from oneDNN's implementation names, on
- * any ISA.  Replaces *pd when the alternative is used. */
+ * one is a jit kernel (the edges reorder the two small tensors).  It came
+ * for MobileNet-V2's depthwise 3x3 convolutions on 1x1 and 2x2 maps (ref
+ * on nChw16c, gemm:jit on plain: 15-23 ms each for about a million
+ * multiply-adds; channels-last 7-8 ms), which conv_dw_bw_direct now
+ * serves; it stays for the other grouped convolutions (test_gradcheck's
+ * dilated group-2 one takes it).  Decided from oneDNN's implementation
+ * names, on any ISA.  Replaces *pd when the alternative is used. */
 static void conv_bwd_weights_nxc(dnnl_primitive_desc_t *pd, const conv_state *c,
                                  const conv_mds *m, dnnl_engine_t eng)
 {
@@ -424,14 +425,21 @@ static void conv_bwd_weights_nxc(dnnl_primitive_desc_t *pd, const conv_state *c,
 	*pd = alt;
 }
 
-/* A depthwise convolution (group = channels, one output per channel)
- * over 2 spatial axes whose weights want a gradient and whose kernel
- * fits conv_dw_bw_direct's accumulators? */
+/* Depthwise: group = input channels (> 1), so each output channel reads
+ * one input channel (W [M, 1, k...]). */
+static bool conv_depthwise(const np_xnode *x)
+{
+	return x->in[0]->dims[1] > 1 && x->in[1]->dims[1] == 1;
+}
+
+/* A depthwise convolution with one output per channel over 2 spatial
+ * axes whose weights want a gradient and whose kernel fits
+ * conv_dw_bw_direct's accumulators? */
 static bool conv_dw_direct_fits(const np_xnode *x)
 {
 	const np_rtensor *X = x->in[0], *W = x->in[1];
-	return X->rank == 4 && W->dims[0] == X->dims[1] && W->dims[1] == 1 &&
-	       X->dims[1] > 1 && W->dims[2] * W->dims[3] <= 64 && W->needs_grad;
+	return X->rank == 4 && conv_depthwise(x) && W->dims[0] == X->dims[1] &&
+	       W->dims[2] * W->dims[3] <= 64 && W->needs_grad;
 }
 
 /* dW[c, 0, i, j] = sum over n, oh, ow of X[n, ih, iw, c] * dY[n, oh, ow,
@@ -439,12 +447,12 @@ static bool conv_dw_direct_fits(const np_xnode *x)
  * on channels-last f32 tensors.  Threads take blocks of 16 channels and
  * the lanes run across channels, so each sum has one order whatever the
  * thread count.  g: conv_state.dw. */
-static void conv_dw_bw_direct(const int64_t *g, const float *x, const float *dy,
-                              float *dw, float *db)
+static void conv_dw_bw_direct(const struct conv_dw_geom *g, const float *x,
+                              const float *dy, float *dw, float *db)
 {
-	int64_t N = g[0], C = g[1], IH = g[2], IW = g[3], OH = g[4], OW = g[5];
-	int64_t KH = g[6], KW = g[7], sh = g[8], sw = g[9], ph = g[10];
-	int64_t pw = g[11], dh = g[12], dwl = g[13];
+	int64_t N = g->n, C = g->c, IH = g->ih, IW = g->iw, OH = g->oh, OW = g->ow;
+	int64_t KH = g->kh, KW = g->kw, sh = g->sh, sw = g->sw, ph = g->ph;
+	int64_t pw = g->pw, dh = g->dh, dwl = g->dw;
 	#pragma omp parallel for schedule(static)
 	for (int64_t cb = 0; cb < C; cb += 16) {
 		int64_t nc = C - cb < 16 ? C - cb : 16;
@@ -496,11 +504,10 @@ static dnnl_status_t conv_prepare_dw_direct(conv_state *c, const np_xnode *x,
 	dnnl_memory_desc_t src, dst;
 	dnnl_memory_desc_init_by_tag(&src, 4, m->src.dims, dnnl_f32, dnnl_nhwc);
 	dnnl_memory_desc_init_by_tag(&dst, 4, m->dst.dims, dnnl_f32, dnnl_nhwc);
-	int64_t g[14] = {X->dims[0], X->dims[1], X->dims[2], X->dims[3],
-	                 Y->dims[2], Y->dims[3], W->dims[2], W->dims[3],
-	                 m->strides[0], m->strides[1], m->pad_l[0], m->pad_l[1],
-	                 m->dilates[0] + 1, m->dilates[1] + 1};
-	memcpy(c->dw, g, sizeof g);
+	c->dw = (struct conv_dw_geom){
+		X->dims[0], X->dims[1], X->dims[2], X->dims[3], Y->dims[2],
+		Y->dims[3], W->dims[2], W->dims[3], m->strides[0], m->strides[1],
+		m->pad_l[0], m->pad_l[1], m->dilates[0] + 1, m->dilates[1] + 1};
 	dnnl_status_t s = edge_init(&c->bw_ddst, eng, &m->dst, &dst, Y->grad, false,
 	                            c->bwd_data ? &c->bd_ddst : NULL);
 	if (!s)
@@ -662,9 +669,8 @@ static np_status conv_prepare(np_xnode *x, np_rt *rt, np_error *err)
 	 * nothing there, while the conversions at their edges cost more
 	 * than the convolution (MobileNet-V2: docs/performance.md, "bf16").
 	 * On bf16 activations they read and write bf16. */
-	bool depthwise = g.group > 1 && g.group == x->in[0]->dims[1];
 	conv_mds_init(&m, x, &g, np_rt_bf16(rt) &&
-	              (!depthwise || np_rt_is_bf16(x->in[0])));
+	              (!conv_depthwise(x) || np_rt_is_bf16(x->in[0])));
 	st = conv_build(x, rt, &m, err);
 	if (st || !m.fixed || !((conv_state *)x->state)->ref)
 		return st;
@@ -743,7 +749,7 @@ static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
 		if (!s)
 			s = dnnl_memory_get_data_handle(c->bw_ddst.mem, &dy);
 		if (!s)
-			conv_dw_bw_direct(c->dw, xs, dy, gw, gb);
+			conv_dw_bw_direct(&c->dw, xs, dy, gw, gb);
 		return s;
 	}
 	if (c->bw_matmul) {              /* dW = dY^T X */

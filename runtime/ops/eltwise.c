@@ -182,8 +182,7 @@ static void elt_free_prims(elt_state *s)
 static void elt_flat_md(dnnl_memory_desc_t *md, const np_rtensor *t)
 {
 	dnnl_dims_t dims = {t->nelem};
-	dnnl_memory_desc_init_by_tag(md, 1, dims,
-	                             np_rt_is_bf16(t) ? dnnl_bf16 : dnnl_f32, dnnl_a);
+	dnnl_memory_desc_init_by_tag(md, 1, dims, np_rt_float_type(t), dnnl_a);
 }
 
 static np_status elt_make_primitive(const np_xnode *x, np_rt *rt,
