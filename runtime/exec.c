@@ -42,6 +42,7 @@ struct np_plan {
 	size_t bytes;              /* activation and gradient buffers */
 	size_t grad_bytes;         /* of which gradients */
 	int n_in_place;            /* values written over their input (-v) */
+	int n_fused;               /* of which by fused clamps (-v) */
 	bool *kept_by_watch;       /* by value id: would have been overwritten
 	                            * in place but for a watch (rt.h, WATCH) */
 	bool trained;              /* last forward ran in NP_RT_TRAIN */
@@ -1128,8 +1129,42 @@ static np_rtensor *np_inplace_source(const np_rt *rt, np_plan *p,
 	return NULL;
 }
 
+/* The clamp node that node i may take over (rt.h, PLANS: fused clamps):
+ * the only reader of its output 0, reading it as input 0, when that
+ * value could be written over in place and is not watched. */
+static np_xnode *np_fusable_clamp(np_rt *rt, np_plan *p, int i)
+{
+	const np_graph *g = rt->m->graph;
+	np_xnode *x = &p->x[i], *c = NULL;
+	np_rtensor *y = x->n_out > 0 ? x->out[0] : NULL;
+	float lo, hi;
+	if (x->folded || !x->op->absorbs_clamp || !y || y->n_consumers != 1)
+		return NULL;
+	for (int j = i + 1; j < p->n_x && !c; j++)
+		if (!p->x[j].folded && p->x[j].n_in > 0 && p->x[j].in[0] == y)
+			c = &p->x[j];
+	if (!c || !c->op->clamp || c->n_out < 1 || !c->out[0])
+		return NULL;
+	int id = (int)(y - p->t);
+	const np_rtensor *z = c->out[0];
+	if (y->is_const || y->is_param || y->borrowed ||
+	    g->values[id]->is_output || g->values[z - p->t]->is_output ||
+	    z->dtype != y->dtype || z->nelem != y->nelem || y->nelem == 0 ||
+	    z->blocked != y->blocked ||
+	    (y->blocked && !dnnl_memory_desc_equal(&y->md, &z->md)))
+		return NULL;
+	if (!c->op->clamp(c, &lo, &hi) || !x->op->absorbs_clamp(x))
+		return NULL;
+	if (rt->watch[id] > 0) {
+		p->kept_by_watch[id] = true;
+		return NULL;
+	}
+	return c;
+}
+
 /* Buffers of the values computed at run time, in graph order: each
- * output gets its own, or its input's when it may run in place. */
+ * output gets its own, or its input's when it may run in place or is a
+ * fused clamp's. */
 static np_status np_plan_buffers(np_rt *rt, np_plan *p, np_error *err)
 {
 	int *producer = malloc(sizeof(int) * ((size_t)p->n_t + 1));
@@ -1140,12 +1175,17 @@ static np_status np_plan_buffers(np_rt *rt, np_plan *p, np_error *err)
 	}
 	for (int i = 0; i < p->n_t; i++)
 		producer[i] = -1;
+	for (int i = 0; i < p->n_x; i++)
+		if ((p->x[i].clamp_next = np_fusable_clamp(rt, p, i)))
+			p->x[i].clamp_next->absorbed = true;
 	np_status st = NP_OK;
 	for (int i = 0; st == NP_OK && i < p->n_x; i++) {
 		np_xnode *x = &p->x[i];
 		if (x->folded)
 			continue;
-		np_rtensor *src = np_inplace_source(rt, p, x, producer);
+		np_rtensor *src = x->absorbed ? x->in[0]
+		                : np_inplace_source(rt, p, x, producer);
+		p->n_fused += x->absorbed;
 		if (src) {
 			x->out[0]->data = src->data;
 			x->out[0]->in_place = true;
@@ -1274,9 +1314,19 @@ static int np_grad_spans(const np_rt *rt, const np_plan *p, np_grad_span *span)
 	int n = 0, *at = malloc(sizeof(int) * ((size_t)p->n_t + 1));
 	if (!at)
 		return -1;
+	/* A fused clamp's input has no gradient; its output's is read by
+	 * the node that took the clamp over (rt.h, PLANS). */
+	for (int i = 0; i < p->n_t; i++)
+		at[i] = -1;
+	for (int i = 0; i < p->n_x; i++)
+		if (p->x[i].clamp_next)
+			at[p->x[i].out[0] - p->t] = -2;
 	for (int i = 0; i < p->n_t; i++) {
 		const np_rtensor *t = &p->t[i];
-		at[i] = -1;
+		if (at[i] == -2) {
+			at[i] = -1;
+			continue;
+		}
 		if (t->is_param || t->dtype != NP_FLOAT ||
 		    !(t->needs_grad || g->values[i]->is_output))
 			continue;
@@ -1295,6 +1345,11 @@ static int np_grad_spans(const np_rt *rt, const np_plan *p, np_grad_span *span)
 	for (int i = 0; i < g->n_outputs; i++)
 		if (at[g->outputs[i]->id] >= 0)
 			span[at[g->outputs[i]->id]].last = p->n_x;
+	for (int i = 0; i < p->n_x; i++) {
+		const np_xnode *c = p->x[i].clamp_next;
+		if (c && at[c->out[0] - p->t] >= 0)
+			span[at[c->out[0] - p->t]].first = i;
+	}
 	free(at);
 	return n;
 }
@@ -1501,8 +1556,9 @@ static void np_plan_say(const np_plan *p)
 			                      d ? "x" : i ? ", " : "", (long long)p->sig[i].dims[d]);
 	shape[o] = 0;
 	fprintf(stderr, "nepenc: runtime: plan for %s: %.1f MiB of activations "
-	        "(%d written in place), %.1f MiB of gradients in %d buffers\n", shape,
-	        (double)(p->bytes - p->grad_bytes) / 1048576.0, p->n_in_place,
+	        "(%d written in place, %d by fused clamps), %.1f MiB of gradients "
+	        "in %d buffers\n", shape,
+	        (double)(p->bytes - p->grad_bytes) / 1048576.0, p->n_in_place, p->n_fused,
 	        (double)p->grad_bytes / 1048576.0, p->n_grad_bufs);
 }
 
@@ -1660,7 +1716,7 @@ np_status np_rt_run(np_rt *rt, const np_rt_input *in, int n_in,
 	bool training = mode == NP_RT_TRAIN;
 	for (int i = 0; i < p->n_x; i++) {
 		np_xnode *x = &p->x[i];
-		if (x->folded)
+		if (x->folded || x->absorbed)
 			continue;
 		np_status st = x->op->forward(x, rt, training, err);
 		if (st != NP_OK)
@@ -1787,6 +1843,11 @@ bool np_rt_value_bf16(const np_rt *rt, const char *name)
 	return rt->cur && v && np_rt_is_bf16(&rt->cur->t[v->id]);
 }
 
+int np_rt_fused_clamps(const np_rt *rt)
+{
+	return rt->cur ? rt->cur->n_fused : 0;
+}
+
 bool np_rt_value_blocked(const np_rt *rt, const char *name)
 {
 	np_value *v = np_graph_find(rt->m->graph, name);
@@ -1859,7 +1920,7 @@ np_status np_rt_backward(np_rt *rt, np_error *err)
 				t->grad_writes = 1;
 			}
 		}
-		np_status st = x->op->backward(x, rt, err);
+		np_status st = x->absorbed ? NP_OK : x->op->backward(x, rt, err);
 		if (st != NP_OK)
 			return st;
 		np_backward_node_done(rt, p, i);

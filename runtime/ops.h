@@ -46,6 +46,22 @@ static inline void np_store(void *p, int64_t j, float v, bool bf16)
 		((float *)p)[j] = v;
 }
 
+/* Loops over bf16-stored values are compiled for AVX-512 (16 lanes):
+ * every CPU that stores values in bf16 has it (bf16 needs AVX512_BF16
+ * or AMX: np_rt_bf16_supported), and np_bf16_simd_cpu() says so before
+ * an op chooses such a loop. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NP_BF16_SIMD __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+static inline bool np_bf16_simd_cpu(void)
+{
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+#else
+#define NP_BF16_SIMD
+static inline bool np_bf16_simd_cpu(void) { return true; }
+#endif
+
 /* The op for an IR node (default domain only), NULL if unknown. */
 const np_op *np_op_find(const char *domain, const char *op_type);
 

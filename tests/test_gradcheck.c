@@ -1010,6 +1010,34 @@ static void depthwise_net(gc *c)
 	c->blocked[c->n_blocked++] = s2->name;
 }
 
+/* BatchNormalization -> Clip(0, 1) (constant bounds), which bf16
+ * channels-last runs fuse (rt.h, PLANS): Conv 3x3 -> BN -> Clip ->
+ * Conv 3x3 -> Sigmoid -> GlobalAveragePool -> Flatten -> Gemm, on 6x6
+ * maps: 72 positions, more than one block of the direct kernels' sums
+ * (runtime/ops/bn.c).  BN's shifts keep its outputs 0.1 from both
+ * bounds (scale * xhat stays within 0.09), on both sides of each, so
+ * the mask passes and clamps. */
+static void bn_clip_net(gc *c)
+{
+	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	static const dist scale = {0.01f, 0.03f, 0, {0}, 0};
+	static const dist shift = {-0.8f, 1.8f, 2, {0.0f, 1.0f}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 16, 6, 6), P(&small, 16, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	np_value *z = done(c, n);
+	np_value *bin[5] = {z, P(&scale, 16), P(&shift, 16), P(&UNIT, 16), P(&var, 16)};
+	np_value *b = done(c, node(c, "BatchNormalization", bin, 5));
+	np_value *cin[3] = {b, const_float(c, 0.0f), const_float(c, 1.0f)};
+	np_value *r = done(c, node(c, "Clip", cin, 3));
+	np_value *in2[2] = {r, P(&small, 16, 16, 3, 3)};
+	n = node(c, "Conv", in2, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	sigmoid_gap_gemm(c, done(c, n), 16);
+	c->blocked[c->n_blocked++] = r->name;
+}
+
 /* The in-place rules (runtime/rt.h, PLANS): Relu writes over the Conv
  * output; Sigmoid may not write over Relu's output, nor Add over
  * Sigmoid's (their backward reads y: a wrong plan shows in the gradients
@@ -1315,6 +1343,8 @@ static bool run_bf16;
 static np_rt_mode run_mode = NP_RT_TRAIN;
 static char run_bf16_value[64];     /* a value asked to be bf16-stored */
 static bool run_bf16_seen;          /* ... and it was */
+static int run_fused;               /* clamps the plan fused (rt.h, PLANS) */
+static bool run_nhwc;               /* activations were channels-last */
 
 static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 {
@@ -1327,6 +1357,8 @@ static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 	    (!run_bf16 || np_rt_set_bf16(rt, true, err) == NP_OK) &&
 	    np_rt_run(rt, NULL, 0, run_mode, err) == NP_OK) {
 		run_bf16_seen = run_bf16_value[0] && np_rt_value_bf16(rt, run_bf16_value);
+		run_fused = np_rt_fused_clamps(rt);
+		run_nhwc = np_rt_block(rt) == 1;
 		const np_rtensor *y = np_rt_output(rt, 0);
 		float *g = np_rt_output_grad(rt, 0);
 		for (int64_t i = 0; i < y->nelem; i++)
@@ -1354,8 +1386,12 @@ static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
  * few layers: 3% of the largest value), after a training forward and
  * after an inference one (BatchNormalization's backward on running
  * statistics, a loop over the stored values); kept: a value that must
- * be stored in bf16. */
-static void bf16_parity(const char *what, void (*build)(gc *), const char *kept)
+ * be stored in bf16; clamps: how many clamps (Relu, Clip) follow a
+ * BatchNormalization, which bf16 channels-last runs fuse into it
+ * (rt.h, PLANS; the f32 run keeps them apart, so it is the reference
+ * for the fused kernels). */
+static void bf16_parity(const char *what, void (*build)(gc *), const char *kept,
+                        int clamps)
 {
 	if (!np_rt_bf16_supported()) {
 		char why[160];
@@ -1387,10 +1423,15 @@ static void bf16_parity(const char *what, void (*build)(gc *), const char *kept)
 				worst = fmax(worst, fabs(b[i] - f[i]));
 				scale = fmax(scale, fabs(f[i]));
 			}
-			ok(run_bf16_seen && worst <= 3e-2 * fmax(scale, 1.0),
-			   "%s: bf16 vs f32, %s: %s stored in bf16 %s, output and "
-			   "gradients max |diff| %.3g (scale %.3g)", what, mode, kept,
-			   run_bf16_seen ? "yes" : "NO", worst, scale);
+			int want = run_nhwc ? clamps : 0;
+			ok(run_bf16_seen && worst <= 3e-2 * fmax(scale, 1.0) &&
+			   run_fused == want,
+			   "%s: bf16 vs f32, %s: %s stored in bf16 %s, clamps fused "
+			   "%d of %d (%s), output and gradients max |diff| %.3g "
+			   "(scale %.3g)", what, mode, kept,
+			   run_bf16_seen ? "yes" : "NO", run_fused, want,
+			   run_nhwc ? "channels-last" : "blocked: none",
+			   worst, scale);
 		}
 		free(f);
 		free(b);
@@ -1529,8 +1570,9 @@ int main(void)
 	layout_parity("16 channels, channels-last", blocked_net);
 	layout_parity("Conv -> Mul [16,1,1] -> Conv, channels-last", mul_between_convs);
 	unsetenv("NEPENC_CHANNELS_LAST");
-	bf16_parity("16 channels", blocked_net, "Relu_8");
-	bf16_parity("Conv 1x1", conv1x1_net, "Sigmoid_3");
-	bf16_parity("depthwise Conv", depthwise_net, "Sigmoid_3");
+	bf16_parity("16 channels", blocked_net, "Relu_8", 1);
+	bf16_parity("Conv 1x1", conv1x1_net, "Sigmoid_3", 0);
+	bf16_parity("depthwise Conv", depthwise_net, "Sigmoid_3", 0);
+	bf16_parity("BatchNormalization + Clip", bn_clip_net, "Clip_10", 1);
 	return done_testing();
 }

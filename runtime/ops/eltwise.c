@@ -293,6 +293,25 @@ static bool elt_bf16_values(const np_xnode *x)
 	       (k != ELT_CLIP || (clip_bounds_known(x) && !clip_bounds_train(x)));
 }
 
+/* np_op.clamp (rt.h, PLANS: fused clamps): Relu, and a Clip whose
+ * bounds are known now, ordered, and take no gradient. */
+static bool elt_clamp(const np_xnode *x, float *lo, float *hi)
+{
+	switch (elt_kind_of(x)) {
+	case ELT_RELU:
+		*lo = 0.0f;
+		*hi = INFINITY;
+		return true;
+	case ELT_CLIP:
+		if (!clip_bounds_known(x) || clip_bounds_train(x))
+			return false;
+		clip_bounds(x, lo, hi);
+		return *lo <= *hi;
+	default:
+		return false;
+	}
+}
+
 /* y may be written over x (rt.h, PLANS) when backward reads y only:
  * oneDNN's eltwise runs in place, and y is what backward keeps. */
 static unsigned elt_inplace(const np_xnode *x)
@@ -491,7 +510,7 @@ static np_status elt_backward(np_xnode *x, np_rt *rt, np_error *err)
 	                    .prepare = elt_prepare, .forward = elt_forward, \
 	                    .backward = elt_backward, .destroy = elt_destroy, \
 	                    .layout = NP_LAYOUT_FLAT, .flags = op_flags, \
-	                    .bf16_values = elt_bf16_values, \
+	                    .bf16_values = elt_bf16_values, .clamp = elt_clamp, \
 	                    NP_OP_NO_WEIGHT, .flops = np_flops_per_element, \
 	                    .inplace = elt_inplace, .out_overwritable = y_free };
 
