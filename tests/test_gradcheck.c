@@ -957,12 +957,13 @@ static void blocked_net(gc *c)
 	c->kept[c->n_kept++] = r->name;
 }
 
-/* Conv 3x3 (16 -> out_ch channels, side x side maps) -> Sigmoid: the
- * blocked value the nets below start from. */
-static np_value *conv_sigmoid_in(gc *c, int64_t side, int64_t out_ch)
+/* Conv 3x3 (16 -> out_ch channels, batch images of side x side) ->
+ * Sigmoid: the blocked value the nets below start from. */
+static np_value *conv_sigmoid_in(gc *c, int64_t batch, int64_t side,
+                                 int64_t out_ch)
 {
 	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
-	np_value *in[2] = {P(&UNIT, 2, 16, side, side), P(&small, out_ch, 16, 3, 3)};
+	np_value *in[2] = {P(&UNIT, batch, 16, side, side), P(&small, out_ch, 16, 3, 3)};
 	np_node *n = node(c, "Conv", in, 2);
 	ATTR_INTS(n, "pads", 1, 1, 1, 1);
 	return op1(c, "Sigmoid", done(c, n));
@@ -986,7 +987,7 @@ static np_value *sigmoid_gap_gemm(gc *c, np_value *z, int64_t ch)
  * Flatten -> Gemm; smooth, so no kinks. */
 static void conv1x1_net(gc *c)
 {
-	np_value *s1 = conv_sigmoid_in(c, 4, 16);
+	np_value *s1 = conv_sigmoid_in(c, 2, 4, 16);
 	np_value *in2[2] = {s1, P(&UNIT, 32, 16, 1, 1)};
 	np_value *z = done(c, node(c, "Conv", in2, 2));
 	sigmoid_gap_gemm(c, z, 32);
@@ -998,17 +999,26 @@ static void conv1x1_net(gc *c)
  * bf16 runs store in bf16 (rt.h, PRECISION).  Conv 3x3 (16 -> 32) ->
  * Sigmoid -> depthwise Conv 3x3 -> Sigmoid -> GlobalAveragePool ->
  * Flatten -> Gemm. */
-static void depthwise_net(gc *c)
+static void depthwise_net_of(gc *c, int64_t batch, int64_t side,
+                             int64_t stride, int64_t dilation)
 {
-	np_value *s1 = conv_sigmoid_in(c, 5, 32);
+	np_value *s1 = conv_sigmoid_in(c, batch, side, 32);
 	np_value *in2[3] = {s1, P(&UNIT, 32, 1, 3, 3), P(&UNIT, 32)};
 	np_node *n = node(c, "Conv", in2, 3);
 	np_node_set_attr_int(n, "group", 32);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	ATTR_INTS(n, "pads", dilation, dilation, dilation, dilation);
+	ATTR_INTS(n, "strides", stride, stride);
+	ATTR_INTS(n, "dilations", dilation, dilation);
 	np_value *s2 = sigmoid_gap_gemm(c, done(c, n), 32);
 	c->blocked[c->n_blocked++] = s1->name;
 	c->blocked[c->n_blocked++] = s2->name;
 }
+
+static void depthwise_net(gc *c) { depthwise_net_of(c, 2, 5, 1, 1); }
+
+/* Strided and dilated, on 9 images: in bf16 channels-last, more than
+ * one block of conv_dw_bw_bf16's sums, the last one short. */
+static void depthwise_net_s2d2(gc *c) { depthwise_net_of(c, 9, 6, 2, 2); }
 
 /* BatchNormalization -> Clip(0, 1) (constant bounds), which bf16
  * channels-last runs fuse (rt.h, PLANS): Conv 3x3 -> BN -> Clip ->
@@ -1573,6 +1583,8 @@ int main(void)
 	bf16_parity("16 channels", blocked_net, "Relu_8", 1);
 	bf16_parity("Conv 1x1", conv1x1_net, "Sigmoid_3", 0);
 	bf16_parity("depthwise Conv", depthwise_net, "Sigmoid_3", 0);
+	bf16_parity("depthwise Conv, stride 2, dilation 2, 9 images",
+	            depthwise_net_s2d2, "Sigmoid_3", 0);
 	bf16_parity("BatchNormalization + Clip", bn_clip_net, "Clip_10", 1);
 	return done_testing();
 }

@@ -37,6 +37,8 @@ typedef struct conv_state {
 	                                      * (conv_prepare_bw_matmul) */
 	bool bw_direct;                      /* depthwise weight gradient
 	                                      * by conv_dw_bw_direct, ... */
+	float *dw_part;                      /* ... or by conv_dw_bw_bf16,
+	                                      * its block sums, ... */
 	struct conv_dw_geom {                /* ... on this geometry */
 		int64_t n, c, ih, iw, oh, ow, kh, kw;
 		int64_t sh, sw, ph, pw, dh, dw;  /* strides, pads, dilations */
@@ -442,6 +444,16 @@ static bool conv_dw_direct_fits(const np_xnode *x)
 	       W->dims[2] * W->dims[3] <= 64 && W->needs_grad;
 }
 
+/* ... and X and dY are stored channels-last in bf16, for
+ * conv_dw_bw_bf16? */
+static bool conv_dw_bf16_fits(const np_xnode *x)
+{
+	const np_rtensor *X = x->in[0], *Y = x->out[0];
+	return conv_dw_direct_fits(x) && np_rt_is_bf16(X) && np_rt_is_bf16(Y) &&
+	       np_rt_tag(X) == dnnl_acdb && np_rt_tag(Y) == dnnl_acdb &&
+	       np_bf16_simd_cpu();
+}
+
 /* dW[c, 0, i, j] = sum over n, oh, ow of X[n, ih, iw, c] * dY[n, oh, ow,
  * c] (ih = oh * sh - ph + i * dh, likewise iw), and dB[c] = sum of dY,
  * on channels-last f32 tensors.  Threads take blocks of 16 channels and
@@ -491,6 +503,69 @@ static void conv_dw_bw_direct(const struct conv_dw_geom *g, const float *x,
 	}
 }
 
+/* Images per block of conv_dw_bw_bf16's sums. */
+#define CONV_DW_IMAGES 4
+
+/* conv_dw_bw_direct's sums on channels-last bf16 X and dY, read where
+ * they lie: threads take blocks of CONV_DW_IMAGES images, each summing
+ * every channel (lanes across channels) into its own [taps + 2, C]
+ * block of part (the taps, dB, dY's row in f32), and the blocks are
+ * added in order: one order whatever the thread count.  Each value is
+ * read once (conv_dw_bw_direct streams X once per channel block, fine
+ * for the small late maps, not for the early 16x16 ones). */
+NP_BF16_SIMD
+static void conv_dw_bw_bf16(const struct conv_dw_geom *g,
+                            const uint16_t *x, const uint16_t *dy,
+                            float *part, float *dw, float *db)
+{
+	int64_t N = g->n, C = g->c, IH = g->ih, IW = g->iw, OH = g->oh, OW = g->ow;
+	int64_t KH = g->kh, KW = g->kw, T = KH * KW;
+	int64_t nblk = (N + CONV_DW_IMAGES - 1) / CONV_DW_IMAGES;
+	#pragma omp parallel for schedule(static)
+	for (int64_t b = 0; b < nblk; b++) {
+		float *acc = part + b * (T + 2) * C, *accb = acc + T * C;
+		float *d = accb + C;
+		int64_t n1 = (b + 1) * CONV_DW_IMAGES < N ? (b + 1) * CONV_DW_IMAGES : N;
+		memset(acc, 0, sizeof(float) * (size_t)((T + 1) * C));
+		for (int64_t n = b * CONV_DW_IMAGES; n < n1; n++)
+		for (int64_t oh = 0; oh < OH; oh++)
+		for (int64_t ow = 0; ow < OW; ow++) {
+			const uint16_t *dr = dy + ((n * OH + oh) * OW + ow) * C;
+			#pragma omp simd
+			for (int64_t c = 0; c < C; c++) {
+				d[c] = np_f32_of(dr[c]);
+				accb[c] += d[c];
+			}
+			for (int64_t i = 0; i < KH; i++) {
+				int64_t ih = oh * g->sh - g->ph + i * g->dh;
+				if (ih < 0 || ih >= IH)
+					continue;
+				for (int64_t j = 0; j < KW; j++) {
+					int64_t iw = ow * g->sw - g->pw + j * g->dw;
+					if (iw < 0 || iw >= IW)
+						continue;
+					const uint16_t *s = x + ((n * IH + ih) * IW + iw) * C;
+					float *a = acc + (i * KW + j) * C;
+					#pragma omp simd
+					for (int64_t c = 0; c < C; c++)
+						a[c] += np_f32_of(s[c]) * d[c];
+				}
+			}
+		}
+	}
+	#pragma omp parallel for schedule(static)
+	for (int64_t c = 0; c < C; c++)
+		for (int64_t t = 0; t <= T; t++) {
+			double sum = 0;
+			for (int64_t b = 0; b < nblk; b++)
+				sum += part[(b * (T + 2) + t) * C + c];
+			if (t < T)
+				dw[c * T + t] = (float)sum;
+			else if (db)
+				db[c] = (float)sum;
+		}
+}
+
 /* Where oneDNN has only a reference or gemm-based kernel for a depthwise
  * convolution's weight gradient on these layouts (MobileNet-V2's 3x3
  * ones on 1x1 and 2x2 maps, 384-960 channels: gemm:jit 10-25 ms a call,
@@ -508,6 +583,13 @@ static dnnl_status_t conv_prepare_dw_direct(conv_state *c, const np_xnode *x,
 		X->dims[0], X->dims[1], X->dims[2], X->dims[3], Y->dims[2],
 		Y->dims[3], W->dims[2], W->dims[3], m->strides[0], m->strides[1],
 		m->pad_l[0], m->pad_l[1], m->dilates[0] + 1, m->dilates[1] + 1};
+	if (conv_dw_bf16_fits(x)) {
+		int64_t nblk = (X->dims[0] + CONV_DW_IMAGES - 1) / CONV_DW_IMAGES;
+		c->dw_part = malloc(sizeof(float) * (size_t)(nblk *
+		             (W->dims[2] * W->dims[3] + 2) * X->dims[1] + 1));
+		c->bw_direct = c->dw_part != NULL;
+		return c->dw_part ? dnnl_success : dnnl_out_of_memory;
+	}
 	dnnl_status_t s = edge_init(&c->bw_ddst, eng, &m->dst, &dst, Y->grad, false,
 	                            c->bwd_data ? &c->bd_ddst : NULL);
 	if (!s)
@@ -591,6 +673,8 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 	dnnl_primitive_desc_t pd = NULL;
 	if (conv_bw_matmul_fits(x, m) && conv_prepare_bw_matmul(c, x, eng) == dnnl_success)
 		return dnnl_success;
+	if (conv_dw_bf16_fits(x))
+		return conv_prepare_dw_direct(c, x, m, eng);
 	dnnl_status_t s = dnnl_dilated_convolution_backward_weights_desc_init(
 		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
@@ -728,7 +812,8 @@ static dnnl_status_t conv_run_bwd_data(const conv_state *c, float *g,
 	return s;
 }
 
-static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
+static dnnl_status_t conv_run_bwd_weights(const np_xnode *x,
+                                          const conv_state *c, float *gw,
                                           float *gb, dnnl_stream_t stream)
 {
 	dnnl_exec_arg_t args[4] = {
@@ -737,6 +822,11 @@ static dnnl_status_t conv_run_bwd_weights(const conv_state *c, float *gw,
 		{DNNL_ARG_DIFF_WEIGHTS, c->bw_dwei.mem},
 		{DNNL_ARG_DIFF_BIAS, c->dbias},
 	};
+	if (c->dw_part) {
+		conv_dw_bw_bf16(&c->dw, x->in[0]->data,
+		                (const void *)x->out[0]->grad, c->dw_part, gw, gb);
+		return dnnl_success;
+	}
 	if (c->bw_direct) {
 		void *xs = NULL, *dy = NULL;
 		dnnl_status_t s = edge_run(&c->bw_ddst, stream);
@@ -800,7 +890,7 @@ static dnnl_status_t conv_run_bwd(const np_xnode *x, np_rt *rt,
 			return *no_memory = W->needs_grad && !gw ? W : B, dnnl_out_of_memory;
 		s = edge_bind(&c->bw_ddst, x->out[0]->grad);
 		if (!s)
-			s = conv_run_bwd_weights(c, gw, gb, stream);
+			s = conv_run_bwd_weights(x, c, gw, gb, stream);
 		if (gw)
 			np_rt_grad_done(rt, W, gw);
 		if (gb)
@@ -840,6 +930,7 @@ static void conv_destroy(np_xnode *x)
 		dnnl_primitive_destroy(c->bwd_weights);
 	if (c->fwd_pd)
 		dnnl_primitive_desc_destroy(c->fwd_pd);
+	free(c->dw_part);
 	free(c);
 	x->state = NULL;
 }
