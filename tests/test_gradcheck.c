@@ -912,24 +912,37 @@ static void bn_through_identity(gc *c)
 	c->kept[c->n_kept++] = z->name;    /* BN's backward reads it */
 }
 
+/* Conv 3x3 (16 -> 16 channels, 2 images of side x side, padded) ->
+ * BatchNormalization, its scale and shift drawn from the given
+ * distributions: the head of the two nets below.  *conv: the Conv's
+ * output. */
+static np_value *conv_bn(gc *c, int64_t side, const dist *scale,
+                         const dist *shift, np_value **conv)
+{
+	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, 2, 16, side, side), P(&small, 16, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	*conv = done(c, n);
+	np_value *bin[5] = {*conv, P(scale, 16), P(shift, 16), P(&UNIT, 16), P(&var, 16)};
+	return done(c, node(c, "BatchNormalization", bin, 5));
+}
+
 /* 16 channels, so the activations between Conv, BN, Relu, Add and
  * MaxPool stay blocked (nChw16c or nChw8c, as the CPU wants): Conv -> BN -> Relu -> Conv -> Add
  * (residual: Relu's output read twice) -> AveragePool -> Sigmoid ->
  * GlobalAveragePool (plain output for Flatten) -> Flatten -> Gemm. */
 static void blocked_net(gc *c)
 {
-	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
 	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
 	/* BN's output scale * xhat + shift stays clear of Relu's kink when
 	 * the scale is small and the shift is not (either sign). */
 	static const dist scale = {0.05f, 0.1f, 0, {0}, 0};
 	static const dist shift = {-1.5f, 1.5f, 0, {0}, 0.6f};
-	np_value *in[2] = {P(&UNIT, 2, 16, 4, 4), P(&small, 16, 16, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	np_value *z = done(c, n);
-	np_value *bin[5] = {z, P(&scale, 16), P(&shift, 16), P(&UNIT, 16), P(&var, 16)};
-	np_value *b = done(c, node(c, "BatchNormalization", bin, 5));
+	np_value *z;
+	np_node *n;
+	np_value *b = conv_bn(c, 4, &scale, &shift, &z);
 	c->kink_value = b->name;
 	c->n_kinks = 1;
 	np_value *r = op1(c, "Relu", b);
@@ -1029,20 +1042,15 @@ static void depthwise_net_s2d2(gc *c) { depthwise_net_of(c, 9, 6, 2, 2); }
  * the mask passes and clamps. */
 static void bn_clip_net(gc *c)
 {
-	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
 	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
 	static const dist scale = {0.01f, 0.03f, 0, {0}, 0};
 	static const dist shift = {-0.8f, 1.8f, 2, {0.0f, 1.0f}, 0};
-	np_value *in[2] = {P(&UNIT, 2, 16, 6, 6), P(&small, 16, 16, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	np_value *z = done(c, n);
-	np_value *bin[5] = {z, P(&scale, 16), P(&shift, 16), P(&UNIT, 16), P(&var, 16)};
-	np_value *b = done(c, node(c, "BatchNormalization", bin, 5));
+	np_value *z;
+	np_value *b = conv_bn(c, 6, &scale, &shift, &z);
 	np_value *cin[3] = {b, const_float(c, 0.0f), const_float(c, 1.0f)};
 	np_value *r = done(c, node(c, "Clip", cin, 3));
 	np_value *in2[2] = {r, P(&small, 16, 16, 3, 3)};
-	n = node(c, "Conv", in2, 2);
+	np_node *n = node(c, "Conv", in2, 2);
 	ATTR_INTS(n, "pads", 1, 1, 1, 1);
 	sigmoid_gap_gemm(c, done(c, n), 16);
 	c->blocked[c->n_blocked++] = r->name;
@@ -1391,6 +1399,20 @@ static double *run_once(void (*build)(gc *), int64_t *n, np_error *err)
 	return v;
 }
 
+/* The largest |got[i] - want[i]| over n values; *scale: the largest
+ * |want[i]|, what the difference is measured against. */
+static double max_diff(const double *got, const double *want, int64_t n,
+                       double *scale)
+{
+	double worst = 0;
+	*scale = 0;
+	for (int64_t i = 0; i < n; i++) {
+		worst = fmax(worst, fabs(got[i] - want[i]));
+		*scale = fmax(*scale, fabs(want[i]));
+	}
+	return worst;
+}
+
 /* bf16 storage (rt.h, PRECISION) against f32, the same layout: output
  * and gradients within bf16's rounding (8 significant bits, through a
  * few layers: 3% of the largest value), after a training forward and
@@ -1428,11 +1450,7 @@ static void bf16_parity(const char *what, void (*build)(gc *), const char *kept,
 			ok(0, "%s: bf16 vs f32, %s: %s", what, mode,
 			   err.msg[0] ? err.msg : "size differs");
 		} else {
-			double worst = 0, scale = 0;
-			for (int64_t i = 0; i < nf; i++) {
-				worst = fmax(worst, fabs(b[i] - f[i]));
-				scale = fmax(scale, fabs(f[i]));
-			}
+			double scale, worst = max_diff(b, f, nf, &scale);
 			int want = run_nhwc ? clamps : 0;
 			ok(run_bf16_seen && worst <= 3e-2 * fmax(scale, 1.0) &&
 			   run_fused == want,
@@ -1469,11 +1487,7 @@ static void layout_parity(const char *what, void (*build)(gc *))
 	if (!b || !p || nb != np_) {
 		ok(0, "%s: blocked vs plain layout: %s", what, err.msg[0] ? err.msg : "size differs");
 	} else {
-		double worst = 0, scale = 0;
-		for (int64_t i = 0; i < nb; i++) {
-			worst = fmax(worst, fabs(b[i] - p[i]));
-			scale = fmax(scale, fabs(p[i]));
-		}
+		double scale, worst = max_diff(b, p, nb, &scale);
 		ok(worst <= 1e-5 * fmax(scale, 1.0),
 		   "%s: blocked vs plain layout, output and gradients: max |diff| %.3g (scale %.3g)",
 		   what, worst, scale);

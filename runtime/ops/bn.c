@@ -157,11 +157,14 @@ static int64_t bn_block(int64_t b, int64_t rows, int64_t *r0)
 	return *r0 + BN_ROWS < rows ? *r0 + BN_ROWS : rows;
 }
 
-/* part[b] = sums over block b of u = x - K and of u * u: [2, c]. */
+/* part[b] = two sums over block b's rows, [2, c]: without dy, of
+ * u = x - center and of u * u; with dy, of d and of d * (x - center),
+ * d = dy where the clamp passed (lo < x * a + sh < hi), else 0. */
 NP_BF16_SIMD
-static void bn_direct_stat_sums(const uint16_t *x, const float *K,
-                                int64_t rows, int64_t c,
-                                int64_t nblk, float *part)
+static void bn_direct_sums(const uint16_t *x, const uint16_t *dy,
+                           const float *center, const float *a,
+                           const float *sh, bn_clamp cl, int64_t rows,
+                           int64_t c, int64_t nblk, float *part)
 {
 	#pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nblk; b++) {
@@ -169,39 +172,22 @@ static void bn_direct_stat_sums(const uint16_t *x, const float *K,
 		int64_t r0, r1 = bn_block(b, rows, &r0);
 		memset(su, 0, sizeof(float) * 2 * (size_t)c);
 		for (int64_t r = r0; r < r1; r++) {
-			const uint16_t *xr = x + r * c;
-			#pragma omp simd
-			for (int64_t k = 0; k < c; k++) {
-				float u = np_f32_of(xr[k]) - K[k];
-				su[k] += u;
-				sv[k] += u * u;
+			const uint16_t *xr = x + r * c, *dr = dy ? dy + r * c : NULL;
+			if (!dr) {
+				#pragma omp simd
+				for (int64_t k = 0; k < c; k++) {
+					float u = np_f32_of(xr[k]) - center[k];
+					su[k] += u;
+					sv[k] += u * u;
+				}
+				continue;
 			}
-		}
-	}
-}
-
-/* part[b] = sums over block b of d and d * (x - mean), d = dy where the
- * clamp passed (lo < x * a + sh < hi), else 0. */
-NP_BF16_SIMD
-static void bn_direct_grad_sums(const uint16_t *x, const uint16_t *dy,
-                                const float *mean, const float *a,
-                                const float *sh, bn_clamp cl,
-                                int64_t rows, int64_t c,
-                                int64_t nblk, float *part)
-{
-	#pragma omp parallel for schedule(static)
-	for (int64_t b = 0; b < nblk; b++) {
-		float *su = part + b * 2 * c, *sv = su + c;
-		int64_t r0, r1 = bn_block(b, rows, &r0);
-		memset(su, 0, sizeof(float) * 2 * (size_t)c);
-		for (int64_t r = r0; r < r1; r++) {
-			const uint16_t *xr = x + r * c, *dr = dy + r * c;
 			#pragma omp simd
 			for (int64_t k = 0; k < c; k++) {
 				float xv = np_f32_of(xr[k]), v = xv * a[k] + sh[k];
 				float d = v > cl.lo && v < cl.hi ? np_f32_of(dr[k]) : 0.0f;
 				su[k] += d;
-				sv[k] += d * (xv - mean[k]);
+				sv[k] += d * (xv - center[k]);
 			}
 		}
 	}
@@ -236,7 +222,7 @@ static void bn_direct_norm(const uint16_t *x, const float *a,
 	}
 }
 
-/* dx = d * ga + x * gq + gsh, d as in bn_direct_grad_sums. */
+/* dx = d * ga + x * gq + gsh, d as in bn_direct_sums. */
 NP_BF16_SIMD
 static void bn_direct_grad(const uint16_t *x, const uint16_t *dy,
                            const float *a, const float *sh,
@@ -268,10 +254,12 @@ static void bn_direct_stats(const np_xnode *x, bn_state *b)
 	float *K = b->coef + 2 * c;
 	for (int64_t k = 0; k < c; k++)
 		K[k] = 0;
-	bn_direct_stat_sums(X, K, bn_block(0, rows, &r0), c, 1, b->part);
+	bn_clamp none = {-INFINITY, INFINITY};
+	bn_direct_sums(X, NULL, K, NULL, NULL, none, bn_block(0, rows, &r0), c,
+	               1, b->part);
 	for (int64_t k = 0; k < c; k++)
 		K[k] = b->part[k] / (float)bn_block(0, rows, &r0);
-	bn_direct_stat_sums(X, K, rows, c, b->nblk, b->part);
+	bn_direct_sums(X, NULL, K, NULL, NULL, none, rows, c, b->nblk, b->part);
 	bn_direct_total(b->part, c, b->nblk, u, v);
 	for (int64_t k = 0; k < c; k++) {
 		double m = u[k] / (double)rows, var = v[k] / (double)rows - m * m;
@@ -330,7 +318,7 @@ static void bn_direct_backward(const np_xnode *x, const bn_state *b,
 	bn_clamp cl = bn_clamp_of(x);
 	bn_used_stats(x, b, &mean, &var);
 	bn_direct_map(x, b);
-	bn_direct_grad_sums(X, dy, mean, a, sh, cl, rows, c, b->nblk, b->part);
+	bn_direct_sums(X, dy, mean, a, sh, cl, rows, c, b->nblk, b->part);
 	bn_direct_total(b->part, c, b->nblk, u, v);
 	for (int64_t k = 0; k < c; k++) {
 		float inv = 1 / sqrtf(var[k] + b->eps);
