@@ -1130,31 +1130,26 @@ static np_rtensor *np_inplace_source(const np_rt *rt, np_plan *p,
 }
 
 /* The clamp node that node i may take over (rt.h, PLANS: fused clamps):
- * the only reader of its output 0, reading it as input 0, when that
- * value could be written over in place and is not watched. */
-static np_xnode *np_fusable_clamp(np_rt *rt, np_plan *p, int i)
+ * the only reader of its output 0, reading it as input 0, when the clamp
+ * could write over that value in place (np_inplace_ok: i's backward
+ * does not read it either) and it is not watched.  producer: as
+ * np_inplace_ok, filled up to node i. */
+static np_xnode *np_fusable_clamp(np_rt *rt, np_plan *p, int i,
+                                  const int *producer)
 {
-	const np_graph *g = rt->m->graph;
 	np_xnode *x = &p->x[i], *c = NULL;
 	np_rtensor *y = x->n_out > 0 ? x->out[0] : NULL;
 	float lo, hi;
-	if (x->folded || !x->op->absorbs_clamp || !y || y->n_consumers != 1)
+	if (!x->op->absorbs_clamp || !y || y->n_consumers != 1)
 		return NULL;
 	for (int j = i + 1; j < p->n_x && !c; j++)
 		if (!p->x[j].folded && p->x[j].n_in > 0 && p->x[j].in[0] == y)
 			c = &p->x[j];
-	if (!c || !c->op->clamp || c->n_out < 1 || !c->out[0])
+	if (!c || !c->op->clamp || c->n_out < 1 || !c->out[0] ||
+	    !np_inplace_ok(rt, p, c, 0, producer) || !c->op->clamp(c, &lo, &hi) ||
+	    !x->op->absorbs_clamp(x))
 		return NULL;
 	int id = (int)(y - p->t);
-	const np_rtensor *z = c->out[0];
-	if (y->is_const || y->is_param || y->borrowed ||
-	    g->values[id]->is_output || g->values[z - p->t]->is_output ||
-	    z->dtype != y->dtype || z->nelem != y->nelem || y->nelem == 0 ||
-	    z->blocked != y->blocked ||
-	    (y->blocked && !dnnl_memory_desc_equal(&y->md, &z->md)))
-		return NULL;
-	if (!c->op->clamp(c, &lo, &hi) || !x->op->absorbs_clamp(x))
-		return NULL;
 	if (rt->watch[id] > 0) {
 		p->kept_by_watch[id] = true;
 		return NULL;
@@ -1175,9 +1170,6 @@ static np_status np_plan_buffers(np_rt *rt, np_plan *p, np_error *err)
 	}
 	for (int i = 0; i < p->n_t; i++)
 		producer[i] = -1;
-	for (int i = 0; i < p->n_x; i++)
-		if ((p->x[i].clamp_next = np_fusable_clamp(rt, p, i)))
-			p->x[i].clamp_next->absorbed = true;
 	np_status st = NP_OK;
 	for (int i = 0; st == NP_OK && i < p->n_x; i++) {
 		np_xnode *x = &p->x[i];
@@ -1199,6 +1191,8 @@ static np_status np_plan_buffers(np_rt *rt, np_plan *p, np_error *err)
 			if (!x->out[k]->in_place)
 				st = np_alloc_data(x->out[k], x, err);
 		}
+		if ((x->clamp_next = np_fusable_clamp(rt, p, i, producer)))
+			x->clamp_next->absorbed = true;
 	}
 	free(producer);
 	return st;

@@ -575,6 +575,20 @@ static void conv_depthwise(gc *c)
 	set_output(c, done(c, n));
 }
 
+/* A depthwise Conv 3x3 with bias over x's ch channels, padded by its
+ * dilation. */
+static np_value *depthwise3x3(gc *c, np_value *x, int64_t ch, int64_t stride,
+                              int64_t dilation)
+{
+	np_value *in[3] = {x, P(&UNIT, ch, 1, 3, 3), P(&UNIT, ch)};
+	np_node *n = node(c, "Conv", in, 3);
+	np_node_set_attr_int(n, "group", ch);
+	ATTR_INTS(n, "pads", dilation, dilation, dilation, dilation);
+	ATTR_INTS(n, "strides", stride, stride);
+	ATTR_INTS(n, "dilations", dilation, dilation);
+	return done(c, n);
+}
+
 /* MobileNet-V2's late depthwise convolutions: many channels, a map
  * smaller than the kernel.  oneDNN has no jit_dw backward weights for
  * them; conv.c computes the weight and bias gradients itself
@@ -582,14 +596,8 @@ static void conv_depthwise(gc *c)
 static void conv_depthwise_tiny(gc *c, int64_t side, int64_t stride,
                                 int64_t dilation)
 {
-	np_value *in[3] = {P(&UNIT, 2, 32, side, side), P(&UNIT, 32, 1, 3, 3),
-	                   P(&UNIT, 32)};
-	np_node *n = node(c, "Conv", in, 3);
-	np_node_set_attr_int(n, "group", 32);
-	ATTR_INTS(n, "pads", dilation, dilation, dilation, dilation);
-	ATTR_INTS(n, "strides", stride, stride);
-	ATTR_INTS(n, "dilations", dilation, dilation);
-	set_output(c, done(c, n));
+	np_value *x = P(&UNIT, 2, 32, side, side);
+	set_output(c, depthwise3x3(c, x, 32, stride, dilation));
 }
 
 static void conv_depthwise_1x1_map(gc *c) { conv_depthwise_tiny(c, 1, 1, 1); }
@@ -912,19 +920,25 @@ static void bn_through_identity(gc *c)
 	c->kept[c->n_kept++] = z->name;    /* BN's backward reads it */
 }
 
-/* Conv 3x3 (16 -> 16 channels, 2 images of side x side, padded) ->
- * BatchNormalization, its scale and shift drawn from the given
- * distributions: the head of the two nets below.  *conv: the Conv's
- * output. */
+/* Conv 3x3 (16 -> out_ch channels, batch images of side x side,
+ * padded): where the nets below start. */
+static np_value *conv3x3_in(gc *c, int64_t batch, int64_t side, int64_t out_ch)
+{
+	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
+	np_value *in[2] = {P(&UNIT, batch, 16, side, side), P(&small, out_ch, 16, 3, 3)};
+	np_node *n = node(c, "Conv", in, 2);
+	ATTR_INTS(n, "pads", 1, 1, 1, 1);
+	return done(c, n);
+}
+
+/* conv3x3_in (16 -> 16, 2 images of side x side) -> BatchNormalization,
+ * its scale and shift drawn from the given distributions: the head of
+ * the two nets below.  *conv: the Conv's output. */
 static np_value *conv_bn(gc *c, int64_t side, const dist *scale,
                          const dist *shift, np_value **conv)
 {
 	static const dist var = {0.5f, 1.5f, 0, {0}, 0};
-	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
-	np_value *in[2] = {P(&UNIT, 2, 16, side, side), P(&small, 16, 16, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	*conv = done(c, n);
+	*conv = conv3x3_in(c, 2, side, 16);
 	np_value *bin[5] = {*conv, P(scale, 16), P(shift, 16), P(&UNIT, 16), P(&var, 16)};
 	return done(c, node(c, "BatchNormalization", bin, 5));
 }
@@ -970,16 +984,11 @@ static void blocked_net(gc *c)
 	c->kept[c->n_kept++] = r->name;
 }
 
-/* Conv 3x3 (16 -> out_ch channels, batch images of side x side) ->
- * Sigmoid: the blocked value the nets below start from. */
+/* conv3x3_in -> Sigmoid: the blocked value the nets below start from. */
 static np_value *conv_sigmoid_in(gc *c, int64_t batch, int64_t side,
                                  int64_t out_ch)
 {
-	static const dist small = {-0.3f, 0.3f, 0, {0}, 0};
-	np_value *in[2] = {P(&UNIT, batch, 16, side, side), P(&small, out_ch, 16, 3, 3)};
-	np_node *n = node(c, "Conv", in, 2);
-	ATTR_INTS(n, "pads", 1, 1, 1, 1);
-	return op1(c, "Sigmoid", done(c, n));
+	return op1(c, "Sigmoid", conv3x3_in(c, batch, side, out_ch));
 }
 
 /* z -> Sigmoid -> GlobalAveragePool -> Flatten -> Gemm (ch -> 3): the
@@ -1016,13 +1025,7 @@ static void depthwise_net_of(gc *c, int64_t batch, int64_t side,
                              int64_t stride, int64_t dilation)
 {
 	np_value *s1 = conv_sigmoid_in(c, batch, side, 32);
-	np_value *in2[3] = {s1, P(&UNIT, 32, 1, 3, 3), P(&UNIT, 32)};
-	np_node *n = node(c, "Conv", in2, 3);
-	np_node_set_attr_int(n, "group", 32);
-	ATTR_INTS(n, "pads", dilation, dilation, dilation, dilation);
-	ATTR_INTS(n, "strides", stride, stride);
-	ATTR_INTS(n, "dilations", dilation, dilation);
-	np_value *s2 = sigmoid_gap_gemm(c, done(c, n), 32);
+	np_value *s2 = sigmoid_gap_gemm(c, depthwise3x3(c, s1, 32, stride, dilation), 32);
 	c->blocked[c->n_blocked++] = s1->name;
 	c->blocked[c->n_blocked++] = s2->name;
 }

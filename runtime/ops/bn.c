@@ -249,16 +249,16 @@ static void bn_direct_grad(const uint16_t *x, const uint16_t *dy,
 static void bn_direct_stats(const np_xnode *x, bn_state *b)
 {
 	int64_t c = b->c, rows = b->n * b->inner, r0;
+	int64_t n0 = bn_block(0, rows, &r0);      /* the first block's rows */
 	const uint16_t *X = x->in[0]->data;
 	double *u = b->tot, *v = u + c;
 	float *K = b->coef + 2 * c;
 	for (int64_t k = 0; k < c; k++)
 		K[k] = 0;
 	bn_clamp none = {-INFINITY, INFINITY};
-	bn_direct_sums(X, NULL, K, NULL, NULL, none, bn_block(0, rows, &r0), c,
-	               1, b->part);
+	bn_direct_sums(X, NULL, K, NULL, NULL, none, n0, c, 1, b->part);
 	for (int64_t k = 0; k < c; k++)
-		K[k] = b->part[k] / (float)bn_block(0, rows, &r0);
+		K[k] = b->part[k] / (float)n0;
 	bn_direct_sums(X, NULL, K, NULL, NULL, none, rows, c, b->nblk, b->part);
 	bn_direct_total(b->part, c, b->nblk, u, v);
 	for (int64_t k = 0; k < c; k++) {

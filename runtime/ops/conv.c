@@ -566,6 +566,17 @@ static void conv_dw_bw_bf16(const struct conv_dw_geom *g,
 		}
 }
 
+/* The geometry the direct depthwise loops read (conv_state.dw). */
+static void conv_dw_geom_init(conv_state *c, const np_xnode *x,
+                              const conv_mds *m)
+{
+	const np_rtensor *X = x->in[0], *W = x->in[1], *Y = x->out[0];
+	c->dw = (struct conv_dw_geom){
+		X->dims[0], X->dims[1], X->dims[2], X->dims[3], Y->dims[2],
+		Y->dims[3], W->dims[2], W->dims[3], m->strides[0], m->strides[1],
+		m->pad_l[0], m->pad_l[1], m->dilates[0] + 1, m->dilates[1] + 1};
+}
+
 /* Where oneDNN has only a reference or gemm-based kernel for a depthwise
  * convolution's weight gradient on these layouts (MobileNet-V2's 3x3
  * ones on 1x1 and 2x2 maps, 384-960 channels: gemm:jit 10-25 ms a call,
@@ -575,27 +586,30 @@ static void conv_dw_bw_bf16(const struct conv_dw_geom *g,
 static dnnl_status_t conv_prepare_dw_direct(conv_state *c, const np_xnode *x,
                                            const conv_mds *m, dnnl_engine_t eng)
 {
-	const np_rtensor *X = x->in[0], *W = x->in[1], *Y = x->out[0];
 	dnnl_memory_desc_t src, dst;
 	dnnl_memory_desc_init_by_tag(&src, 4, m->src.dims, dnnl_f32, dnnl_nhwc);
 	dnnl_memory_desc_init_by_tag(&dst, 4, m->dst.dims, dnnl_f32, dnnl_nhwc);
-	c->dw = (struct conv_dw_geom){
-		X->dims[0], X->dims[1], X->dims[2], X->dims[3], Y->dims[2],
-		Y->dims[3], W->dims[2], W->dims[3], m->strides[0], m->strides[1],
-		m->pad_l[0], m->pad_l[1], m->dilates[0] + 1, m->dilates[1] + 1};
-	if (conv_dw_bf16_fits(x)) {
-		int64_t nblk = (X->dims[0] + CONV_DW_IMAGES - 1) / CONV_DW_IMAGES;
-		c->dw_part = malloc(sizeof(float) * (size_t)(nblk *
-		             (W->dims[2] * W->dims[3] + 2) * X->dims[1] + 1));
-		c->bw_direct = c->dw_part != NULL;
-		return c->dw_part ? dnnl_success : dnnl_out_of_memory;
-	}
-	dnnl_status_t s = edge_init(&c->bw_ddst, eng, &m->dst, &dst, Y->grad, false,
-	                            c->bwd_data ? &c->bd_ddst : NULL);
+	conv_dw_geom_init(c, x, m);
+	dnnl_status_t s = edge_init(&c->bw_ddst, eng, &m->dst, &dst, x->out[0]->grad,
+	                            false, c->bwd_data ? &c->bd_ddst : NULL);
 	if (!s)
-		s = edge_init(&c->bw_src, eng, &m->src, &src, X->data, false, &c->src);
+		s = edge_init(&c->bw_src, eng, &m->src, &src, x->in[0]->data, false,
+		              &c->src);
 	c->bw_direct = !s;
 	return s;
+}
+
+/* Between bf16 channels-last values, conv_dw_bw_bf16 on the stored
+ * values: no edges, only its block sums. */
+static dnnl_status_t conv_prepare_dw_bf16(conv_state *c, const np_xnode *x,
+                                         const conv_mds *m)
+{
+	int64_t nblk = (x->in[0]->dims[0] + CONV_DW_IMAGES - 1) / CONV_DW_IMAGES;
+	conv_dw_geom_init(c, x, m);
+	c->dw_part = malloc(sizeof(float) * (size_t)(nblk *
+	             (c->dw.kh * c->dw.kw + 2) * c->dw.c + 1));
+	c->bw_direct = c->dw_part != NULL;
+	return c->dw_part ? dnnl_success : dnnl_out_of_memory;
 }
 
 /* A 1x1 convolution, stride 1, no padding, group 1, between
@@ -674,7 +688,7 @@ static dnnl_status_t conv_prepare_bwd_weights(conv_state *c, const np_xnode *x,
 	if (conv_bw_matmul_fits(x, m) && conv_prepare_bw_matmul(c, x, eng) == dnnl_success)
 		return dnnl_success;
 	if (conv_dw_bf16_fits(x))
-		return conv_prepare_dw_direct(c, x, m, eng);
+		return conv_prepare_dw_bf16(c, x, m);
 	dnnl_status_t s = dnnl_dilated_convolution_backward_weights_desc_init(
 		&d, dnnl_convolution_direct, &m->any_src, &m->any_wei,
 		m->has_bias ? &m->bias : NULL, &m->any_dst, m->strides,
